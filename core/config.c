@@ -1,0 +1,232 @@
+/* config.c - defaults and the command line. Every limit here names the RFC
+ * that motivates its default; see README.md for the user-facing table. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static const char usage_text[] =
+    "usage: luamta [--listen ADDR:PORT]... [--script FILE] [--hostname NAME]\n"
+    "              [--max-size BYTES] [--max-recipients N] [--timeout SECS]\n"
+    "              [--data-timeout SECS] [--max-connections N] [--max-per-ip N]\n"
+    "              [--bare-lf reject|fix|allow] [--log-level error|warn|info|debug]\n"
+    "              [--ready-file FILE] [--hook-timeout SECS] [--hook-instructions N]\n"
+    "              [--lua-memory BYTES] [--check] [--version] [--help]\n";
+
+enum {
+	OPT_LISTEN = 256, OPT_SCRIPT, OPT_HOSTNAME, OPT_MAX_SIZE, OPT_MAX_RCPT,
+	OPT_TIMEOUT, OPT_DATA_TIMEOUT, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_BARE_LF,
+	OPT_LOG_LEVEL, OPT_READY_FILE, OPT_HOOK_TIMEOUT, OPT_HOOK_INSNS,
+	OPT_LUA_MEMORY, OPT_CHECK, OPT_VERSION, OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "script", required_argument, NULL, OPT_SCRIPT },
+	{ "hostname", required_argument, NULL, OPT_HOSTNAME },
+	{ "max-size", required_argument, NULL, OPT_MAX_SIZE },
+	{ "max-recipients", required_argument, NULL, OPT_MAX_RCPT },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "data-timeout", required_argument, NULL, OPT_DATA_TIMEOUT },
+	{ "max-connections", required_argument, NULL, OPT_MAX_CONN },
+	{ "max-per-ip", required_argument, NULL, OPT_MAX_PER_IP },
+	{ "bare-lf", required_argument, NULL, OPT_BARE_LF },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "ready-file", required_argument, NULL, OPT_READY_FILE },
+	{ "hook-timeout", required_argument, NULL, OPT_HOOK_TIMEOUT },
+	{ "hook-instructions", required_argument, NULL, OPT_HOOK_INSNS },
+	{ "lua-memory", required_argument, NULL, OPT_LUA_MEMORY },
+	{ "check", no_argument, NULL, OPT_CHECK },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int
+parse_num(const char *opt, const char *s, double min, double max, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+		fprintf(stderr, "luamta: --%s: invalid value '%s' (%g..%g)\n", opt, s,
+		    min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* "1.2.3.4:25", "[::1]:25". The address must be numeric: resolving names
+ * at startup would make binding depend on DNS. */
+static int
+parse_listen(struct config *cfg, const char *s)
+{
+	struct config_listen *l;
+	const char *colon, *host = s;
+	size_t hlen;
+	double port;
+
+	if (cfg->nlisten == CONFIG_LISTEN_MAX) {
+		fprintf(stderr, "luamta: too many --listen (max %d)\n", CONFIG_LISTEN_MAX);
+		return -1;
+	}
+	if (*s == '[') {
+		const char *rb = strchr(s, ']');
+		if (rb == NULL || rb[1] != ':')
+			goto bad;
+		host = s + 1;
+		hlen = (size_t)(rb - host);
+		colon = rb + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			goto bad;
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0 || hlen >= sizeof(l->host))
+		goto bad;
+	if (parse_num("listen", colon + 1, 0, 65535, &port) == -1)
+		return -1;
+	l = &cfg->listen[cfg->nlisten++];
+	memcpy(l->host, host, hlen);
+	l->host[hlen] = '\0';
+	l->port = (int)port;
+	return 0;
+bad:
+	fprintf(stderr, "luamta: --listen: expected ADDR:PORT or [ADDR6]:PORT, got '%s'\n", s);
+	return -1;
+}
+
+int
+config_parse(struct config *cfg, int argc, char **argv)
+{
+	enum log_level lvl;
+	double v;
+	int c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (gethostname(cfg->hostname, sizeof(cfg->hostname) - 1) == -1 ||
+	    cfg->hostname[0] == '\0')
+		strcpy(cfg->hostname, "localhost");
+	cfg->max_size = 32u << 20;
+	cfg->max_recipients = 1000;      /* Postfix smtpd_recipient_limit */
+	cfg->timeout = 300;
+	cfg->data_timeout = 300;
+	cfg->max_connections = 1024;
+	cfg->max_per_ip = 0;
+	cfg->bare = SMTP_BARE_REJECT;
+	cfg->log_level = LOG_INFO;
+	cfg->hook_timeout = 5;
+	cfg->hook_instructions = 100000000;
+	cfg->lua_memory = 256u << 20;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_LISTEN:
+			if (parse_listen(cfg, optarg) == -1)
+				return -1;
+			break;
+		case OPT_SCRIPT:
+			cfg->script = optarg;
+			break;
+		case OPT_HOSTNAME:
+			if (strlen(optarg) == 0 || strlen(optarg) >= sizeof(cfg->hostname) ||
+			    strpbrk(optarg, " \r\n\t") != NULL) {
+				fprintf(stderr, "luamta: --hostname: invalid name\n");
+				return -1;
+			}
+			strcpy(cfg->hostname, optarg);
+			break;
+		case OPT_MAX_SIZE:
+			if (parse_num("max-size", optarg, 1, 1e12, &v) == -1)
+				return -1;
+			cfg->max_size = (size_t)v;
+			break;
+		case OPT_MAX_RCPT:
+			if (parse_num("max-recipients", optarg, 1, 1e6, &v) == -1)
+				return -1;
+			cfg->max_recipients = (int)v;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_num("timeout", optarg, 0.01, 86400, &cfg->timeout) == -1)
+				return -1;
+			break;
+		case OPT_DATA_TIMEOUT:
+			if (parse_num("data-timeout", optarg, 0.01, 86400, &cfg->data_timeout) == -1)
+				return -1;
+			break;
+		case OPT_MAX_CONN:
+			if (parse_num("max-connections", optarg, 1, 1e7, &v) == -1)
+				return -1;
+			cfg->max_connections = (int)v;
+			break;
+		case OPT_MAX_PER_IP:
+			if (parse_num("max-per-ip", optarg, 0, 1e7, &v) == -1)
+				return -1;
+			cfg->max_per_ip = (int)v;
+			break;
+		case OPT_BARE_LF:
+			if (smtp_bare_parse(optarg, &cfg->bare) == -1) {
+				fprintf(stderr, "luamta: --bare-lf: expected reject, fix or allow\n");
+				return -1;
+			}
+			break;
+		case OPT_LOG_LEVEL:
+			if (log_level_parse(optarg, &lvl) == -1) {
+				fprintf(stderr, "luamta: --log-level: expected error, warn, info or debug\n");
+				return -1;
+			}
+			cfg->log_level = (int)lvl;
+			break;
+		case OPT_READY_FILE:
+			cfg->ready_file = optarg;
+			break;
+		case OPT_HOOK_TIMEOUT:
+			if (parse_num("hook-timeout", optarg, 0.001, 3600, &cfg->hook_timeout) == -1)
+				return -1;
+			break;
+		case OPT_HOOK_INSNS:
+			if (parse_num("hook-instructions", optarg, 1000, 1e15, &v) == -1)
+				return -1;
+			cfg->hook_instructions = (long)v;
+			break;
+		case OPT_LUA_MEMORY:
+			if (parse_num("lua-memory", optarg, 1 << 20, 1e12, &v) == -1)
+				return -1;
+			cfg->lua_memory = (size_t)v;
+			break;
+		case OPT_CHECK:
+			cfg->check = 1;
+			break;
+		case OPT_VERSION:
+			printf("luamta %s\n", LUAMTA_VERSION);
+			return 1;
+		case OPT_HELP:
+			fputs(usage_text, stdout);
+			return 1;
+		default:
+			fputs(usage_text, stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "luamta: unexpected argument '%s'\n", argv[optind]);
+		fputs(usage_text, stderr);
+		return -1;
+	}
+	if (cfg->nlisten == 0) {
+		strcpy(cfg->listen[0].host, "127.0.0.1");
+		cfg->listen[0].port = 2525;
+		cfg->nlisten = 1;
+	}
+	return 0;
+}

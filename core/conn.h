@@ -1,0 +1,62 @@
+/* conn.h - one client socket on the event loop (plaintext for now; TLS will
+ * slot in underneath). Fills an input buffer, drains an output queue, runs
+ * an idle timer; knows nothing of SMTP.
+ * Reading goes on while the owner is busy (a hook is pending) until the
+ * input holds CONN_INPUT_HIGH bytes, so a client that hangs up mid-hook is
+ * noticed at once. */
+#ifndef LUAMTA_CONN_H
+#define LUAMTA_CONN_H
+
+#include <stddef.h>
+
+#include <ev.h>
+
+#include "buf.h"
+
+#define CONN_READ_CHUNK  16384
+#define CONN_INPUT_HIGH  65536   /* stop reading past this much unprocessed input */
+
+struct conn; /* opaque */
+
+enum conn_event {
+	CONN_DATAIN = 0, /* new bytes in conn_input() */
+	CONN_DRAINED,    /* the output queue became empty */
+	CONN_TIMEOUT,    /* the idle timer expired */
+	CONN_CLOSED,     /* the peer closed its side (after any buffered input) */
+	CONN_ERROR,      /* read/write error, see conn_strerror() */
+};
+const char *conn_event_str(enum conn_event);
+
+/* Called from the loop. The callback must not free the conn; it may call
+ * anything else here. */
+typedef void conn_cb(struct conn *, enum conn_event, void *arg);
+
+/* Takes ownership of fd (made non-blocking, TCP_NODELAY); conn_free()
+ * closes it. Returns NULL when out of memory (fd is then closed). */
+struct conn *conn_new(struct ev_loop *, int fd, conn_cb *, void *arg);
+void conn_free(struct conn *); /* NULL is a no-op */
+
+/* Unprocessed input; the owner consumes what it parsed. */
+struct buf *conn_input(struct conn *);
+
+/* Queues bytes for the peer; nothing is written until conn_flush() (so a
+ * batch of pipelined replies leaves in one write). 0 or -1 (ENOMEM). */
+int conn_write(struct conn *, const void *, size_t);
+/* Writes what is queued now; the rest goes out when the socket allows and
+ * CONN_DRAINED follows. */
+void conn_flush(struct conn *);
+size_t conn_output_pending(const struct conn *);
+
+/* Stops (1) or restarts (0) reading altogether. */
+void conn_pause(struct conn *, int paused);
+/* (Re)arms the idle timer: CONN_TIMEOUT after secs without input. */
+void conn_set_timeout(struct conn *, double secs);
+/* Shuts down the reading side and drops buffered input (for closing). */
+void conn_shutdown_input(struct conn *);
+/* Gives idle buffers back to the allocator. */
+void conn_trim(struct conn *);
+
+const char *conn_strerror(const struct conn *);
+int conn_fd(const struct conn *);
+
+#endif

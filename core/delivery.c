@@ -1,0 +1,502 @@
+/* delivery.c - local delivery: Maildir, mbox and a debugging dump to an fd.
+ * Every call writes and fsyncs before it returns, so a 0 means the message
+ * is on disk. Errors come back as text; logging and the SMTP reply are the
+ * caller's business. Messages arrive with CRLF line endings from DATA. */
+
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "delivery.h"
+
+#ifndef PATH_MAX
+#define PATH_MAX	4096
+#endif
+#ifndef HOST_NAME_MAX
+#define HOST_NAME_MAX	255
+#endif
+
+/* "<secs>.M<usecs>P<pid>Q<counter>." is under 80 bytes; an escaped hostname
+ * takes at most four bytes per character. */
+#define DELIVERY_NAME_MAX	(80 + 4 * HOST_NAME_MAX + 1)
+
+/* The sizing pass may add a byte per line; refuse sizes where that sum
+ * could wrap rather than reason about it per call. */
+#define DELIVERY_LEN_MAX	(SIZE_MAX / 4)
+
+/* Makes Maildir names unique within this process when two deliveries fall
+ * in the same microsecond; the only mutable global in this file. */
+static unsigned long delivery_maildir_seq;
+
+/* The output is built in two passes over the same code: first with buf
+ * NULL to count the bytes, then into a buffer of exactly that size. */
+struct delivery_out {
+	char	*buf;	/* NULL on the sizing pass */
+	size_t	 len;	/* bytes counted or written so far */
+};
+
+static const char *const delivery_wday[] = {
+	"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
+};
+static const char *const delivery_mon[] = {
+	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+};
+
+static void delivery_err(char *, size_t, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+delivery_err(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (err == NULL || errsz == 0)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(err, errsz, fmt, ap);
+	va_end(ap);
+}
+
+/* "<kind> <op> <path>: <strerror(errno)>"; call it before anything that
+ * may change errno. */
+static void
+delivery_syserr(char *err, size_t errsz, const char *kind, const char *op,
+    const char *path)
+{
+	delivery_err(err, errsz, "%s: %s %s: %s", kind, op, path,
+	    strerror(errno));
+}
+
+/* Writes all n bytes; a short write (signal, quota, file size limit) is
+ * followed by another write, which then reports the real error. */
+static int
+delivery_write(int fd, const char *p, size_t n)
+{
+	ssize_t	 w;
+
+	while (n > 0) {
+		if ((w = write(fd, p, n)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (w == 0) {
+			/* Not expected for files or pipes; do not spin. */
+			errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void
+delivery_put(struct delivery_out *o, const char *s, size_t n)
+{
+	if (n == 0)
+		return;
+	if (o->buf != NULL)
+		memcpy(o->buf + o->len, s, n);
+	o->len += n;
+}
+
+static void
+delivery_puts(struct delivery_out *o, const char *s)
+{
+	delivery_put(o, s, strlen(s));
+}
+
+/* The message with every line ending in a single LF: the CR of a CRLF is
+ * dropped (a bare CR elsewhere is kept) and a last line without an end
+ * gets one, so what follows always starts on a line of its own. With
+ * mboxrd set, a line matching ^>*From  gets one more '>', which a reader
+ * strips again, so quoting is reversible (unlike the older mboxo). */
+static void
+delivery_put_message(struct delivery_out *o, const char *data, size_t len,
+    int mboxrd)
+{
+	const char	*p, *end, *nl, *q;
+	size_t		 n;
+
+	if (len == 0)
+		return;
+	p = data;
+	end = data + len;
+	while (p < end) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		if (mboxrd) {
+			for (q = p; q < nl && *q == '>'; q++)
+				;
+			if (nl - q >= 5 && memcmp(q, "From ", 5) == 0)
+				delivery_put(o, ">", 1);
+		}
+		n = (size_t)(nl - p);
+		if (n > 0 && p[n - 1] == '\r')
+			n--;
+		delivery_put(o, p, n);
+		delivery_put(o, "\n", 1);
+		p = nl < end ? nl + 1 : end;
+	}
+}
+
+/* Joins up to three components with '/'; c may be NULL. */
+static int
+delivery_path(char *buf, size_t bufsz, const char *a, const char *b,
+    const char *c)
+{
+	int	 r;
+
+	if (c == NULL)
+		r = snprintf(buf, bufsz, "%s/%s", a, b);
+	else
+		r = snprintf(buf, bufsz, "%s/%s/%s", a, b, c);
+	if (r < 0 || (size_t)r >= bufsz) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+/* Creates dir and its three subdirectories. EEXIST is fine: the directory
+ * may be there already, or another process may have won a race to make it.
+ * Only dir itself is created, not its parents, so a typo in the
+ * configuration fails loudly instead of growing a tree somewhere. */
+static int
+delivery_maildir_mkdirs(const char *dir, char *err, size_t errsz)
+{
+	static const char *const sub[] = { "tmp", "new", "cur" };
+	char	 path[PATH_MAX];
+	size_t	 i;
+
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		delivery_syserr(err, errsz, "maildir", "mkdir", dir);
+		return -1;
+	}
+	for (i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+		if (delivery_path(path, sizeof(path), dir, sub[i], NULL) == -1) {
+			delivery_syserr(err, errsz, "maildir", "mkdir", dir);
+			return -1;
+		}
+		if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+			delivery_syserr(err, errsz, "maildir", "mkdir", path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* "<secs>.M<usecs>P<pid>Q<counter>.<host>". The hostname is escaped
+ * because '/' would make it a path and ':' starts the info part that
+ * readers parse in cur/. */
+static int
+delivery_maildir_name(char *buf, size_t bufsz)
+{
+	struct timeval	 tv;
+	char		 host[HOST_NAME_MAX + 1], esc[4 * HOST_NAME_MAX + 1];
+	char		*e;
+	size_t		 i;
+	int		 r;
+
+	if (gethostname(host, sizeof(host)) == -1 || host[0] == '\0')
+		(void)strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';	/* POSIX allows truncation without NUL */
+	for (i = 0, e = esc; host[i] != '\0'; i++) {
+		if (host[i] == '/') {
+			memcpy(e, "\\057", 4);
+			e += 4;
+		} else if (host[i] == ':') {
+			memcpy(e, "\\072", 4);
+			e += 4;
+		} else
+			*e++ = host[i];
+	}
+	*e = '\0';
+
+	(void)gettimeofday(&tv, NULL);
+	r = snprintf(buf, bufsz, "%lld.M%ldP%ldQ%lu.%s", (long long)tv.tv_sec,
+	    (long)tv.tv_usec, (long)getpid(), ++delivery_maildir_seq, esc);
+	if (r < 0 || (size_t)r >= bufsz) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+int
+delivery_maildir(const char *dir, const char *data, size_t len,
+    char *name, size_t namesz, char *err, size_t errsz)
+{
+	char	 uniq[DELIVERY_NAME_MAX], newdir[PATH_MAX];
+	char	 tmppath[PATH_MAX], newpath[PATH_MAX];
+	int	 fd = -1, dfd = -1, ret = -1, in_tmp = 0, in_new = 0, r;
+
+	if (delivery_maildir_mkdirs(dir, err, errsz) == -1)
+		return -1;
+	if (delivery_maildir_name(uniq, sizeof(uniq)) == -1) {
+		delivery_syserr(err, errsz, "maildir", "name in", dir);
+		return -1;
+	}
+	/* Checked before writing: telling the caller "failed" after the
+	 * message is in new/ would make the client send it twice. */
+	if (name != NULL && strlen(uniq) >= namesz) {
+		delivery_err(err, errsz, "maildir: name buffer of %zu bytes too "
+		    "small for %s", namesz, uniq);
+		return -1;
+	}
+	if (delivery_path(tmppath, sizeof(tmppath), dir, "tmp", uniq) == -1 ||
+	    delivery_path(newpath, sizeof(newpath), dir, "new", uniq) == -1 ||
+	    delivery_path(newdir, sizeof(newdir), dir, "new", NULL) == -1) {
+		delivery_syserr(err, errsz, "maildir", "path in", dir);
+		return -1;
+	}
+
+	/* O_EXCL: the name is unique, so an existing file means something
+	 * else is wrong; never write into it. */
+	if ((fd = open(tmppath, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC,
+	    0600)) == -1) {
+		delivery_syserr(err, errsz, "maildir", "open", tmppath);
+		goto fail;
+	}
+	in_tmp = 1;
+	if (delivery_write(fd, data, len) == -1) {
+		delivery_syserr(err, errsz, "maildir", "write", tmppath);
+		goto fail;
+	}
+	if (fsync(fd) == -1) {
+		delivery_syserr(err, errsz, "maildir", "fsync", tmppath);
+		goto fail;
+	}
+	/* close() may report a deferred write error (NFS). The descriptor is
+	 * gone whatever it returns, so it is not retried. */
+	r = close(fd);
+	fd = -1;
+	if (r == -1) {
+		delivery_syserr(err, errsz, "maildir", "close", tmppath);
+		goto fail;
+	}
+	/* The name is unique, so rename() cannot replace another message;
+	 * it also works where hard links do not (some network and FAT
+	 * file systems). */
+	if (rename(tmppath, newpath) == -1) {
+		delivery_syserr(err, errsz, "maildir", "rename to", newpath);
+		goto fail;
+	}
+	in_tmp = 0;
+	in_new = 1;
+	/* The rename is durable only once the directory entry is. */
+	if ((dfd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		delivery_syserr(err, errsz, "maildir", "open", newdir);
+		goto fail;
+	}
+	/* Some file systems cannot fsync a directory and say EINVAL; the
+	 * rename is then as durable as they allow, and refusing would make
+	 * such a Maildir unusable. */
+	if (fsync(dfd) == -1 && errno != EINVAL) {
+		delivery_syserr(err, errsz, "maildir", "fsync", newdir);
+		goto fail;
+	}
+	if (name != NULL)
+		memcpy(name, uniq, strlen(uniq) + 1);
+	ret = 0;
+
+fail:
+	if (fd != -1)
+		(void)close(fd);
+	if (dfd != -1)
+		(void)close(dfd);
+	/* A failure tells the client to retry, so a copy left in new/ would
+	 * be delivered twice and one in tmp/ would only be litter. */
+	if (ret == -1 && in_tmp)
+		(void)unlink(tmppath);
+	if (ret == -1 && in_new)
+		(void)unlink(newpath);
+	return ret;
+}
+
+/* "From <sender> Www Mmm dd hh:mm:ss yyyy" in the asctime() layout. The
+ * names come from fixed tables so the locale cannot change them, and the
+ * time is UTC: the line has no zone field, so local time would be
+ * ambiguous. Whitespace and control bytes in the sender (a quoted local
+ * part may hold them) become '_' so the line stays one line of three
+ * fields for readers that split it. */
+static void
+delivery_put_from(struct delivery_out *o, const char *sender, time_t now)
+{
+	struct tm	 tm;
+	char		 date[64];
+	const char	*s;
+
+	if (sender == NULL || sender[0] == '\0')
+		sender = "MAILER-DAEMON";
+	delivery_puts(o, "From ");
+	for (s = sender; *s != '\0'; s++) {
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s == 0x7f)
+			delivery_put(o, "_", 1);
+		else
+			delivery_put(o, s, 1);
+	}
+	if (gmtime_r(&now, &tm) == NULL)
+		memset(&tm, 0, sizeof(tm));	/* 1900, but still one line */
+	(void)snprintf(date, sizeof(date), " %s %s%3d %.2d:%.2d:%.2d %d\n",
+	    delivery_wday[(unsigned)tm.tm_wday % 7],
+	    delivery_mon[(unsigned)tm.tm_mon % 12], tm.tm_mday,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
+	delivery_puts(o, date);
+}
+
+int
+delivery_mbox(const char *path, const char *sender, const char *data,
+    size_t len, char *err, size_t errsz)
+{
+	struct delivery_out	 o;
+	struct flock		 lk;
+	struct stat		 st;
+	time_t			 now;
+	int			 fd = -1, ret = -1, r;
+
+	if (len > DELIVERY_LEN_MAX) {
+		delivery_err(err, errsz, "mbox: message of %zu bytes too large",
+		    len);
+		return -1;
+	}
+	/* Build the whole entry first: fewer writes, and the lock is held
+	 * only for the write and fsync. */
+	now = time(NULL);
+	memset(&o, 0, sizeof(o));
+	delivery_put_from(&o, sender, now);
+	delivery_put_message(&o, data, len, 1);
+	delivery_put(&o, "\n", 1);
+	if ((o.buf = malloc(o.len)) == NULL) {
+		delivery_syserr(err, errsz, "mbox", "buffer for", path);
+		return -1;
+	}
+	o.len = 0;
+	delivery_put_from(&o, sender, now);
+	delivery_put_message(&o, data, len, 1);
+	delivery_put(&o, "\n", 1);
+
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    0600)) == -1) {
+		delivery_syserr(err, errsz, "mbox", "open", path);
+		goto fail;
+	}
+	/* fcntl locks are what procmail, mutt and Dovecot take by default;
+	 * dot-locking is not done here. The whole file is locked. */
+	memset(&lk, 0, sizeof(lk));
+	lk.l_type = F_WRLCK;
+	lk.l_whence = SEEK_SET;
+	while ((r = fcntl(fd, F_SETLKW, &lk)) == -1 && errno == EINTR)
+		;
+	if (r == -1) {
+		delivery_syserr(err, errsz, "mbox", "lock", path);
+		goto fail;
+	}
+	/* The size is read under the lock, so it is the end of the last
+	 * complete message and a safe point to truncate back to. */
+	if (fstat(fd, &st) == -1) {
+		delivery_syserr(err, errsz, "mbox", "fstat", path);
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		delivery_err(err, errsz, "mbox: %s: not a regular file", path);
+		goto fail;
+	}
+	if (delivery_write(fd, o.buf, o.len) == -1 || fsync(fd) == -1) {
+		/* A partial message would corrupt the mailbox for every
+		 * reader and the client will send it again anyway. An fsync
+		 * failure counts too: the bytes may not be on disk. */
+		char	 why[128];
+
+		(void)snprintf(why, sizeof(why), "%s", strerror(errno));
+		if (ftruncate(fd, st.st_size) == -1)
+			delivery_err(err, errsz, "mbox: write %s: %s; truncate "
+			    "back to %lld: %s", path, why,
+			    (long long)st.st_size, strerror(errno));
+		else
+			delivery_err(err, errsz, "mbox: write %s: %s", path,
+			    why);
+		goto fail;
+	}
+	/* Closing also drops the lock. After a good fsync a close error is
+	 * unlikely, but if it happens the caller tempfails: a possible
+	 * duplicate is better than a lost message. */
+	r = close(fd);
+	fd = -1;
+	if (r == -1) {
+		delivery_syserr(err, errsz, "mbox", "close", path);
+		goto fail;
+	}
+	ret = 0;
+
+fail:
+	if (fd != -1)
+		(void)close(fd);
+	free(o.buf);
+	return ret;
+}
+
+static void
+delivery_put_dump(struct delivery_out *o, const char *peer, const char *sender,
+    const char *const *rcpts, size_t nrcpts, const char *data, size_t len)
+{
+	size_t	 i;
+
+	delivery_puts(o, "---------- MESSAGE FOLLOWS ----------\n");
+	delivery_puts(o, "X-Peer: ");
+	delivery_puts(o, peer != NULL ? peer : "");
+	delivery_puts(o, "\nX-MailFrom: ");
+	delivery_puts(o, sender != NULL ? sender : "");
+	delivery_puts(o, "\nX-RcptTo: ");
+	for (i = 0; i < nrcpts; i++) {
+		if (i > 0)
+			delivery_puts(o, ", ");
+		delivery_puts(o, rcpts[i] != NULL ? rcpts[i] : "");
+	}
+	delivery_puts(o, "\n");
+	delivery_put_message(o, data, len, 0);
+	delivery_puts(o, "------------ END MESSAGE ------------\n");
+}
+
+int
+delivery_print(int fd, const char *peer, const char *sender,
+    const char *const *rcpts, size_t nrcpts, const char *data, size_t len)
+{
+	struct delivery_out	 o;
+	int			 ret = -1, saved;
+
+	if (len > DELIVERY_LEN_MAX) {
+		errno = EFBIG;
+		return -1;
+	}
+	/* One write, so dumps from concurrent processes sharing a terminal
+	 * or log stay whole (for pipes, up to PIPE_BUF only). */
+	memset(&o, 0, sizeof(o));
+	delivery_put_dump(&o, peer, sender, rcpts, nrcpts, data, len);
+	if ((o.buf = malloc(o.len)) == NULL)
+		return -1;
+	o.len = 0;
+	delivery_put_dump(&o, peer, sender, rcpts, nrcpts, data, len);
+	if (delivery_write(fd, o.buf, o.len) == -1)
+		goto fail;
+	ret = 0;
+
+fail:
+	saved = errno;
+	free(o.buf);
+	errno = saved;
+	return ret;
+}

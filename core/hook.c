@@ -1,0 +1,422 @@
+/* hook.c - run policy code as budgeted coroutines (HAProxy's hlua_ctx_resume,
+ * lua-nginx-module's anchored threads). Each run owns one anchored thread;
+ * whatever way it ends, the thread is closed and released here. */
+#include "hook.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "log.h"
+#include "smtp_parse.h"
+
+/* Lua 5.4.6 renamed lua_resetthread(L) to lua_closethread(L, from). */
+#if LUA_VERSION_RELEASE_NUM >= 50406
+#define hook_closethread(co, L) lua_closethread((co), (L))
+#else
+#define hook_closethread(co, L) ((void)(L), lua_resetthread(co))
+#endif
+
+struct hook_run {
+	lua_State          *L;        /* the script's main thread (borrowed) */
+	lua_State          *co;       /* our thread, anchored by co_ref */
+	int                 co_ref;
+	struct ev_loop     *loop;
+	enum hook_mode      mode;
+	struct hook_budget  budget;
+	long                slices;   /* HOOK_SLICE units used so far */
+	ev_tstamp           deadline; /* of the current resume */
+	ev_timer            sleep;
+	int                 nres;     /* values returned (HOOK_MODE_RAW) */
+	int                 top;      /* L's stack top at creation, checked at free */
+	char               *error;    /* owned: the failure's message, or NULL */
+	struct hook_result  res;
+	hook_done_cb       *done;
+	void               *arg;
+	char                name[32];
+	char                sid[24];
+};
+
+/* The run in progress (script loading counts as one). Not a per-state slot:
+ * coroutines the script creates inherit the count hook, and this tells
+ * on_budget which run they belong to. Only one run executes at a time. */
+static struct hook_run *hook_current;
+
+static char hook_disconnect_tok;
+
+static const char *const hook_status_names[] = { "done", "pending", "failed" };
+static const char *const hook_verdict_names[] = {
+	"accept", "reject", "custom", "close", "error",
+};
+
+const char *
+hook_status_str(enum hook_status s)
+{
+	return (unsigned)s < 3 ? hook_status_names[s] : "?";
+}
+
+const char *
+hook_verdict_str(enum hook_verdict v)
+{
+	return (unsigned)v < 5 ? hook_verdict_names[v] : "?";
+}
+
+void *
+hook_disconnect_token(void)
+{
+	return &hook_disconnect_tok;
+}
+
+int
+hook_running(void)
+{
+	return hook_current != NULL;
+}
+
+const char *
+hook_current_sid(void)
+{
+	return hook_current != NULL && hook_current->sid[0] != '\0' ?
+	    hook_current->sid : NULL;
+}
+
+void
+hook_result_reset(struct hook_result *r)
+{
+	free(r->text);
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+hook_on_budget(lua_State *co, lua_Debug *ar)
+{
+	struct hook_run *run = hook_current;
+
+	(void)ar;
+	if (run == NULL)
+		return;
+	if (++run->slices <= run->budget.instructions / HOOK_SLICE &&
+	    ev_time() < run->deadline)
+		return;
+	/* Fire on every instruction from now on, so a pcall in the script
+	 * cannot swallow the error and keep looping. */
+	lua_sethook(co, hook_on_budget, LUA_MASKCOUNT, 1);
+	luaL_error(co, "%s exceeded its %s budget", run->name,
+	    run->slices > run->budget.instructions / HOOK_SLICE ?
+	    "instruction" : "time");
+}
+
+struct hook_run *
+hook_run_new(lua_State *L, struct ev_loop *loop, enum hook_mode mode,
+    const struct hook_budget *budget, const char *name, const char *sid,
+    hook_done_cb *done, void *arg)
+{
+	struct hook_run *run;
+
+	if ((run = calloc(1, sizeof(*run))) == NULL)
+		return NULL;
+	run->top = lua_gettop(L);
+	if (!lua_checkstack(L, 4)) {
+		free(run);
+		return NULL;
+	}
+	/* The memory cap is only enforced while Lua code runs (see
+	 * hook_running()), so this cannot fail short of a real OOM. */
+	run->co = lua_newthread(L);  /* [thread] */
+	run->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	run->L = L;
+	run->loop = loop;
+	run->mode = mode;
+	run->budget = *budget;
+	run->done = done;
+	run->arg = arg;
+	snprintf(run->name, sizeof(run->name), "%s", name);
+	snprintf(run->sid, sizeof(run->sid), "%s", sid != NULL ? sid : "");
+	ev_init(&run->sleep, NULL);
+	run->sleep.data = run;
+	lua_sethook(run->co, hook_on_budget, LUA_MASKCOUNT, HOOK_SLICE);
+	return run;
+}
+
+lua_State *
+hook_run_thread(struct hook_run *run)
+{
+	return run->co;
+}
+
+struct hook_result *
+hook_run_result(struct hook_run *run)
+{
+	return &run->res;
+}
+
+int
+hook_run_nresults(const struct hook_run *run)
+{
+	return run->nres;
+}
+
+void
+hook_run_free(struct hook_run *run)
+{
+	if (run == NULL)
+		return;
+	if (hook_current == run)
+		hook_current = NULL;
+	ev_timer_stop(run->loop, &run->sleep);
+	/* Closes pending to-be-closed variables of a parked run and empties
+	 * the thread, then lets the collector have it. */
+	hook_closethread(run->co, run->L);
+	luaL_unref(run->L, LUA_REGISTRYINDEX, run->co_ref);
+	if (lua_gettop(run->L) != run->top)
+		log_warn(run->sid[0] ? run->sid : NULL,
+		    "hook.stack name=%s expected=%d got=%d", run->name, run->top,
+		    lua_gettop(run->L));
+	hook_result_reset(&run->res);
+	free(run->error);
+	free(run);
+}
+
+const char *
+hook_run_error(const struct hook_run *run)
+{
+	return run->error != NULL ? run->error : "unknown error";
+}
+
+static int
+hook_traceback_cf(lua_State *L)
+{
+	lua_State *co = lua_touserdata(L, 1);
+	const char *msg = lua_tostring(L, 2);
+
+	luaL_traceback(L, co, msg, 0);
+	return 1;
+}
+
+/* Logs a failed run once: session id, hook name, error and traceback (from
+ * the coroutine's own stack). The traceback is built under lua_pcall because
+ * the memory cap can make it fail too. */
+static void
+hook_log_failure(struct hook_run *run, int status)
+{
+	char esc[2048];
+	const char *msg, *tb = NULL;
+	char what[96];
+
+	if (status == LUA_ERRMEM)
+		msg = "memory limit exceeded";
+	else if (lua_type(run->co, -1) == LUA_TSTRING)
+		msg = lua_tostring(run->co, -1);
+	else {
+		snprintf(what, sizeof(what), "(error object is a %s value)",
+		    luaL_typename(run->co, -1));
+		msg = what;
+	}
+	if (status != LUA_ERRMEM && lua_checkstack(run->L, 3)) {
+		lua_pushcfunction(run->L, hook_traceback_cf);
+		lua_pushlightuserdata(run->L, run->co);
+		lua_pushstring(run->L, msg);
+		if (lua_pcall(run->L, 2, 1, 0) == LUA_OK)
+			tb = lua_tostring(run->L, -1);
+	}
+	free(run->error);
+	run->error = strdup(msg);
+	log_escape(esc, sizeof(esc), tb != NULL ? tb : msg, strlen(tb != NULL ? tb : msg));
+	log_warn(run->sid[0] ? run->sid : NULL, "hook.error hook=%s error=\"%s\"",
+	    run->name, esc);
+	if (status != LUA_ERRMEM && lua_gettop(run->L) > run->top)
+		lua_settop(run->L, run->top);
+}
+
+static void
+hook_invalid(struct hook_run *run, const char *why)
+{
+	log_warn(run->sid[0] ? run->sid : NULL,
+	    "hook.invalid hook=%s error=\"%s\"", run->name, why);
+	hook_result_reset(&run->res);
+	run->res.verdict = HOOK_ERROR;
+}
+
+/* Appends reply text at index idx of the thread (a string, a number or a
+ * table of them) to run->res.text as '\n'-separated lines. 0 or -1. */
+static int
+hook_copy_text(struct hook_run *run, int idx)
+{
+	lua_State *co = run->co;
+	size_t total = 0, len, n = 1, i;
+	const char *s;
+	char *p;
+
+	if (lua_type(co, idx) == LUA_TTABLE) {
+		n = (size_t)lua_rawlen(co, idx);
+		if (n == 0 || n > 64)
+			return -1;
+	} else if (lua_type(co, idx) != LUA_TSTRING && lua_type(co, idx) != LUA_TNUMBER)
+		return -1;
+	/* Two passes: validate and measure, then copy. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (i = 1; i <= n; i++) {
+			if (lua_type(co, idx) == LUA_TTABLE) {
+				lua_rawgeti(co, idx, (lua_Integer)i);
+			} else
+				lua_pushvalue(co, idx);
+			if (lua_type(co, -1) != LUA_TSTRING && lua_type(co, -1) != LUA_TNUMBER) {
+				lua_pop(co, 1);
+				return -1;
+			}
+			s = lua_tolstring(co, -1, &len);
+			if (pass == 0) {
+				if (smtp_reply_text_ok(s, len) == -1) {
+					lua_pop(co, 1);
+					return -1;
+				}
+				total += len + 1;
+			} else {
+				memcpy(p, s, len);
+				p += len;
+				*p++ = i < n ? '\n' : '\0';
+			}
+			lua_pop(co, 1);
+		}
+		if (pass == 0) {
+			if ((run->res.text = malloc(total)) == NULL)
+				return -1;
+			p = run->res.text;
+		}
+	}
+	return 0;
+}
+
+/* Maps what a policy hook returned (nres values on top of the thread) to
+ * run->res, validating everything that may reach the wire: the code range,
+ * the text (no CR/LF/NUL, length, UTF-8) and an enhanced code of the same
+ * class. The verb-specific checks belong to the caller. */
+static void
+hook_map_result(struct hook_run *run, int nres)
+{
+	lua_State *co = run->co;
+	int base = lua_gettop(co) - nres + 1, idx = base;
+	lua_Integer code;
+	int isnum;
+
+	hook_result_reset(&run->res);
+	if (nres == 0 || lua_isnil(co, base) ||
+	    (lua_isboolean(co, base) && lua_toboolean(co, base))) {
+		run->res.verdict = HOOK_ACCEPT;
+		goto out;
+	}
+	if (lua_isboolean(co, base)) {
+		run->res.verdict = HOOK_REJECT;
+		goto out;
+	}
+	if (lua_touserdata(co, base) == hook_disconnect_token()) {
+		run->res.verdict = HOOK_CLOSE;
+		if (nres == 1 || lua_isnil(co, base + 1))
+			goto out;
+		idx = base + 1;
+	} else
+		run->res.verdict = HOOK_CUSTOM;
+	if (lua_type(co, idx) != LUA_TNUMBER) {
+		hook_invalid(run, "first return value must be nil, a boolean, a reply code or luamta.disconnect()");
+		goto out;
+	}
+	code = lua_tointegerx(co, idx, &isnum);
+	if (!isnum || code < 200 || code > 599) {
+		hook_invalid(run, "reply code must be an integer from 200 to 599");
+		goto out;
+	}
+	run->res.code = (int)code;
+	if (idx + 1 <= lua_gettop(co) && !lua_isnil(co, idx + 1)) {
+		if (hook_copy_text(run, idx + 1) == -1) {
+			hook_invalid(run, "reply text must be a string or a list of 1-64 strings, "
+			    "each without CR, LF or NUL, valid UTF-8, at most 506 bytes");
+			goto out;
+		}
+		/* An enhanced code of another class than the reply would
+		 * contradict it (RFC 3463 2: the class matches the reply). */
+		for (const char *line = run->res.text; line != NULL;) {
+			const char *nl = strchr(line, '\n');
+			size_t ll = nl != NULL ? (size_t)(nl - line) : strlen(line);
+			if (smtp_enhanced_len(line, ll) > 0 && line[0] - '0' != code / 100) {
+				hook_invalid(run, "enhanced status code class does not match the reply code");
+				goto out;
+			}
+			line = nl != NULL ? nl + 1 : NULL;
+		}
+	}
+out:
+	lua_settop(co, base - 1);
+}
+
+static void hook_on_sleep(struct ev_loop *, ev_timer *, int);
+
+static enum hook_status
+hook_resume(struct hook_run *run, int nargs)
+{
+	int status, nres = 0;
+
+	run->deadline = ev_time() + run->budget.seconds;
+	hook_current = run;
+	status = lua_resume(run->co, run->L, nargs, &nres);
+	hook_current = NULL;
+	if (status == LUA_YIELD) {
+		lua_pop(run->co, nres);
+		if (ev_is_active(&run->sleep))
+			return HOOK_PENDING;
+		/* A bare coroutine.yield() from the hook itself: no event
+		 * would ever resume it. */
+		lua_pushstring(run->co, "hook yielded outside a luamta waiting call");
+		status = LUA_ERRRUN;
+	}
+	if (status != LUA_OK) {
+		hook_log_failure(run, status);
+		hook_result_reset(&run->res);
+		run->res.verdict = HOOK_ERROR;
+		return HOOK_FAILED;
+	}
+	if (run->mode == HOOK_MODE_RAW) {
+		run->nres = nres;
+		return HOOK_DONE;
+	}
+	hook_map_result(run, nres);
+	return run->res.verdict == HOOK_ERROR ? HOOK_FAILED : HOOK_DONE;
+}
+
+enum hook_status
+hook_run_start(struct hook_run *run, int nargs)
+{
+	return hook_resume(run, nargs);
+}
+
+static void
+hook_on_sleep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hook_run *run = w->data;
+
+	(void)loop;
+	(void)revents;
+	ev_timer_stop(run->loop, &run->sleep);
+	if (hook_resume(run, 0) == HOOK_PENDING)
+		return;
+	run->done(run, run->arg);
+}
+
+int
+hook_sleep(lua_State *L, double secs)
+{
+	struct hook_run *run = hook_current;
+
+	if (run == NULL || L != run->co)
+		return luaL_error(L, "luamta.sleep must be called from a hook, "
+		    "not from a coroutine of the script's own");
+	if (run->mode == HOOK_MODE_RAW || run->done == NULL)
+		return luaL_error(L, "luamta.sleep cannot be used here");
+	if (!(secs >= 0) || secs > 86400)
+		return luaL_error(L, "luamta.sleep: seconds must be from 0 to 86400");
+	ev_timer_init(&run->sleep, hook_on_sleep, secs, 0);
+	run->sleep.data = run;
+	ev_timer_start(run->loop, &run->sleep);
+	return lua_yield(L, 0);
+}

@@ -1,0 +1,83 @@
+/* hook.h - one run of a Lua function as a budgeted coroutine: create and
+ * anchor the thread, resume it, park it while it sleeps, turn its return
+ * values into a validated hook_result, and cancel it.
+ * Every call into policy code goes through here. It does not format SMTP
+ * replies and does not know which verb it serves. */
+#ifndef LUAMTA_HOOK_H
+#define LUAMTA_HOOK_H
+
+#include <ev.h>
+#include <lua.h>
+
+#define HOOK_SLICE 1000 /* instructions between budget checks */
+
+enum hook_status {
+	HOOK_DONE = 0,  /* finished; the result is ready */
+	HOOK_PENDING,   /* parked (luamta.sleep); the done callback follows */
+	HOOK_FAILED,    /* error, budget or memory: logged; result is HOOK_ERROR */
+};
+const char *hook_status_str(enum hook_status);
+
+enum hook_verdict {
+	HOOK_ACCEPT = 0, /* nothing or true: default accept reply */
+	HOOK_REJECT,     /* false: default reject reply */
+	HOOK_CUSTOM,     /* code and text */
+	HOOK_CLOSE,      /* luamta.disconnect(): code/text optional, then close */
+	HOOK_ERROR,      /* failed or invalid return: already logged, reply 451 */
+};
+const char *hook_verdict_str(enum hook_verdict);
+
+struct hook_result {
+	enum hook_verdict verdict;
+	int   code;  /* HOOK_CUSTOM, HOOK_CLOSE with a reply; else 0 */
+	char *text;  /* owned: reply lines joined by '\n', or NULL for the default */
+};
+void hook_result_reset(struct hook_result *);
+
+struct hook_budget {
+	long   instructions; /* per run, over all its resumes */
+	double seconds;      /* wall clock per resume */
+};
+
+struct hook_run; /* opaque */
+typedef void hook_done_cb(struct hook_run *, void *arg);
+
+enum hook_mode {
+	HOOK_MODE_POLICY = 0, /* map the return values to a hook_result */
+	HOOK_MODE_RAW,        /* leave them on the thread (script loading) */
+};
+
+/* A run of a function on a new thread of L. name ("on_rcpt") and sid are
+ * copied for logs. done is called from the loop when a parked run finishes,
+ * never from inside hook_run_resume(). Returns NULL when out of memory. */
+struct hook_run *hook_run_new(lua_State *L, struct ev_loop *, enum hook_mode,
+    const struct hook_budget *, const char *name, const char *sid,
+    hook_done_cb *done, void *arg);
+/* The thread: push the function, then nargs arguments, then resume. */
+lua_State *hook_run_thread(struct hook_run *);
+/* Starts the run with the function and nargs arguments on its thread. */
+enum hook_status hook_run_start(struct hook_run *, int nargs);
+/* The outcome once DONE or FAILED (valid until hook_run_free). */
+struct hook_result *hook_run_result(struct hook_run *);
+/* After HOOK_FAILED: the error message ("file:line: message"). */
+const char *hook_run_error(const struct hook_run *);
+/* HOOK_MODE_RAW: the number of values the function returned (on the thread). */
+int hook_run_nresults(const struct hook_run *);
+/* Frees the run; a parked run is cancelled (its timer stopped, its thread
+ * closed and released). NULL is a no-op. */
+void hook_run_free(struct hook_run *);
+
+/* For luamta.sleep(): parks the running hook for secs and yields. Raises a
+ * Lua error when not called from a hook's own coroutine. */
+int hook_sleep(lua_State *L, double secs);
+/* Whether policy code is executing now. The script allocator enforces its
+ * cap only then, so C code pushing arguments never meets a memory error
+ * outside a protected call. */
+int hook_running(void);
+/* The session id of the running hook, or NULL (for luamta.log). */
+const char *hook_current_sid(void);
+
+/* The value luamta.disconnect() returns first, recognised by result mapping. */
+void *hook_disconnect_token(void);
+
+#endif

@@ -1,0 +1,572 @@
+/* hook_api.c - the C functions and objects policy scripts see: the luamta
+ * module, the session handle "luamta.session" and the message handle
+ * "luamta.message". Handles are userdata holding a session pointer that the
+ * session clears when it (or the on_message phase) ends; every access checks
+ * it, so a handle kept in a global raises instead of touching freed memory. */
+#include "hook_api.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "delivery.h"
+#include "log.h"
+#include "smtp_parse.h"
+#include "smtp_session_types.h"
+
+#define HOOK_API_SESSION "luamta.session"
+#define HOOK_API_MESSAGE "luamta.message"
+
+struct hook_api_handle {
+	struct smtp_session *s; /* borrowed; NULL once the session is gone */
+};
+
+static struct smtp_session *
+hook_api_check(lua_State *L, int idx, const char *tname)
+{
+	struct hook_api_handle *h = luaL_checkudata(L, idx, tname);
+
+	if (h->s == NULL)
+		luaL_error(L, "attempt to use a %s that has ended",
+		    strcmp(tname, HOOK_API_SESSION) == 0 ? "session" : "message");
+	return h->s;
+}
+
+static void
+hook_api_push_rcpts(lua_State *L, const struct smtp_tx *tx)
+{
+	lua_createtable(L, tx != NULL ? (int)tx->nrcpts : 0, 0);
+	for (size_t i = 0; tx != NULL && i < tx->nrcpts; i++) {
+		lua_pushstring(L, tx->rcpts[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+}
+
+/* luamta.disconnect([code, text]): the token, then the reply if any. */
+static int
+api_disconnect(lua_State *L)
+{
+	int n = lua_gettop(L);
+
+	lua_pushlightuserdata(L, hook_disconnect_token());
+	lua_insert(L, 1);
+	return n + 1;
+}
+
+static int
+api_sleep(lua_State *L)
+{
+	return hook_sleep(L, luaL_checknumber(L, 1));
+}
+
+static void
+api_log_text(lua_State *L, const char *sid, int idx)
+{
+	char esc[1024];
+	size_t len;
+	const char *msg = luaL_checklstring(L, idx, &len);
+
+	log_info(sid, "script.log msg=\"%s\"", log_escape(esc, sizeof(esc), msg, len));
+}
+
+static int
+api_log(lua_State *L)
+{
+	api_log_text(L, hook_current_sid(), 1);
+	return 0;
+}
+
+/* Session handle -------------------------------------------------------- */
+
+static int
+session_log(lua_State *L)
+{
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_SESSION);
+
+	api_log_text(L, s->sid, 2);
+	return 0;
+}
+
+static int
+session_index(lua_State *L)
+{
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_SESSION);
+	const char *k = luaL_checkstring(L, 2);
+
+	if (strcmp(k, "id") == 0)
+		lua_pushstring(L, s->sid);
+	else if (strcmp(k, "peer_ip") == 0)
+		lua_pushstring(L, s->peer_ip);
+	else if (strcmp(k, "peer_port") == 0)
+		lua_pushinteger(L, s->peer_port);
+	else if (strcmp(k, "local_ip") == 0)
+		lua_pushstring(L, s->local_ip);
+	else if (strcmp(k, "local_port") == 0)
+		lua_pushinteger(L, s->local_port);
+	else if (strcmp(k, "helo") == 0)
+		s->helo != NULL ? (void)lua_pushstring(L, s->helo) : lua_pushnil(L);
+	else if (strcmp(k, "esmtp") == 0)
+		lua_pushboolean(L, s->esmtp);
+	else if (strcmp(k, "sender") == 0)
+		s->tx != NULL ? (void)lua_pushstring(L, s->tx->sender) : lua_pushnil(L);
+	else if (strcmp(k, "recipients") == 0)
+		hook_api_push_rcpts(L, s->tx);
+	else if (strcmp(k, "mail_params") == 0)
+		hook_api_push_params(L, s->tx != NULL ? s->tx->params : NULL);
+	else if (strcmp(k, "max_size") == 0)
+		lua_pushinteger(L, (lua_Integer)s->max_size);
+	else if (strcmp(k, "messages") == 0)
+		lua_pushinteger(L, s->messages);
+	else if (strcmp(k, "state") == 0)
+		lua_pushstring(L, smtp_state_str(s->state));
+	else if (strcmp(k, "vars") == 0)
+		lua_getiuservalue(L, 1, 1);
+	else if (strcmp(k, "log") == 0)
+		lua_pushcfunction(L, session_log);
+	else
+		lua_pushnil(L);   /* tls, user: later; unknown: nil, like a table */
+	return 1;
+}
+
+static int
+session_newindex(lua_State *L)
+{
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_SESSION);
+	const char *k = luaL_checkstring(L, 2);
+
+	if (strcmp(k, "max_size") == 0) {
+		lua_Integer v = luaL_checkinteger(L, 3);
+		if (v < 1)
+			return luaL_error(L, "max_size must be a positive integer");
+		s->max_size = (size_t)v;
+		return 0;
+	}
+	return luaL_error(L, "session field '%s' is read-only (keep your own data in s.vars)", k);
+}
+
+static int
+session_tostring(lua_State *L)
+{
+	struct hook_api_handle *h = luaL_checkudata(L, 1, HOOK_API_SESSION);
+
+	lua_pushfstring(L, "luamta.session(%s)", h->s != NULL ? h->s->sid : "ended");
+	return 1;
+}
+
+void
+hook_api_push_session(lua_State *co, struct smtp_session *s)
+{
+	struct hook_api_handle *h;
+
+	if (s->handle_ref != LUA_NOREF) {
+		lua_rawgeti(co, LUA_REGISTRYINDEX, s->handle_ref);
+		return;
+	}
+	h = lua_newuserdatauv(co, sizeof(*h), 1);
+	h->s = s;
+	luaL_setmetatable(co, HOOK_API_SESSION);
+	lua_newtable(co);              /* s.vars */
+	lua_setiuservalue(co, -2, 1);
+	lua_pushvalue(co, -1);
+	s->handle_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+}
+
+/* Message handle -------------------------------------------------------- */
+
+static struct smtp_tx *
+message_tx(lua_State *L)
+{
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_MESSAGE);
+
+	if (s->tx == NULL)
+		luaL_error(L, "attempt to use a message that has ended");
+	return s->tx;
+}
+
+/* Finds header fields named name (case-insensitive) in the header section
+ * and pushes each value, unfolded (RFC 5322 2.2.3), up to max of them.
+ * Returns how many it pushed. */
+static int
+message_find_headers(lua_State *L, const struct smtp_tx *tx, const char *name, int max)
+{
+	const char *p = tx->msg, *end = tx->msg + tx->msglen;
+	size_t nlen = strlen(name);
+	int found = 0;
+
+	while (p != NULL && p < end && found < max) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *lend = eol != NULL ? eol : end;
+
+		if (lend == p || (lend == p + 1 && *p == '\r'))
+			break;   /* the empty line ends the header section */
+		if ((size_t)(lend - p) > nlen && p[nlen] == ':' &&
+		    strncasecmp(p, name, nlen) == 0) {
+			luaL_Buffer b;
+			const char *v = p + nlen + 1;
+
+			luaL_buffinit(L, &b);
+			for (;;) {
+				const char *e = lend;
+				if (e > v && e[-1] == '\r')
+					e--;
+				while (v < e && (*v == ' ' || *v == '\t'))
+					v++;
+				luaL_addlstring(&b, v, (size_t)(e - v));
+				if (eol == NULL || eol + 1 >= end || (eol[1] != ' ' && eol[1] != '\t'))
+					break;
+				/* A folded continuation line. */
+				luaL_addchar(&b, ' ');
+				v = eol + 1;
+				eol = memchr(v, '\n', (size_t)(end - v));
+				lend = eol != NULL ? eol : end;
+			}
+			luaL_pushresult(&b);
+			found++;
+		}
+		p = eol != NULL ? eol + 1 : NULL;
+		/* Skip continuation lines of a header we did not want. */
+		while (p != NULL && p < end && (*p == ' ' || *p == '\t')) {
+			eol = memchr(p, '\n', (size_t)(end - p));
+			p = eol != NULL ? eol + 1 : NULL;
+		}
+	}
+	return found;
+}
+
+static int
+message_header(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+	const char *name = luaL_checkstring(L, 2);
+
+	if (message_find_headers(L, tx, name, 1) == 0)
+		lua_pushnil(L);
+	return 1;
+}
+
+static int
+message_headers(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+	const char *name = luaL_checkstring(L, 2);
+	int n;
+
+	lua_settop(L, 2);
+	n = message_find_headers(L, tx, name, 1000);
+	lua_createtable(L, n, 0);
+	lua_insert(L, 3);
+	for (int i = n; i >= 1; i--)
+		lua_rawseti(L, 3, i);
+	return 1;
+}
+
+static int
+message_prepend_header(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+	size_t nlen, vlen, add;
+	const char *name = luaL_checklstring(L, 2, &nlen);
+	const char *value = luaL_checklstring(L, 3, &vlen);
+	char *msg;
+
+	/* RFC 5322 2.2: field names are printable ASCII without ':'. */
+	if (nlen == 0 || nlen > 76)
+		return luaL_error(L, "prepend_header: bad header name");
+	for (size_t i = 0; i < nlen; i++)
+		if (name[i] <= 32 || name[i] >= 127 || name[i] == ':')
+			return luaL_error(L, "prepend_header: bad header name");
+	if (memchr(value, '\r', vlen) != NULL || memchr(value, '\n', vlen) != NULL ||
+	    memchr(value, '\0', vlen) != NULL)
+		return luaL_error(L, "prepend_header: the value must not contain CR, LF or NUL");
+	add = nlen + 2 + vlen + 2;
+	if ((msg = malloc(add + tx->msglen)) == NULL)
+		return luaL_error(L, "prepend_header: out of memory");
+	memcpy(msg, name, nlen);
+	memcpy(msg + nlen, ": ", 2);
+	memcpy(msg + nlen + 2, value, vlen);
+	memcpy(msg + nlen + 2 + vlen, "\r\n", 2);
+	if (tx->msglen > 0)
+		memcpy(msg + add, tx->msg, tx->msglen);
+	free(tx->msg);
+	tx->msg = msg;
+	tx->msglen += add;
+	return 0;
+}
+
+/* A failed delivery makes the end-of-data reply a 451 whatever the hook
+ * returns, so accepting after a failure can never lose the message. */
+static int
+message_delivery_result(lua_State *L, struct smtp_session *s, int rc,
+    const char *how, const char *where, const char *err)
+{
+	char esc[512];
+
+	if (rc == 0) {
+		log_info(s->sid, "delivery.ok qid=%s method=%s to=\"%s\"", s->tx->qid, how,
+		    log_escape(esc, sizeof(esc), where, strlen(where)));
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	s->tx->delivery_failed = 1;
+	log_warn(s->sid, "delivery.failed qid=%s method=%s error=\"%s\"", s->tx->qid,
+	    how, log_escape(esc, sizeof(esc), err, strlen(err)));
+	lua_pushnil(L);
+	lua_pushstring(L, err);
+	return 2;
+}
+
+static int
+message_deliver_maildir(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+	const char *dir = luaL_checkstring(L, 2);
+	char name[256], err[512], where[1024];
+	int rc;
+
+	rc = delivery_maildir(dir, tx->msg != NULL ? tx->msg : "", tx->msglen, name,
+	    sizeof(name), err, sizeof(err));
+	snprintf(where, sizeof(where), "%s/new/%s", dir, rc == 0 ? name : "");
+	return message_delivery_result(L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc,
+	    "maildir", where, err);
+}
+
+static int
+message_deliver_mbox(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+	const char *path = luaL_checkstring(L, 2);
+	char err[512];
+	int rc;
+
+	rc = delivery_mbox(path, tx->sender, tx->msg != NULL ? tx->msg : "", tx->msglen,
+	    err, sizeof(err));
+	return message_delivery_result(L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc,
+	    "mbox", path, err);
+}
+
+static int
+message_print(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_MESSAGE);
+	char err[128];
+	int rc;
+
+	rc = delivery_print(STDOUT_FILENO, s->peer_ip, tx->sender,
+	    (const char *const *)tx->rcpts, tx->nrcpts, tx->msg != NULL ? tx->msg : "",
+	    tx->msglen);
+	snprintf(err, sizeof(err), "cannot write to stdout");
+	return message_delivery_result(L, s, rc, "print", "stdout", err);
+}
+
+static int
+message_index(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+	const char *k = luaL_checkstring(L, 2);
+
+	if (strcmp(k, "sender") == 0)
+		lua_pushstring(L, tx->sender);
+	else if (strcmp(k, "recipients") == 0)
+		hook_api_push_rcpts(L, tx);
+	else if (strcmp(k, "data") == 0)
+		lua_pushlstring(L, tx->msg != NULL ? tx->msg : "", tx->msglen);
+	else if (strcmp(k, "size") == 0)
+		lua_pushinteger(L, (lua_Integer)tx->msglen);
+	else if (strcmp(k, "qid") == 0)
+		lua_pushstring(L, tx->qid);
+	else if (strcmp(k, "params") == 0)
+		hook_api_push_params(L, tx->params);
+	else {
+		/* Methods live in the metatable's "methods" table. */
+		luaL_getmetatable(L, HOOK_API_MESSAGE);
+		lua_getfield(L, -1, "methods");
+		lua_getfield(L, -1, k);
+	}
+	return 1;
+}
+
+void
+hook_api_push_message(lua_State *co, struct smtp_session *s)
+{
+	struct hook_api_handle *h;
+
+	h = lua_newuserdatauv(co, sizeof(*h), 0);
+	h->s = s;
+	luaL_setmetatable(co, HOOK_API_MESSAGE);
+	lua_pushvalue(co, -1);
+	s->msg_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+}
+
+static void
+hook_api_cut(lua_State *L, int *ref)
+{
+	struct hook_api_handle *h;
+
+	if (*ref == LUA_NOREF)
+		return;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
+	h = lua_touserdata(L, -1);
+	if (h != NULL)
+		h->s = NULL;
+	lua_pop(L, 1);
+	luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+	*ref = LUA_NOREF;
+}
+
+void
+hook_api_end_message(lua_State *L, struct smtp_session *s)
+{
+	hook_api_cut(L, &s->msg_ref);
+}
+
+void
+hook_api_release(lua_State *L, struct smtp_session *s)
+{
+	hook_api_cut(L, &s->msg_ref);
+	hook_api_cut(L, &s->handle_ref);
+}
+
+/* Argument tables ------------------------------------------------------- */
+
+void
+hook_api_push_params(lua_State *co, const char *params)
+{
+	char copy[SMTP_CMD_LINE_MAX];
+	struct smtp_param p[SMTP_PARAMS_MAX];
+	int n = 0;
+
+	lua_newtable(co);
+	if (params == NULL || strlen(params) >= sizeof(copy))
+		return;
+	strcpy(copy, params);
+	if ((n = smtp_parse_params(copy, p, SMTP_PARAMS_MAX, 1)) < 0)
+		return;
+	for (int i = 0; i < n; i++) {
+		char key[64];
+		size_t j;
+
+		for (j = 0; p[i].key[j] != '\0' && j < sizeof(key) - 1; j++)
+			key[j] = (char)toupper((unsigned char)p[i].key[j]);
+		key[j] = '\0';
+		if (p[i].value != NULL)
+			lua_pushstring(co, p[i].value);
+		else
+			lua_pushboolean(co, 1);
+		lua_setfield(co, -2, key);
+	}
+}
+
+int
+hook_api_push_keywords(lua_State *co, const char *lines)
+{
+	const char *line = lines;
+	int i = 0;
+
+	lua_newtable(co);
+	while (line != NULL && *line != '\0') {
+		const char *nl = strchr(line, '\n');
+		size_t len = nl != NULL ? (size_t)(nl - line) : strlen(line);
+
+		lua_pushlstring(co, line, len);
+		lua_rawseti(co, -2, ++i);
+		line = nl != NULL ? nl + 1 : NULL;
+	}
+	lua_pushvalue(co, -1);
+	return luaL_ref(co, LUA_REGISTRYINDEX);
+}
+
+char *
+hook_api_take_keywords(lua_State *L, int ref)
+{
+	size_t n, len, total = 1, o = 0;
+	const char *kw;
+	char *out = NULL;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+	luaL_unref(L, LUA_REGISTRYINDEX, ref);
+	n = lua_type(L, -1) == LUA_TTABLE ? (size_t)lua_rawlen(L, -1) : 0;
+	if (n > 64)
+		n = 64;
+	/* Two passes over the list: measure, then copy the valid entries. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 1; i <= n; i++) {
+			int ok;
+
+			lua_rawgeti(L, -1, (lua_Integer)i);
+			kw = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+			ok = kw != NULL && len > 0 && len <= 500;
+			for (size_t j = 0; ok && j < len; j++)
+				ok = kw[j] >= 32 && kw[j] <= 126;
+			if (ok && pass == 0)
+				total += len + 1;
+			else if (ok) {
+				if (o > 0)
+					out[o++] = '\n';
+				memcpy(out + o, kw, len);
+				o += len;
+			}
+			lua_pop(L, 1);
+		}
+		if (pass == 0 && (out = malloc(total)) == NULL)
+			break;
+	}
+	lua_pop(L, 1);
+	if (out != NULL)
+		out[o] = '\0';
+	return out;
+}
+
+/* Registration ---------------------------------------------------------- */
+
+static const luaL_Reg api_funcs[] = {
+	{ "disconnect", api_disconnect },
+	{ "sleep", api_sleep },
+	{ "log", api_log },
+	{ NULL, NULL },
+};
+
+static const luaL_Reg message_methods[] = {
+	{ "header", message_header },
+	{ "headers", message_headers },
+	{ "prepend_header", message_prepend_header },
+	{ "deliver_maildir", message_deliver_maildir },
+	{ "deliver_mbox", message_deliver_mbox },
+	{ "print", message_print },
+	{ NULL, NULL },
+};
+
+void
+hook_api_open(lua_State *L, const char *hostname)
+{
+	luaL_newmetatable(L, HOOK_API_SESSION);
+	lua_pushcfunction(L, session_index);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, session_newindex);
+	lua_setfield(L, -2, "__newindex");
+	lua_pushcfunction(L, session_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pop(L, 1);
+
+	luaL_newmetatable(L, HOOK_API_MESSAGE);
+	lua_pushcfunction(L, message_index);
+	lua_setfield(L, -2, "__index");
+	luaL_newlib(L, message_methods);
+	lua_setfield(L, -2, "methods");
+	lua_pop(L, 1);
+
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+	luaL_newlib(L, api_funcs);
+	lua_pushstring(L, LUAMTA_VERSION);
+	lua_setfield(L, -2, "version");
+	lua_pushstring(L, hostname);
+	lua_setfield(L, -2, "hostname");
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -3, "luamta");   /* package.loaded.luamta */
+	lua_setglobal(L, "luamta");
+	lua_pop(L, 1);
+}

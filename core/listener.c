@@ -1,0 +1,153 @@
+/* listener.c - bind and accept. On EMFILE/ENFILE the listener stops
+ * accepting for a moment instead of spinning on a readable socket it cannot
+ * serve (libev's "accept()" note; OpenSMTPD's smtp_pause). */
+/* accept4() (atomic SOCK_NONBLOCK|SOCK_CLOEXEC) is a GNU/Linux call. */
+#define _GNU_SOURCE
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define LISTENER_BACKLOG     511
+#define LISTENER_PAUSE_SECS  0.1
+#define LISTENER_ACCEPT_MAX  64  /* per wakeup, so one listener cannot starve the loop */
+
+struct listener {
+	struct ev_loop *loop;
+	int             fd;
+	ev_io           io;
+	ev_timer        pause;
+	listener_cb    *cb;
+	void           *arg;
+	char            host[INET6_ADDRSTRLEN];
+	int             port;
+};
+
+static void
+listener_on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct listener *l = w->data;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+
+	(void)revents;
+	for (int i = 0; i < LISTENER_ACCEPT_MAX; i++) {
+		len = sizeof(ss);
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				log_warn(NULL, "listener.pause addr=%s port=%d error=\"%s\"",
+				    l->host, l->port, strerror(errno));
+				ev_io_stop(loop, &l->io);
+				ev_timer_set(&l->pause, LISTENER_PAUSE_SECS, 0);
+				ev_timer_start(loop, &l->pause);
+			}
+			/* EAGAIN, ECONNABORTED, EINTR: nothing to do now. */
+			return;
+		}
+		l->cb(fd, (struct sockaddr *)&ss, len, l->arg);
+	}
+}
+
+static void
+listener_on_pause(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct listener *l = w->data;
+
+	(void)revents;
+	ev_io_start(loop, &l->io);
+}
+
+struct listener *
+listener_new(struct ev_loop *loop, const char *host, int port, listener_cb *cb,
+    void *arg, char *err, size_t errsz)
+{
+	struct listener *l = NULL;
+	struct sockaddr_storage ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	socklen_t len;
+	int fd = -1, one = 1;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		len = sizeof(*sin);
+	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		len = sizeof(*sin6);
+	} else {
+		snprintf(err, errsz, "listen %s:%d: not a numeric IPv4 or IPv6 address",
+		    host, port);
+		return NULL;
+	}
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+		goto fail;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) == -1 ||
+	    listen(fd, LISTENER_BACKLOG) == -1)
+		goto fail;
+	len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+		goto fail;
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		goto fail;
+	l->loop = loop;
+	l->fd = fd;
+	l->cb = cb;
+	l->arg = arg;
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &sin->sin_addr, l->host, sizeof(l->host));
+		l->port = ntohs(sin->sin_port);
+	} else {
+		inet_ntop(AF_INET6, &sin6->sin6_addr, l->host, sizeof(l->host));
+		l->port = ntohs(sin6->sin6_port);
+	}
+	ev_io_init(&l->io, listener_on_accept, fd, EV_READ);
+	ev_init(&l->pause, listener_on_pause);
+	l->io.data = l->pause.data = l;
+	ev_io_start(loop, &l->io);
+	return l;
+fail:
+	snprintf(err, errsz, "listen %s:%d: %s", host, port, strerror(errno));
+	if (fd != -1)
+		close(fd);
+	return NULL;
+}
+
+void
+listener_free(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	ev_io_stop(l->loop, &l->io);
+	ev_timer_stop(l->loop, &l->pause);
+	close(l->fd);
+	free(l);
+}
+
+const char *
+listener_host(const struct listener *l)
+{
+	return l->host;
+}
+
+int
+listener_port(const struct listener *l)
+{
+	return l->port;
+}

@@ -1,0 +1,265 @@
+/* script.c - the policy's Lua state. Owns the capped allocator, the module
+ * path, loading the file and resolving its hooks; hook.c runs them. */
+#include "script.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "hook_api.h"
+#include "log.h"
+#include "smtp_parse.h"
+
+static const char *const hook_kind_names[HOOK__COUNT] = {
+	"on_connect", "on_helo", "on_ehlo", "on_mail", "on_rcpt", "on_data",
+	"on_message", "on_rset", "on_vrfy", "on_quit", "on_unknown",
+	"on_disconnect", "verbs",
+};
+
+const char *
+hook_kind_str(enum hook_kind k)
+{
+	return (unsigned)k < HOOK__COUNT ? hook_kind_names[k] : "?";
+}
+
+/* Counts every byte; past the cap it refuses growth while policy code runs,
+ * but always honours frees and shrinks (HAProxy's hlua_alloc). Outside a
+ * hook the cap is not enforced: C code pushing arguments must not meet a
+ * memory error outside a protected call. */
+static void *
+script_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct script *sc = ud;
+	void *p;
+
+	if (ptr == NULL)
+		osize = 0;
+	if (nsize == 0) {
+		free(ptr);
+		sc->mem_used -= osize;
+		return NULL;
+	}
+	if (nsize > osize && sc->mem_used + (nsize - osize) > sc->mem_max &&
+	    hook_running())
+		return NULL;
+	if ((p = realloc(ptr, nsize)) == NULL)
+		return NULL;
+	sc->mem_used = sc->mem_used - osize + nsize;
+	return p;
+}
+
+static int
+script_panic(lua_State *L)
+{
+	const char *msg = lua_tostring(L, -1);
+
+	fatalx("lua panic: %s", msg != NULL ? msg : "(no message)");
+}
+
+/* Puts lua/ (the build tree's, then the installed one) in front of
+ * package.path, so policies can require the modules we ship. */
+static void
+script_set_path(lua_State *L)
+{
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, "path");
+	lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s",
+	    LUAMTA_LUA_DIR_BUILD, LUAMTA_LUA_DIR_BUILD, LUAMTA_LUA_DIR_INSTALL,
+	    LUAMTA_LUA_DIR_INSTALL, lua_tostring(L, -1));
+	lua_setfield(L, -3, "path");
+	lua_pop(L, 2);
+}
+
+/* Replaces the verbs table at idx of co by a copy with upper-cased names,
+ * after checking every entry is NAME = function. Verbs are matched after
+ * the command is upper-cased, so "now" and "NOW" mean the same verb. */
+static int
+script_check_verbs(lua_State *co, int idx, const char *path, char *err, size_t errsz)
+{
+	char name[SMTP_VERB_MAX + 1];
+
+	if (lua_type(co, idx) != LUA_TTABLE) {
+		snprintf(err, errsz, "%s: verbs must be a table of functions", path);
+		return -1;
+	}
+	lua_newtable(co);
+	lua_pushnil(co);
+	while (lua_next(co, idx) != 0) {
+		size_t len = 0;
+		const char *k = lua_type(co, -2) == LUA_TSTRING ?
+		    lua_tolstring(co, -2, &len) : NULL;
+
+		if (k == NULL || len == 0 || len > SMTP_VERB_MAX) {
+			snprintf(err, errsz, "%s: verbs: names must be strings of 1-%d characters",
+			    path, SMTP_VERB_MAX);
+			return -1;
+		}
+		for (size_t i = 0; i <= len; i++) {
+			unsigned char c = (unsigned char)k[i];
+			if (i < len && !isalnum(c) && c != '-' && c != '_') {
+				snprintf(err, errsz, "%s: verbs: bad verb name '%s'", path, k);
+				return -1;
+			}
+			name[i] = (char)toupper(c);
+		}
+		if (lua_type(co, -1) != LUA_TFUNCTION) {
+			snprintf(err, errsz, "%s: verbs.%s must be a function", path, k);
+			return -1;
+		}
+		lua_setfield(co, -3, name);   /* pops the value, keeps the key */
+	}
+	lua_replace(co, idx);
+	return 0;
+}
+
+/* Checks the table the script returned and takes references to its hooks.
+ * An unknown on_* key is an error: a typo ("on_rcpt_to") would otherwise
+ * silently never run. */
+static int
+script_resolve(struct script *sc, lua_State *co, int idx, char *err, size_t errsz)
+{
+	lua_State *L = sc->L;
+
+	if (lua_type(co, idx) != LUA_TTABLE) {
+		snprintf(err, errsz, "%s: the script must return a table of hooks, got %s",
+		    sc->path, luaL_typename(co, idx));
+		return -1;
+	}
+	lua_pushnil(co);
+	while (lua_next(co, idx) != 0) {
+		const char *k = lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2) : NULL;
+		int kind = -1;
+
+		for (int i = 0; k != NULL && i < HOOK__COUNT; i++)
+			if (strcmp(k, hook_kind_names[i]) == 0)
+				kind = i;
+		if (kind == -1) {
+			if (k != NULL && strncmp(k, "on_", 3) == 0) {
+				snprintf(err, errsz, "%s: unknown hook '%s'", sc->path, k);
+				return -1;
+			}
+			lua_pop(co, 1);   /* other keys are the script's business */
+			continue;
+		}
+		if (kind == HOOK_VERB) {
+			if (script_check_verbs(co, lua_gettop(co), sc->path, err, errsz) == -1)
+				return -1;
+		} else if (lua_type(co, -1) != LUA_TFUNCTION) {
+			snprintf(err, errsz, "%s: %s must be a function, got %s", sc->path,
+			    k, luaL_typename(co, -1));
+			return -1;
+		}
+		lua_xmove(co, L, 1);
+		sc->ref[kind] = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	return 0;
+}
+
+struct script *
+script_load(const char *path, struct ev_loop *loop, size_t mem_max,
+    const struct hook_budget *budget, const char *hostname, char *err,
+    size_t errsz)
+{
+	struct script *sc;
+	struct hook_run *run = NULL;
+	lua_State *co;
+	int rc;
+
+	if ((sc = calloc(1, sizeof(*sc))) == NULL || (sc->path = strdup(path)) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		free(sc);
+		return NULL;
+	}
+	sc->refcount = 1;
+	sc->mem_max = mem_max;
+	sc->budget = *budget;
+	for (int i = 0; i < HOOK__COUNT; i++)
+		sc->ref[i] = LUA_NOREF;
+	if ((sc->L = lua_newstate(script_alloc, sc)) == NULL) {
+		snprintf(err, errsz, "cannot create a Lua state");
+		goto fail;
+	}
+	lua_atpanic(sc->L, script_panic);
+	luaL_openlibs(sc->L);
+	script_set_path(sc->L);
+	hook_api_open(sc->L, hostname);
+
+	/* The top level runs under the same budget as a hook, so a script
+	 * that loops while loading fails instead of hanging the start. */
+	if ((run = hook_run_new(sc->L, loop, HOOK_MODE_RAW, budget, "load", NULL,
+	    NULL, NULL)) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		goto fail;
+	}
+	co = hook_run_thread(run);
+	if ((rc = luaL_loadfilex(co, path, "t")) != LUA_OK) {
+		snprintf(err, errsz, "%s", lua_tostring(co, -1));
+		goto fail;
+	}
+	if (hook_run_start(run, 0) != HOOK_DONE) {
+		snprintf(err, errsz, "%s", hook_run_error(run));
+		goto fail;
+	}
+	if (hook_run_nresults(run) < 1) {
+		snprintf(err, errsz, "%s: the script must return a table of hooks", path);
+		goto fail;
+	}
+	if (script_resolve(sc, co, lua_gettop(co) - hook_run_nresults(run) + 1, err,
+	    errsz) == -1)
+		goto fail;
+	hook_run_free(run);
+	return sc;
+fail:
+	hook_run_free(run);
+	script_unref(sc);
+	return NULL;
+}
+
+void
+script_ref(struct script *sc)
+{
+	sc->refcount++;
+}
+
+void
+script_unref(struct script *sc)
+{
+	if (sc == NULL || --sc->refcount > 0)
+		return;
+	if (sc->L != NULL)
+		lua_close(sc->L);
+	free(sc->path);
+	free(sc);
+}
+
+int
+script_push_hook(struct script *sc, lua_State *co, enum hook_kind kind,
+    const char *verb)
+{
+	if (!script_has(sc, kind))
+		return -1;
+	lua_rawgeti(co, LUA_REGISTRYINDEX, sc->ref[kind]);
+	if (kind != HOOK_VERB)
+		return 0;
+	lua_getfield(co, -1, verb);
+	lua_remove(co, -2);
+	if (lua_type(co, -1) != LUA_TFUNCTION) {
+		lua_pop(co, 1);
+		return -1;
+	}
+	return 0;
+}
+
+int
+script_has_verb(struct script *sc, const char *verb)
+{
+	if (!script_has(sc, HOOK_VERB) || !lua_checkstack(sc->L, 2) ||
+	    script_push_hook(sc, sc->L, HOOK_VERB, verb) == -1)
+		return 0;
+	lua_pop(sc->L, 1);
+	return 1;
+}

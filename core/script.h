@@ -1,0 +1,69 @@
+/* script.h - one loaded policy: its lua_State with a capped allocator, the
+ * lua/ module path, the luamta API, and references to its hooks.
+ * All script state lives in this one object, so a reload can load a new one
+ * beside the old and let each session finish on the one it started with
+ * (sessions hold a reference). Knows nothing of SMTP. */
+#ifndef LUAMTA_SCRIPT_H
+#define LUAMTA_SCRIPT_H
+
+#include <stddef.h>
+
+#include <ev.h>
+#include <lauxlib.h> /* LUA_NOREF */
+#include <lua.h>
+
+#include "hook.h"
+
+enum hook_kind {
+	HOOK_CONNECT = 0,
+	HOOK_HELO,
+	HOOK_EHLO,
+	HOOK_MAIL,
+	HOOK_RCPT,
+	HOOK_DATA,
+	HOOK_MESSAGE,
+	HOOK_RSET,
+	HOOK_VRFY,
+	HOOK_QUIT,
+	HOOK_UNKNOWN,
+	HOOK_DISCONNECT,
+	HOOK_VERB,       /* a function of the verbs table */
+	HOOK__COUNT,
+};
+/* "on_connect", ..., "verbs". */
+const char *hook_kind_str(enum hook_kind);
+
+struct script {
+	lua_State         *L;
+	char              *path;          /* owned */
+	size_t             mem_used;
+	size_t             mem_max;
+	struct hook_budget budget;
+	int                ref[HOOK__COUNT]; /* functions; HOOK_VERB: the verbs table */
+	int                refcount;
+};
+
+/* Loads and runs the policy file at path in a fresh state (under the
+ * budget), checks that it returned a table of known hooks, and keeps
+ * references to them. Returns NULL with "file:line: message" in err. */
+struct script *script_load(const char *path, struct ev_loop *,
+    size_t mem_max, const struct hook_budget *, const char *hostname,
+    char *err, size_t errsz);
+void script_ref(struct script *);
+void script_unref(struct script *); /* frees at zero; NULL is a no-op */
+
+static inline int
+script_has(const struct script *sc, enum hook_kind k)
+{
+	return sc != NULL && sc->ref[k] != LUA_NOREF;
+}
+
+/* Whether the verbs table has a function for verb (upper case). */
+int script_has_verb(struct script *, const char *verb);
+
+/* Pushes the function for kind (for HOOK_VERB, verbs[verb]) onto co.
+ * Returns 0, or -1 (nothing pushed) when there is none. */
+int script_push_hook(struct script *, lua_State *co, enum hook_kind,
+    const char *verb);
+
+#endif

@@ -1,0 +1,60 @@
+/* smtp_data.h - the DATA reader: finds the end of data, undoes dot-stuffing,
+ * applies the bare-LF/bare-CR policy and the size limit.
+ * It only transforms bytes into an owned buffer; it does not know where the
+ * message goes. Input may arrive in chunks split at any byte. */
+#ifndef LUAMTA_SMTP_DATA_H
+#define LUAMTA_SMTP_DATA_H
+
+#include <stddef.h>
+
+/* What to do with a bare LF (LF not preceded by CR) or a bare CR (CR not
+ * followed by LF) inside DATA (SMTP smuggling, Dec 2023). */
+enum smtp_bare {
+	SMTP_BARE_REJECT = 0, /* sticky error SMTP_DATA_ERR_BARE; reply 550 5.6.0 */
+	SMTP_BARE_FIX,        /* store the bare LF or bare CR as CRLF */
+	SMTP_BARE_ALLOW,      /* store it as received */
+};
+const char *smtp_bare_str(enum smtp_bare);
+int smtp_bare_parse(const char *s, enum smtp_bare *out); /* 0 or -1 */
+
+enum smtp_data_err {
+	SMTP_DATA_OK = 0,
+	SMTP_DATA_ERR_SIZE,   /* more than max_size bytes after unstuffing */
+	SMTP_DATA_ERR_BARE,   /* bare LF/CR under SMTP_BARE_REJECT */
+	SMTP_DATA_ERR_NOMEM,  /* could not grow the buffer */
+};
+const char *smtp_data_err_str(enum smtp_data_err);
+
+struct smtp_data; /* opaque */
+
+/* A reader for one message. max_size is the limit on stored bytes.
+ * Returns NULL when out of memory. */
+struct smtp_data *smtp_data_new(size_t max_size, enum smtp_bare bare);
+void smtp_data_free(struct smtp_data *); /* NULL is a no-op */
+
+/* Feeds n bytes. Returns how many were consumed: all of them, or fewer when
+ * the end-of-data line was found, in which case *done is set to 1 and the
+ * bytes after ".\r\n" belong to the next command.
+ * Rules (input lines end at LF; a CRLF line ends in CR LF):
+ *  - end of data is a line that is exactly ".\r\n" and is either the first
+ *    line or follows a CRLF line. "\n.\n", "\r\n.\n", "\n.\r\n" never end it.
+ *  - a line starting with "." that has other octets before its terminator
+ *    loses that first "." (RFC 5321 4.5.2); a lone "." line that is not the
+ *    end stays ".".
+ *  - bare LF/CR are handled per the smtp_bare policy.
+ *  - once an error is set it sticks: nothing more is stored, but the reader
+ *    still looks for the end of data.
+ * Stored bytes are the message as received after unstuffing, without the
+ * end-of-data line. */
+size_t smtp_data_feed(struct smtp_data *, const char *p, size_t n, int *done);
+
+enum smtp_data_err smtp_data_error(const struct smtp_data *);
+/* Stored bytes; valid until the next feed or free. */
+const char *smtp_data_bytes(const struct smtp_data *, size_t *len);
+/* Bytes the message would have after unstuffing, even past the limit. */
+size_t smtp_data_size(const struct smtp_data *);
+/* Takes the stored bytes out (caller frees with free()); the reader keeps
+ * nothing afterwards. Returns NULL when nothing was stored. */
+char *smtp_data_steal(struct smtp_data *, size_t *len);
+
+#endif

@@ -1,0 +1,1205 @@
+/* smtp_session.c - the SMTP state machine. Every verb goes through the one
+ * table below in three steps: check (sequence and syntax, may reply and
+ * stop), hook (the Lua phase, which may finish now or later) and proceed
+ * (apply the effects and send the success reply). Input is not processed
+ * while a hook is pending, so a pipelining client cannot get ahead of the
+ * policy; replies to a pipelined batch leave in one write. */
+#include "smtp_session.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "conn.h"
+#include "hook_api.h"
+#include "log.h"
+#include "smtp_parse.h"
+#include "smtp_session_types.h"
+
+#define SMTP_OUTPUT_HIGH   65536  /* stop reading commands while replies pile up */
+#define SMTP_CLOSE_LINGER  5.0    /* seconds to get the last reply out */
+#define SMTP_REPLY_MAX     8192   /* one (multi-line) reply */
+
+#define S(st) (1u << (st))
+#define ST_SESSION (S(ST_GREETED) | S(ST_READY) | S(ST_MAIL) | S(ST_RCPT))
+
+struct smtp_cmd {
+	const char     *verb;      /* NULL for the phases without a verb */
+	unsigned        states;    /* where it is allowed (S(ST_x) bits) */
+	enum hook_kind  hook;      /* HOOK__COUNT: no hook */
+	int           (*check)(struct smtp_session *, const char *arg, size_t len);
+	void          (*proceed)(struct smtp_session *, const struct hook_result *);
+	void          (*rejected)(struct smtp_session *); /* effects of a refusal */
+	int             rcode;     /* default refusal */
+	const char     *renh;
+	const char     *rtext;
+};
+
+static void smtp_session_process(struct smtp_session *);
+static void smtp_session_close(struct smtp_session *, const char *reason);
+static void smtp_hook_finish(struct smtp_session *, const struct hook_result *);
+static void smtp_session_free(struct smtp_session *);
+
+static const char *const smtp_state_names[] = {
+	"connected", "greeted", "ready", "mail", "rcpt", "data", "closing",
+};
+
+const char *
+smtp_state_str(enum smtp_state st)
+{
+	return (unsigned)st < 7 ? smtp_state_names[st] : "?";
+}
+
+static void
+smtp_enter_state(struct smtp_session *s, enum smtp_state st)
+{
+	if (s->state == st)
+		return;
+	log_debug(s->sid, "smtp.state from=%s to=%s", smtp_state_str(s->state),
+	    smtp_state_str(st));
+	s->state = st;
+}
+
+/* splitmix64: ids that are unique per process and do not look sequential. */
+static uint64_t
+smtp_next_id(struct smtp_server *srv)
+{
+	uint64_t z = (srv->ids += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Replies --------------------------------------------------------------- */
+
+/* Queues one reply. text holds '\n'-separated lines. When enh is not NULL,
+ * every line carries an enhanced status code (RFC 2034 3): its own if it
+ * has one, else that of the first line, else enh. */
+static void
+smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+	char out[SMTP_REPLY_MAX], first_enh[16] = "";
+	size_t o = 0;
+	const char *line = text;
+
+	if (enh != NULL) {
+		size_t el = smtp_enhanced_len(text, strcspn(text, "\n"));
+		if (el > 0 && el < sizeof(first_enh)) {
+			memcpy(first_enh, text, el - 1);
+			first_enh[el - 1] = '\0';
+			enh = first_enh;
+		}
+	}
+	while (line != NULL) {
+		const char *nl = strchr(line, '\n');
+		size_t ll = nl != NULL ? (size_t)(nl - line) : strlen(line);
+		int r;
+
+		if (enh != NULL && smtp_enhanced_len(line, ll) == 0)
+			r = snprintf(out + o, sizeof(out) - o, "%d%c%s %.*s\r\n", code,
+			    nl != NULL ? '-' : ' ', enh, (int)ll, line);
+		else
+			r = snprintf(out + o, sizeof(out) - o, "%d%c%.*s\r\n", code,
+			    nl != NULL ? '-' : ' ', (int)ll, line);
+		if (r < 0 || (size_t)r >= sizeof(out) - o)
+			break;   /* bounded by hook validation; never cut mid-line */
+		o += (size_t)r;
+		line = nl != NULL ? nl + 1 : NULL;
+	}
+	if (conn_write(s->conn, out, o) == -1)
+		smtp_session_close(s, "out of memory");
+	log_debug(s->sid, "smtp.reply code=%d", code);
+}
+
+static void smtp_reply(struct smtp_session *, int, const char *, const char *, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+smtp_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+{
+	char text[SMTP_REPLY_TEXT_MAX + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	smtp_reply_lines(s, code, enh, text);
+}
+
+/* Sends the hook's custom reply when it gave one, else the default. */
+static void
+smtp_reply_hook(struct smtp_session *s, const struct hook_result *res, int code,
+    const char *enh, const char *text)
+{
+	if (res != NULL && res->code != 0) {
+		static const char *const class_enh[] = { "2.0.0", "2.0.0", "2.0.0",
+			"2.0.0", "4.0.0", "5.0.0" };
+		smtp_reply_lines(s, res->code, enh != NULL ? class_enh[res->code / 100] : NULL,
+		    res->text != NULL ? res->text : (res->code < 400 ? "Ok" :
+		    res->code < 500 ? "Try again later" : "Rejected"));
+	} else
+		smtp_reply_lines(s, code, enh, text);
+}
+
+/* Transactions ---------------------------------------------------------- */
+
+static void
+smtp_tx_free(struct smtp_tx *tx)
+{
+	if (tx == NULL)
+		return;
+	free(tx->sender);
+	free(tx->params);
+	for (size_t i = 0; i < tx->nrcpts; i++)
+		free(tx->rcpts[i]);
+	free(tx->rcpts);
+	smtp_data_free(tx->data);
+	free(tx->msg);
+	free(tx);
+}
+
+/* Ends the transaction (RSET, end of data, HELO, errors) and returns to
+ * the state after HELO (or before it). */
+static void
+smtp_tx_end(struct smtp_session *s)
+{
+	smtp_tx_free(s->tx);
+	s->tx = NULL;
+	smtp_enter_state(s, s->helo != NULL ? ST_READY : ST_GREETED);
+}
+
+static void
+smtp_pending_reset(struct smtp_session *s)
+{
+	free(s->pend.arg);
+	free(s->pend.params);
+	if (s->pend.keywords_ref != LUA_NOREF && s->script != NULL)
+		luaL_unref(s->script->L, LUA_REGISTRYINDEX, s->pend.keywords_ref);
+	memset(&s->pend, 0, sizeof(s->pend));
+	s->pend.keywords_ref = LUA_NOREF;
+}
+
+/* Checks ---------------------------------------------------------------- */
+
+static int
+check_noarg(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	if (len == 0)
+		return 0;
+	smtp_reply(s, 501, "5.5.4", "Syntax: %s", s->pend.cmd->verb);
+	return -1;
+}
+
+static int
+check_anyarg(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)s;
+	(void)arg;
+	(void)len;
+	return 0;
+}
+
+static int
+check_helo(struct smtp_session *s, const char *arg, size_t len)
+{
+	if (len == 0) {
+		smtp_reply(s, 501, "5.5.4", "Syntax: %s hostname", s->pend.cmd->verb);
+		return -1;
+	}
+	if ((s->pend.arg = strndup(arg, len)) == NULL) {
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_vrfy(struct smtp_session *s, const char *arg, size_t len)
+{
+	if (len == 0) {
+		smtp_reply(s, 501, "5.5.4", "Syntax: VRFY address");
+		return -1;
+	}
+	return check_helo(s, arg, len);
+}
+
+/* Common to MAIL and RCPT: "FROM:" / "TO:", then a path, then parameters. */
+static int
+check_path(struct smtp_session *s, const char *arg, size_t len, const char *prefix,
+    int is_mail, char *path)
+{
+	size_t plen = strlen(prefix);
+	const char *p, *rest, *end = arg + len;
+	enum smtp_path_err perr;
+	int utf8 = is_mail || (s->tx != NULL && s->tx->smtputf8);
+
+	if (len < plen || strncasecmp(arg, prefix, plen) != 0) {
+		smtp_reply(s, 501, "5.5.4", "Syntax: %s%s<address>",
+		    is_mail ? "MAIL " : "RCPT ", prefix);
+		return -1;
+	}
+	/* RFC 5321 has no space after the colon; Postfix tolerates it and so
+	 * do many clients' users, so we do too. */
+	for (p = arg + plen; p < end && *p == ' '; p++)
+		;
+	perr = smtp_parse_path(p, (size_t)(end - p), is_mail, !is_mail, utf8, path,
+	    SMTP_PATH_MAX + 1, &rest);
+	if (perr == SMTP_PATH_UTF8 && !utf8) {
+		smtp_reply(s, 553, "5.6.7", "Error: non-ASCII address without SMTPUTF8");
+		return -1;
+	}
+	if (perr != SMTP_PATH_OK) {
+		smtp_reply(s, 501, perr == SMTP_PATH_TOO_LONG ? "5.1.3" : "5.1.7",
+		    "Error: bad %s address syntax (%s)", is_mail ? "sender" : "recipient",
+		    smtp_path_err_str(perr));
+		return -1;
+	}
+	if (rest < end && *rest != ' ') {
+		smtp_reply(s, 501, "5.5.4", "Error: junk after the address");
+		return -1;
+	}
+	while (rest < end && *rest == ' ')
+		rest++;
+	if (rest < end && (s->pend.params = strndup(rest, (size_t)(end - rest))) == NULL) {
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return -1;
+	}
+	if ((s->pend.arg = strdup(path)) == NULL) {
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Parses a copy of the parameters into p; replies and returns -1 on error. */
+static int
+check_params(struct smtp_session *s, char *copy, struct smtp_param *p, int *n)
+{
+	if (s->pend.params == NULL) {
+		*n = 0;
+		return 0;
+	}
+	if (!s->esmtp) {
+		/* RFC 5321 4.1.1.11: parameters only after EHLO. */
+		smtp_reply(s, 555, "5.5.4", "Error: parameters need EHLO");
+		return -1;
+	}
+	strcpy(copy, s->pend.params);
+	if ((*n = smtp_parse_params(copy, p, SMTP_PARAMS_MAX, 1)) == -1) {
+		smtp_reply(s, 501, "5.5.4", "Error: bad parameter syntax");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_mail(struct smtp_session *s, const char *arg, size_t len)
+{
+	char path[SMTP_PATH_MAX + 1], copy[SMTP_CMD_LINE_MAX];
+	struct smtp_param p[SMTP_PARAMS_MAX];
+	int n, utf8 = 0;
+
+	if (check_path(s, arg, len, "FROM:", 1, path) == -1 ||
+	    check_params(s, copy, p, &n) == -1)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (strcasecmp(p[i].key, "SIZE") == 0) {
+			char *end;
+			unsigned long long sz;
+
+			if (p[i].value == NULL || !isdigit((unsigned char)p[i].value[0]) ||
+			    (errno = 0, sz = strtoull(p[i].value, &end, 10), *end != '\0') ||
+			    errno != 0) {
+				smtp_reply(s, 501, "5.5.4", "Error: bad SIZE parameter");
+				return -1;
+			}
+			if (sz > s->max_size) {
+				smtp_reply(s, 552, "5.3.4", "Error: message size exceeds fixed limit");
+				return -1;
+			}
+		} else if (strcasecmp(p[i].key, "BODY") == 0) {
+			if (p[i].value == NULL || (strcasecmp(p[i].value, "7BIT") != 0 &&
+			    strcasecmp(p[i].value, "8BITMIME") != 0)) {
+				smtp_reply(s, 501, "5.5.4", "Error: BODY must be 7BIT or 8BITMIME");
+				return -1;
+			}
+		} else if (strcasecmp(p[i].key, "SMTPUTF8") == 0 && p[i].value == NULL) {
+			utf8 = 1;
+		} else {
+			smtp_reply(s, 555, "5.5.4", "Error: unsupported parameter %.64s", p[i].key);
+			return -1;
+		}
+	}
+	/* RFC 6531 3.4: a non-ASCII path needs the SMTPUTF8 parameter. */
+	for (const char *c = path; !utf8 && *c != '\0'; c++)
+		if ((unsigned char)*c >= 0x80) {
+			smtp_reply(s, 553, "5.6.7", "Error: non-ASCII sender without SMTPUTF8");
+			return -1;
+		}
+	s->pend.smtputf8 = utf8;
+	return 0;
+}
+
+static int
+check_rcpt(struct smtp_session *s, const char *arg, size_t len)
+{
+	char path[SMTP_PATH_MAX + 1], copy[SMTP_CMD_LINE_MAX];
+	struct smtp_param p[SMTP_PARAMS_MAX];
+	int n;
+
+	if (check_path(s, arg, len, "TO:", 0, path) == -1 ||
+	    check_params(s, copy, p, &n) == -1)
+		return -1;
+	if (n > 0) {
+		smtp_reply(s, 555, "5.5.4", "Error: unsupported parameter %.64s", p[0].key);
+		return -1;
+	}
+	if (s->tx->nrcpts >= (size_t)s->srv->cfg->max_recipients) {
+		smtp_reply(s, 452, "4.5.3", "Error: too many recipients");
+		return -1;
+	}
+	return 0;
+}
+
+/* Proceeds ------------------------------------------------------------- */
+
+static void
+do_helo(struct smtp_session *s, const struct hook_result *res)
+{
+	smtp_tx_end(s);
+	free(s->helo);
+	s->helo = s->pend.arg;
+	s->pend.arg = NULL;
+	s->esmtp = 0;
+	smtp_enter_state(s, ST_READY);
+	smtp_reply_hook(s, res, 250, NULL, s->srv->cfg->hostname);
+}
+
+/* The keywords we advertise, '\n'-separated, as on_ehlo sees them. */
+static void
+smtp_ehlo_keywords(struct smtp_session *s, char *out, size_t outsz)
+{
+	snprintf(out, outsz, "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\n"
+	    "SMTPUTF8\nHELP", s->max_size);
+}
+
+static void
+do_ehlo(struct smtp_session *s, const struct hook_result *res)
+{
+	char kwbuf[256], *kw = NULL, first[SMTP_REPLY_TEXT_MAX + 1], *text;
+	const char *keywords;
+	size_t n;
+
+	if (s->pend.keywords_ref != LUA_NOREF) {
+		kw = hook_api_take_keywords(s->script->L, s->pend.keywords_ref);
+		s->pend.keywords_ref = LUA_NOREF;
+		keywords = kw != NULL ? kw : "";
+	} else {
+		smtp_ehlo_keywords(s, kwbuf, sizeof(kwbuf));
+		keywords = kwbuf;
+	}
+	smtp_tx_end(s);
+	free(s->helo);
+	s->helo = s->pend.arg;
+	s->pend.arg = NULL;
+	s->esmtp = 1;
+	smtp_enter_state(s, ST_READY);
+	/* A custom 2xx replaces the first line's text; the keywords follow. */
+	if (res != NULL && res->code != 0 && res->text != NULL)
+		snprintf(first, sizeof(first), "%.*s", (int)strcspn(res->text, "\n"), res->text);
+	else
+		snprintf(first, sizeof(first), "%s", s->srv->cfg->hostname);
+	n = strlen(first) + 1 + strlen(keywords) + 1;
+	if ((text = malloc(n)) != NULL) {
+		snprintf(text, n, "%s%s%s", first, keywords[0] ? "\n" : "", keywords);
+		smtp_reply_lines(s, 250, NULL, text);
+		free(text);
+	} else
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+	free(kw);
+}
+
+static void
+do_mail(struct smtp_session *s, const struct hook_result *res)
+{
+	struct smtp_tx *tx;
+
+	if ((tx = calloc(1, sizeof(*tx))) == NULL) {
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return;
+	}
+	snprintf(tx->qid, sizeof(tx->qid), "%016llx",
+	    (unsigned long long)smtp_next_id(s->srv));
+	tx->sender = s->pend.arg;
+	tx->params = s->pend.params;
+	s->pend.arg = s->pend.params = NULL;
+	tx->smtputf8 = s->pend.smtputf8;
+	s->tx = tx;
+	smtp_enter_state(s, ST_MAIL);
+	log_info(s->sid, "smtp.mail qid=%s", tx->qid);
+	smtp_reply_hook(s, res, 250, "2.1.0", "Ok");
+}
+
+static void
+do_rcpt(struct smtp_session *s, const struct hook_result *res)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (tx->nrcpts == tx->rcpts_cap) {
+		size_t cap = tx->rcpts_cap ? tx->rcpts_cap * 2 : 4;
+		char **r = realloc(tx->rcpts, cap * sizeof(*r));
+		if (r == NULL) {
+			smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+			return;
+		}
+		tx->rcpts = r;
+		tx->rcpts_cap = cap;
+	}
+	tx->rcpts[tx->nrcpts++] = s->pend.arg;
+	s->pend.arg = NULL;
+	smtp_enter_state(s, ST_RCPT);
+	smtp_reply_hook(s, res, 250, "2.1.5", "Ok");
+}
+
+static void
+do_data(struct smtp_session *s, const struct hook_result *res)
+{
+	if ((s->tx->data = smtp_data_new(s->max_size, s->srv->cfg->bare)) == NULL) {
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return;
+	}
+	smtp_enter_state(s, ST_DATA);
+	conn_set_timeout(s->conn, s->srv->cfg->data_timeout);
+	/* RFC 2034: no enhanced code on 354 (it is not a completion). */
+	smtp_reply_hook(s, res, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+}
+
+static void
+do_rset(struct smtp_session *s, const struct hook_result *res)
+{
+	smtp_tx_end(s);
+	smtp_reply_hook(s, res, 250, "2.0.0", "Ok");
+}
+
+static void
+do_noop(struct smtp_session *s, const struct hook_result *res)
+{
+	smtp_reply_hook(s, res, 250, "2.0.0", "Ok");
+}
+
+static void
+do_quit(struct smtp_session *s, const struct hook_result *res)
+{
+	smtp_reply_hook(s, res, 221, "2.0.0", "Bye");
+	smtp_session_close(s, "quit");
+}
+
+static void
+do_vrfy(struct smtp_session *s, const struct hook_result *res)
+{
+	smtp_reply_hook(s, res, 252, "2.0.0",
+	    "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void
+do_help(struct smtp_session *s, const struct hook_result *res)
+{
+	smtp_reply_hook(s, res, 214, "2.0.0",
+	    "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+}
+
+static void
+do_unknown(struct smtp_session *s, const struct hook_result *res)
+{
+	smtp_reply_hook(s, res, 500, "5.5.2", "Error: command not recognized");
+}
+
+static void
+do_verb(struct smtp_session *s, const struct hook_result *res)
+{
+	smtp_reply_hook(s, res, 250, "2.0.0", "Ok");
+}
+
+static void
+do_connect(struct smtp_session *s, const struct hook_result *res)
+{
+	char text[SMTP_REPLY_TEXT_MAX + 1];
+
+	smtp_enter_state(s, ST_GREETED);
+	snprintf(text, sizeof(text), "%s ESMTP luamta", s->srv->cfg->hostname);
+	smtp_reply_hook(s, res, 220, NULL, text);
+}
+
+static void
+rejected_close(struct smtp_session *s)
+{
+	smtp_session_close(s, "rejected");
+}
+
+static void do_message(struct smtp_session *, const struct hook_result *);
+static void rejected_message(struct smtp_session *);
+
+/* The one command table. Phases without a verb (connect, message) use the
+ * same check/hook/proceed path. */
+static const struct smtp_cmd smtp_cmds[] = {
+	/* verb    states                 hook          check         proceed     rejected */
+	{ "HELO", ST_SESSION,             HOOK_HELO,    check_helo,   do_helo,    NULL,
+	  550, "5.7.1", "Rejected" },
+	{ "EHLO", ST_SESSION,             HOOK_EHLO,    check_helo,   do_ehlo,    NULL,
+	  550, "5.7.1", "Rejected" },
+	{ "MAIL", S(ST_READY),            HOOK_MAIL,    check_mail,   do_mail,    NULL,
+	  550, "5.7.1", "Sender rejected" },
+	{ "RCPT", S(ST_MAIL) | S(ST_RCPT), HOOK_RCPT,   check_rcpt,   do_rcpt,    NULL,
+	  550, "5.7.1", "Recipient rejected" },
+	{ "DATA", S(ST_RCPT),             HOOK_DATA,    check_noarg,  do_data,    NULL,
+	  554, "5.5.1", "Rejected" },
+	{ "RSET", ST_SESSION,             HOOK_RSET,    check_noarg,  do_rset,    NULL,
+	  550, "5.7.1", "Rejected" },
+	{ "NOOP", ST_SESSION,             HOOK__COUNT,  check_anyarg, do_noop,    NULL,
+	  0, NULL, NULL },
+	{ "QUIT", ST_SESSION,             HOOK_QUIT,    check_noarg,  do_quit,    rejected_close,
+	  221, "2.0.0", "Bye" },
+	{ "VRFY", ST_SESSION,             HOOK_VRFY,    check_vrfy,   do_vrfy,    NULL,
+	  550, "5.1.1", "Rejected" },
+	{ "HELP", ST_SESSION,             HOOK__COUNT,  check_anyarg, do_help,    NULL,
+	  0, NULL, NULL },
+};
+static const struct smtp_cmd smtp_cmd_unknown =
+	{ NULL, ST_SESSION, HOOK_UNKNOWN, check_anyarg, do_unknown, NULL,
+	  500, "5.5.2", "Error: command not recognized" };
+static const struct smtp_cmd smtp_cmd_verb =
+	{ NULL, ST_SESSION, HOOK_VERB, check_anyarg, do_verb, NULL,
+	  550, "5.7.1", "Rejected" };
+static const struct smtp_cmd smtp_cmd_connect =
+	{ NULL, S(ST_CONNECTED), HOOK_CONNECT, NULL, do_connect, rejected_close,
+	  554, "5.7.1", "Connection rejected" };
+static const struct smtp_cmd smtp_cmd_message =
+	{ NULL, S(ST_DATA), HOOK_MESSAGE, NULL, do_message, rejected_message,
+	  554, "5.7.1", "Message rejected" };
+
+/* Hooks ----------------------------------------------------------------- */
+
+static void
+smtp_on_hook_done(struct hook_run *run, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	/* The session owns the run and cancels it when it dies, so s is alive
+	 * here (the run's timer cannot fire after hook_run_free). */
+	s->run = NULL;
+	smtp_hook_finish(s, hook_run_result(run));
+	hook_run_free(run);
+	smtp_session_process(s);
+}
+
+/* Pushes the arguments of the pending command's hook after the session. */
+static int
+smtp_hook_push_args(struct smtp_session *s, lua_State *co, enum hook_kind kind)
+{
+	char kw[256];
+
+	switch (kind) {
+	case HOOK_HELO:
+	case HOOK_VRFY:
+		lua_pushstring(co, s->pend.arg);
+		return 1;
+	case HOOK_EHLO:
+		lua_pushstring(co, s->pend.arg);
+		smtp_ehlo_keywords(s, kw, sizeof(kw));
+		s->pend.keywords_ref = hook_api_push_keywords(co, kw);
+		return 2;
+	case HOOK_MAIL:
+	case HOOK_RCPT:
+		lua_pushstring(co, s->pend.arg);
+		hook_api_push_params(co, s->pend.params);
+		return 2;
+	case HOOK_MESSAGE:
+		hook_api_push_message(co, s);
+		return 1;
+	case HOOK_UNKNOWN:
+		lua_pushstring(co, s->pend.verb);
+		lua_pushstring(co, s->pend.arg != NULL ? s->pend.arg : "");
+		return 2;
+	case HOOK_VERB:
+		lua_pushstring(co, s->pend.arg != NULL ? s->pend.arg : "");
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Runs the pending command's hook, or proceeds at once without one. */
+static void
+smtp_hook_run(struct smtp_session *s)
+{
+	const struct smtp_cmd *cmd = s->pend.cmd;
+	struct hook_run *run;
+	struct hook_result res = { .verdict = HOOK_ACCEPT };
+	lua_State *co;
+	int nargs;
+	enum hook_status st;
+
+	if (!script_has(s->script, cmd->hook)) {
+		smtp_hook_finish(s, &res);
+		return;
+	}
+	run = hook_run_new(s->script->L, s->srv->loop, HOOK_MODE_POLICY,
+	    &s->script->budget, cmd->hook == HOOK_VERB ? s->pend.verb :
+	    hook_kind_str(cmd->hook), s->sid, smtp_on_hook_done, s);
+	if (run == NULL) {
+		res.verdict = HOOK_ERROR;
+		smtp_hook_finish(s, &res);
+		return;
+	}
+	co = hook_run_thread(run);
+	if (script_push_hook(s->script, co, cmd->hook, s->pend.verb) == -1) {
+		hook_run_free(run);
+		smtp_hook_finish(s, &res);
+		return;
+	}
+	hook_api_push_session(co, s);
+	nargs = 1 + smtp_hook_push_args(s, co, cmd->hook);
+	st = hook_run_start(run, nargs);
+	if (st == HOOK_PENDING) {
+		s->run = run;
+		return;
+	}
+	smtp_hook_finish(s, hook_run_result(run));
+	hook_run_free(run);
+}
+
+/* Whether a custom code fits the phase: 354 only for DATA (which accepts
+ * with nothing else), 220 for the greeting, 221 for QUIT. */
+static int
+smtp_code_allowed(const struct smtp_cmd *cmd, int code)
+{
+	if (code >= 400)
+		return 1;
+	switch (cmd->hook) {
+	case HOOK_DATA:
+		return code == 354;
+	case HOOK_CONNECT:
+		return code == 220;
+	case HOOK_QUIT:
+		return code == 221;
+	default:
+		return code < 300;
+	}
+}
+
+/* Applies a hook's outcome to the pending command and clears it. */
+static void
+smtp_hook_finish(struct smtp_session *s, const struct hook_result *res)
+{
+	const struct smtp_cmd *cmd = s->pend.cmd;
+	enum hook_verdict v = res->verdict;
+
+	if ((v == HOOK_CUSTOM || (v == HOOK_CLOSE && res->code != 0)) &&
+	    !smtp_code_allowed(cmd, res->code)) {
+		log_warn(s->sid, "hook.invalid hook=%s error=\"reply code %d does not fit the verb\"",
+		    hook_kind_str(cmd->hook), res->code);
+		v = HOOK_ERROR;
+	}
+	/* The message handle lives for on_message only. */
+	if (cmd == &smtp_cmd_message && s->script != NULL)
+		hook_api_end_message(s->script->L, s);
+	if (v != HOOK_ACCEPT)
+		log_info(s->sid, "smtp.hook hook=%s result=%s code=%d",
+		    hook_kind_str(cmd->hook), hook_verdict_str(v), res->code);
+	switch (v) {
+	case HOOK_ACCEPT:
+		cmd->proceed(s, NULL);
+		break;
+	case HOOK_CUSTOM:
+		if (res->code < 400)
+			cmd->proceed(s, res);
+		else {
+			smtp_reply_hook(s, res, 0, "", NULL);
+			if (cmd->rejected != NULL)
+				cmd->rejected(s);
+		}
+		break;
+	case HOOK_REJECT:
+		if (cmd->hook == HOOK_QUIT || cmd->hook == HOOK_UNKNOWN) {
+			cmd->proceed(s, NULL);
+			break;
+		}
+		smtp_reply(s, cmd->rcode, cmd->renh, "%s", cmd->rtext);
+		if (cmd->rejected != NULL)
+			cmd->rejected(s);
+		break;
+	case HOOK_CLOSE:
+		if (res->code != 0 && res->code < 400)
+			cmd->proceed(s, res);
+		else {
+			if (res->code != 0)
+				smtp_reply_hook(s, res, 0, "", NULL);
+			if (cmd->rejected != NULL && cmd->rejected != rejected_close)
+				cmd->rejected(s);
+		}
+		smtp_session_close(s, "hook");
+		break;
+	case HOOK_ERROR:
+		/* Never a permanent failure for a script fault: the client
+		 * retries later, after the script is fixed. */
+		if (cmd->hook == HOOK_CONNECT || cmd->hook == HOOK_QUIT) {
+			smtp_reply(s, 421, "4.3.0", "%s Temporary policy error, closing", s->srv->cfg->hostname);
+			smtp_session_close(s, "hook error");
+		} else {
+			smtp_reply(s, 451, "4.3.0", "Temporary policy error");
+			if (cmd->rejected != NULL)
+				cmd->rejected(s);
+		}
+		break;
+	}
+	if (s->pend.cmd == cmd)
+		smtp_pending_reset(s);
+}
+
+/* DATA ------------------------------------------------------------------ */
+
+static void
+rejected_message(struct smtp_session *s)
+{
+	smtp_tx_end(s);
+	conn_set_timeout(s->conn, s->srv->cfg->timeout);
+}
+
+static void
+do_message(struct smtp_session *s, const struct hook_result *res)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (tx->delivery_failed) {
+		/* The client keeps the message and retries (RFC 5321 4.2.5). */
+		smtp_reply(s, 451, "4.3.0", "Error: local delivery failed, try again later");
+		log_warn(s->sid, "smtp.message qid=%s result=tempfail reason=delivery", tx->qid);
+	} else {
+		s->messages++;
+		log_info(s->sid, "smtp.message qid=%s result=accept size=%zu rcpts=%zu",
+		    tx->qid, tx->msglen, tx->nrcpts);
+		if (res != NULL && res->code != 0)
+			smtp_reply_hook(s, res, 250, "2.0.0", NULL);
+		else
+			smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", tx->qid);
+	}
+	smtp_tx_end(s);
+	conn_set_timeout(s->conn, s->srv->cfg->timeout);
+}
+
+/* The final dot arrived: answer size and bare-LF errors, else hand the
+ * message to on_message. */
+static void
+smtp_data_end(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	enum smtp_data_err err = smtp_data_error(tx->data);
+
+	if (err != SMTP_DATA_OK) {
+		log_info(s->sid, "smtp.message qid=%s result=reject error=%s size=%zu",
+		    tx->qid, smtp_data_err_str(err), smtp_data_size(tx->data));
+		if (err == SMTP_DATA_ERR_SIZE)
+			smtp_reply(s, 552, "5.3.4", "Error: message file too big");
+		else if (err == SMTP_DATA_ERR_BARE)
+			smtp_reply(s, 550, "5.6.0", "Error: bare <CR> or <LF> in message (see RFC 5321 2.3.8)");
+		else
+			smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		rejected_message(s);
+		return;
+	}
+	tx->msg = smtp_data_steal(tx->data, &tx->msglen);
+	smtp_data_free(tx->data);
+	tx->data = NULL;
+	s->pend.cmd = &smtp_cmd_message;
+	smtp_hook_run(s);
+}
+
+/* Input ----------------------------------------------------------------- */
+
+static const struct smtp_cmd *
+smtp_cmd_lookup(const char *verb)
+{
+	for (size_t i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++)
+		if (strcmp(smtp_cmds[i].verb, verb) == 0)
+			return &smtp_cmds[i];
+	return NULL;
+}
+
+static void
+smtp_command(struct smtp_session *s, const char *line, size_t len)
+{
+	char verb[SMTP_VERB_MAX + 1], esc[128];
+	const char *arg;
+	size_t arglen;
+	const struct smtp_cmd *cmd;
+
+	if (memchr(line, '\0', len) != NULL) {
+		smtp_reply(s, 500, "5.5.2", "Error: NUL character in command");
+		return;
+	}
+	if (smtp_parse_verb(line, len, verb, &arg, &arglen) == -1) {
+		log_info(s->sid, "smtp.bad_command line=\"%s\"",
+		    log_escape(esc, sizeof(esc), line, len));
+		smtp_reply(s, 500, "5.5.2", "Error: command not recognized");
+		return;
+	}
+	log_debug(s->sid, "smtp.command verb=%s", verb);
+	cmd = smtp_cmd_lookup(verb);
+	if (cmd == NULL) {
+		cmd = script_has_verb(s->script, verb) ? &smtp_cmd_verb : &smtp_cmd_unknown;
+		snprintf(s->pend.verb, sizeof(s->pend.verb), "%s", verb);
+		if (arglen > 0 && (s->pend.arg = strndup(arg, arglen)) == NULL) {
+			smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+			return;
+		}
+		if (cmd == &smtp_cmd_unknown)
+			log_info(s->sid, "smtp.unknown verb=\"%s\"",
+			    log_escape(esc, sizeof(esc), verb, strlen(verb)));
+	}
+	if (!(cmd->states & S(s->state))) {
+		smtp_pending_reset(s);
+		smtp_reply(s, 503, "5.5.1", "Error: bad sequence of commands");
+		return;
+	}
+	s->pend.cmd = cmd;
+	if (cmd->check(s, arg, arglen) == -1) {
+		smtp_pending_reset(s);
+		return;
+	}
+	smtp_hook_run(s);
+}
+
+/* Handles every complete command line and DATA chunk that is buffered,
+ * unless a hook is parked or replies are piling up; then writes all
+ * replies of the batch at once. */
+static void
+smtp_session_process(struct smtp_session *s)
+{
+	struct buf *in = conn_input(s->conn);
+	const char *line;
+	size_t len;
+	int crlf, done;
+
+	if (s->in_process)
+		return;
+	s->in_process = 1;
+	while (!s->closing && s->run == NULL && s->state != ST_CONNECTED &&
+	    conn_output_pending(s->conn) < SMTP_OUTPUT_HIGH && buf_avail(in) > 0) {
+		if (s->state == ST_DATA) {
+			size_t n = smtp_data_feed(s->tx->data, buf_head(in), buf_avail(in), &done);
+			buf_consume(in, n);
+			if (done)
+				smtp_data_end(s);
+			continue;
+		}
+		if (s->skip_line) {
+			const char *lf = memchr(buf_head(in), '\n', buf_avail(in));
+			if (lf == NULL) {
+				buf_consume(in, buf_avail(in));
+				break;
+			}
+			buf_consume(in, (size_t)(lf - buf_head(in)) + 1);
+			s->skip_line = 0;
+			log_info(s->sid, "smtp.line_too_long");
+			smtp_reply(s, 500, "5.5.2", "Error: line too long");
+			continue;
+		}
+		switch (buf_getline(in, SMTP_CMD_LINE_MAX, &line, &len, &crlf)) {
+		case BUF_NEED_MORE:
+			goto out;
+		case BUF_TOO_LONG:
+			s->skip_line = 1;
+			continue;
+		case BUF_LINE:
+			smtp_command(s, line, len);
+			break;
+		}
+	}
+out:
+	s->in_process = 0;
+	conn_flush(s->conn);
+	if (buf_avail(in) == 0)
+		conn_trim(s->conn);
+}
+
+/* Sessions -------------------------------------------------------------- */
+
+static void
+smtp_on_reap(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct smtp_server *srv = w->data;
+	struct smtp_session *s;
+
+	(void)revents;
+	ev_idle_stop(loop, w);
+	while ((s = srv->reap) != NULL) {
+		srv->reap = s->reap_next;
+		s->reaping = 0;
+		/* Let the last reply drain first; CONN_DRAINED, an error or
+		 * the linger timer brings the session back here. */
+		if (conn_output_pending(s->conn) > 0) {
+			conn_flush(s->conn);
+			if (conn_output_pending(s->conn) > 0)
+				continue;
+		}
+		smtp_session_free(s);
+	}
+}
+
+static void
+smtp_reap(struct smtp_session *s)
+{
+	if (s->reaping)
+		return;
+	s->reaping = 1;
+	s->reap_next = s->srv->reap;
+	s->srv->reap = s;
+	ev_idle_start(s->srv->loop, &s->srv->reaper);
+}
+
+/* Marks the session closed; it is freed from the loop, after the callback
+ * that closed it has returned (a callback may close its own session). */
+static void
+smtp_session_close(struct smtp_session *s, const char *reason)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	log_info(s->sid, "smtp.close reason=%s", reason);
+	hook_run_free(s->run);
+	s->run = NULL;
+	smtp_enter_state(s, ST_CLOSING);
+	conn_shutdown_input(s->conn);
+	conn_set_timeout(s->conn, SMTP_CLOSE_LINGER);
+	smtp_reap(s);
+}
+
+static void
+smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)c;
+	switch (ev) {
+	case CONN_DATAIN:
+		if (!s->closing)
+			smtp_session_process(s);
+		break;
+	case CONN_DRAINED:
+		if (s->closing)
+			smtp_reap(s);
+		else
+			smtp_session_process(s);
+		break;
+	case CONN_TIMEOUT:
+		if (s->closing) {
+			smtp_reap(s);
+			break;
+		}
+		log_info(s->sid, "smtp.timeout state=%s", smtp_state_str(s->state));
+		smtp_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->cfg->hostname);
+		conn_flush(s->conn);
+		smtp_session_close(s, "timeout");
+		break;
+	case CONN_CLOSED:
+	case CONN_ERROR:
+		if (s->closing) {
+			/* Nothing more can be written. */
+			smtp_reap(s);
+			break;
+		}
+		/* A transaction in progress (mid-DATA, or a hook pending) is
+		 * abandoned: nothing gets delivered after the client left. */
+		if (ev == CONN_ERROR)
+			log_info(s->sid, "smtp.conn_error state=%s error=\"%s\"",
+			    smtp_state_str(s->state), conn_strerror(s->conn));
+		smtp_session_close(s, ev == CONN_CLOSED ? "peer_closed" : "error");
+		break;
+	}
+}
+
+static void
+smtp_sockaddr_str(const struct sockaddr *sa, char *ip, size_t ipsz, int *port)
+{
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, (socklen_t)ipsz);
+		*port = ntohs(s6->sin6_port);
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)ipsz);
+		*port = ntohs(s4->sin_port);
+	} else {
+		snprintf(ip, ipsz, "unix");
+		*port = 0;
+	}
+}
+
+/* Refuses a connection over a cap with one best-effort write; the socket
+ * is fresh, so the short reply fits its buffer. */
+static void
+smtp_refuse(int fd, const char *ip, const char *why)
+{
+	static const char msg[] = "421 4.3.2 Too many connections, try again later\r\n";
+
+	log_warn(NULL, "smtp.refuse peer=%s reason=%s", ip, why);
+	if (write(fd, msg, sizeof(msg) - 1) < 0)
+		(void)0;   /* the client is told nothing more by a failed write */
+	close(fd);
+}
+
+void
+smtp_server_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+	struct smtp_server *srv = arg;
+	const struct config *cfg = srv->cfg;
+	struct smtp_session *s;
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	char ip[INET6_ADDRSTRLEN];
+	int port;
+
+	(void)salen;
+	smtp_sockaddr_str(sa, ip, sizeof(ip), &port);
+	if (srv->stopping) {
+		close(fd);
+		return;
+	}
+	if (srv->nsessions >= cfg->max_connections) {
+		smtp_refuse(fd, ip, "max_connections");
+		return;
+	}
+	if (cfg->max_per_ip > 0) {
+		int n = 0;
+		for (s = srv->sessions; s != NULL; s = s->next)
+			if (!s->closing && strcmp(s->peer_ip, ip) == 0)
+				n++;
+		if (n >= cfg->max_per_ip) {
+			smtp_refuse(fd, ip, "max_per_ip");
+			return;
+		}
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		smtp_refuse(fd, ip, "out_of_memory");
+		return;
+	}
+	s->srv = srv;
+	s->handle_ref = s->msg_ref = LUA_NOREF;
+	s->pend.keywords_ref = LUA_NOREF;
+	s->max_size = cfg->max_size;
+	snprintf(s->sid, sizeof(s->sid), "%016llx", (unsigned long long)smtp_next_id(srv));
+	memcpy(s->peer_ip, ip, sizeof(ip));
+	s->peer_port = port;
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+		smtp_sockaddr_str((struct sockaddr *)&local, s->local_ip,
+		    sizeof(s->local_ip), &s->local_port);
+	if ((s->conn = conn_new(srv->loop, fd, smtp_on_conn, s)) == NULL) {
+		free(s);
+		return;
+	}
+	s->script = srv->script;
+	if (s->script != NULL)
+		script_ref(s->script);
+	s->next = srv->sessions;
+	if (srv->sessions != NULL)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	log_info(s->sid, "smtp.connect peer=%s port=%d", s->peer_ip, s->peer_port);
+	conn_set_timeout(s->conn, cfg->timeout);
+	s->pend.cmd = &smtp_cmd_connect;
+	smtp_hook_run(s);
+	smtp_session_process(s);
+}
+
+/* on_disconnect is a notification: its result is ignored, and it cannot
+ * wait (the session is going away). */
+static void
+smtp_hook_disconnect(struct smtp_session *s)
+{
+	struct hook_run *run;
+	lua_State *co;
+
+	if (!script_has(s->script, HOOK_DISCONNECT))
+		return;
+	run = hook_run_new(s->script->L, s->srv->loop, HOOK_MODE_POLICY,
+	    &s->script->budget, "on_disconnect", s->sid, smtp_on_hook_done, s);
+	if (run == NULL)
+		return;
+	co = hook_run_thread(run);
+	if (script_push_hook(s->script, co, HOOK_DISCONNECT, NULL) == 0) {
+		hook_api_push_session(co, s);
+		if (hook_run_start(run, 1) == HOOK_PENDING)
+			log_warn(s->sid, "hook.cancel hook=on_disconnect reason=\"cannot wait in on_disconnect\"");
+	}
+	hook_run_free(run);
+}
+
+static void
+smtp_session_free(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+
+	hook_run_free(s->run);
+	s->run = NULL;
+	if (s->script != NULL) {
+		smtp_hook_disconnect(s);
+		hook_api_release(s->script->L, s);
+	}
+	smtp_pending_reset(s);
+	smtp_tx_free(s->tx);
+	free(s->helo);
+	conn_free(s->conn);
+	script_unref(s->script);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	log_debug(s->sid, "smtp.free");
+	free(s);
+}
+
+void
+smtp_server_init(struct smtp_server *srv, struct ev_loop *loop,
+    const struct config *cfg, struct script *script)
+{
+	memset(srv, 0, sizeof(*srv));
+	srv->loop = loop;
+	srv->cfg = cfg;
+	srv->script = script;
+	srv->ids = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	ev_idle_init(&srv->reaper, smtp_on_reap);
+	srv->reaper.data = srv;
+}
+
+void
+smtp_server_shutdown(struct smtp_server *srv)
+{
+	struct smtp_session *s;
+
+	srv->stopping = 1;
+	ev_idle_stop(srv->loop, &srv->reaper);
+	srv->reap = NULL;
+	while ((s = srv->sessions) != NULL) {
+		if (!s->closing) {
+			smtp_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
+			conn_flush(s->conn);
+		}
+		smtp_session_free(s);
+	}
+	script_unref(srv->script);
+	srv->script = NULL;
+}

@@ -1,0 +1,39 @@
+/* smtp_session.h - the SMTP server side: accepting sessions, the session
+ * and transaction state, the one command table, replies. Policy decisions
+ * are delegated to hooks (hook.h); Lua itself is never touched here except
+ * through hook_api.h. */
+#ifndef LUAMTA_SMTP_SESSION_H
+#define LUAMTA_SMTP_SESSION_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <ev.h>
+
+#include "config.h"
+#include "script.h"
+
+struct smtp_session;
+
+struct smtp_server {
+	struct ev_loop      *loop;
+	const struct config *cfg;      /* borrowed */
+	struct script       *script;   /* current generation (own ref), or NULL */
+	struct smtp_session *sessions; /* all live sessions */
+	int                  nsessions;
+	struct smtp_session *reap;     /* closed sessions waiting to be freed */
+	ev_idle              reaper;
+	uint64_t             ids;      /* id generator state */
+	int                  stopping;
+};
+
+/* Borrows cfg; takes over the caller's reference to script (may be NULL). */
+void smtp_server_init(struct smtp_server *, struct ev_loop *,
+    const struct config *, struct script *);
+/* A listener_cb: takes ownership of fd and starts a session on it (or
+ * answers 421 and closes when a connection cap is reached). */
+void smtp_server_accept(int fd, const struct sockaddr *, socklen_t, void *srv);
+/* Answers every session 421 4.3.2 and frees them all, then the script. */
+void smtp_server_shutdown(struct smtp_server *);
+
+#endif

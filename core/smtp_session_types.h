@@ -1,0 +1,76 @@
+/* smtp_session_types.h - the session and transaction structs, shared by
+ * smtp_session.c (which owns them) and hook_api.c (their Lua face, which
+ * reads fields and sets the few a script may set). Nobody else includes it. */
+#ifndef LUAMTA_SMTP_SESSION_TYPES_H
+#define LUAMTA_SMTP_SESSION_TYPES_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+
+#include "hook.h"
+#include "smtp_data.h"
+#include "smtp_session.h"
+
+enum smtp_state {
+	ST_CONNECTED = 0, /* on_connect may be running; no greeting yet */
+	ST_GREETED,       /* 220 sent, no HELO/EHLO yet */
+	ST_READY,         /* HELO/EHLO done, no transaction */
+	ST_MAIL,          /* MAIL accepted */
+	ST_RCPT,          /* at least one RCPT accepted */
+	ST_DATA,          /* reading the message */
+	ST_CLOSING,       /* the last reply is going out */
+};
+const char *smtp_state_str(enum smtp_state);
+
+struct smtp_tx {
+	char               qid[17];      /* queue id, 16 hex digits */
+	char              *sender;       /* owned; "" for <> */
+	char              *params;       /* owned: MAIL parameters as sent, or NULL */
+	char             **rcpts;        /* owned, nrcpts entries */
+	size_t             nrcpts, rcpts_cap;
+	int                smtputf8;     /* MAIL ... SMTPUTF8 */
+	struct smtp_data  *data;         /* owned; while reading DATA */
+	char              *msg;          /* owned: the message after DATA */
+	size_t             msglen;
+	int                delivery_failed; /* a deliverer failed in on_message */
+};
+
+struct smtp_cmd;
+
+/* The command waiting for its hook (or being carried out). */
+struct smtp_pending {
+	const struct smtp_cmd *cmd;
+	char  *arg;      /* owned: HELO name, path, VRFY argument, verb argument */
+	char  *params;   /* owned: MAIL/RCPT parameters, or NULL */
+	char   verb[33]; /* custom or unknown verb */
+	int    smtputf8; /* MAIL had the SMTPUTF8 parameter */
+	int    keywords_ref; /* EHLO keyword table in the registry, or LUA_NOREF */
+};
+
+struct smtp_session {
+	struct smtp_session *next, *prev;  /* smtp_server.sessions */
+	struct smtp_session *reap_next;    /* smtp_server.reap */
+	struct smtp_server  *srv;          /* borrowed */
+	struct conn         *conn;         /* owned */
+	struct script       *script;       /* own reference: the generation we started on */
+	char                 sid[17];
+	enum smtp_state      state;
+	char                 peer_ip[INET6_ADDRSTRLEN];
+	char                 local_ip[INET6_ADDRSTRLEN];
+	int                  peer_port, local_port;
+	char                *helo;          /* owned, or NULL */
+	int                  esmtp;
+	size_t               max_size;
+	unsigned             messages;      /* accepted in this session */
+	struct smtp_tx      *tx;            /* owned, or NULL */
+	struct smtp_pending  pend;
+	struct hook_run     *run;           /* owned: the parked hook, or NULL */
+	int                  handle_ref;    /* Lua session handle, or LUA_NOREF */
+	int                  msg_ref;       /* Lua message handle during on_message */
+	int                  skip_line;     /* discarding the rest of a too-long line */
+	int                  closing;       /* smtp_session_close() was called */
+	int                  reaping;       /* on the reap list */
+	int                  in_process;    /* inside smtp_session_process() */
+};
+
+#endif

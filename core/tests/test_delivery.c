@@ -1,0 +1,563 @@
+/* test_delivery.c - Maildir, mbox and print delivery against a scratch
+ * directory from mkdtemp(). Failures are provoked with a regular file where
+ * a directory should be and with RLIMIT_FSIZE, which work even as root,
+ * where permission bits do not. */
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "delivery.h"
+#include "test.h"
+
+#ifndef PATH_MAX
+#define PATH_MAX	4096
+#endif
+
+static char base[PATH_MAX];
+
+static void
+path_of(char *buf, size_t bufsz, const char *rel)
+{
+	if ((size_t)snprintf(buf, bufsz, "%s/%s", base, rel) >= bufsz) {
+		fprintf(stderr, "path too long: %s/%s\n", base, rel);
+		exit(2);
+	}
+}
+
+/* Whole file into a NUL-terminated heap buffer, or NULL. */
+static char *
+read_file(const char *path, size_t *lenp)
+{
+	struct stat	 st;
+	char		*buf = NULL;
+	ssize_t		 r;
+	size_t		 off = 0;
+	int		 fd;
+
+	*lenp = 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	if (fstat(fd, &st) == -1 || (buf = malloc((size_t)st.st_size + 1)) == NULL)
+		goto fail;
+	while (off < (size_t)st.st_size) {
+		if ((r = read(fd, buf + off, (size_t)st.st_size - off)) <= 0)
+			goto fail;
+		off += (size_t)r;
+	}
+	buf[off] = '\0';
+	*lenp = off;
+	close(fd);
+	return buf;
+fail:
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
+static int
+write_file(const char *path, const char *s)
+{
+	int	 fd, r = -1;
+
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1)
+		return -1;
+	if (write(fd, s, strlen(s)) == (ssize_t)strlen(s))
+		r = 0;
+	close(fd);
+	return r;
+}
+
+/* Entries in dir other than . and ..; the first name goes into first. */
+static int
+count_entries(const char *dir, char *first, size_t firstsz)
+{
+	DIR		*d;
+	struct dirent	*de;
+	int		 n = 0;
+
+	if (first != NULL && firstsz > 0)
+		first[0] = '\0';
+	if ((d = opendir(dir)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (n++ == 0 && first != NULL)
+			snprintf(first, firstsz, "%s", de->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+static int
+is_private_dir(const char *path)
+{
+	struct stat	 st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    (st.st_mode & 077) == 0;
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat	 st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static void
+rm_rf(const char *path)
+{
+	struct stat	 st;
+	struct dirent	*de;
+	DIR		*d;
+	char		 sub[PATH_MAX];
+
+	if (lstat(path, &st) == -1)
+		return;
+	if (S_ISDIR(st.st_mode) && (d = opendir(path)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0)
+				continue;
+			snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+			rm_rf(sub);
+		}
+		closedir(d);
+		rmdir(path);
+	} else
+		unlink(path);
+}
+
+/* Lowers the soft file size limit so the next large write fails with
+ * EFBIG; SIGXFSZ is ignored so the process survives it. */
+static int
+limit_fsize(struct rlimit *saved, rlim_t max)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_FSIZE, saved) == -1)
+		return -1;
+	rl = *saved;
+	rl.rlim_cur = max;
+	return setrlimit(RLIMIT_FSIZE, &rl);
+}
+
+static void
+test_maildir_ok(void)
+{
+	/* Embedded NUL and CRLF: Maildir stores the bytes as given. */
+	static const char msg[] = "Subject: hi\r\n\r\nline\0one\r\nlast";
+	char	 dir[PATH_MAX], sub[PATH_MAX], file[PATH_MAX], err[256];
+	char	 name[512], name2[512], first[512], pid[32];
+	char	*got;
+	size_t	 gotlen;
+	int	 r;
+
+	path_of(dir, sizeof(dir), "Maildir");
+	err[0] = '\0';
+	r = delivery_maildir(dir, msg, sizeof(msg) - 1, name, sizeof(name),
+	    err, sizeof(err));
+	CHECK_MSG(r == 0, "maildir: %s", err);
+	CHECK(is_private_dir(dir));
+	path_of(sub, sizeof(sub), "Maildir/tmp");
+	CHECK(is_private_dir(sub));
+	CHECK(count_entries(sub, NULL, 0) == 0);
+	path_of(sub, sizeof(sub), "Maildir/cur");
+	CHECK(is_private_dir(sub));
+	CHECK(count_entries(sub, NULL, 0) == 0);
+	path_of(sub, sizeof(sub), "Maildir/new");
+	CHECK(is_private_dir(sub));
+	CHECK(count_entries(sub, first, sizeof(first)) == 1);
+	CHECK_STR(first, name);
+
+	/* <secs>.M<usecs>P<pid>Q<n>.<host>, no '/' or ':' from the host. */
+	snprintf(pid, sizeof(pid), "P%ld", (long)getpid());
+	CHECK(name[0] >= '1' && name[0] <= '9');
+	CHECK(strstr(name, ".M") != NULL);
+	CHECK(strstr(name, pid) != NULL);
+	CHECK(strchr(name, 'Q') != NULL);
+	CHECK(strchr(name, '/') == NULL && strchr(name, ':') == NULL);
+
+	CHECK(snprintf(file, sizeof(file), "%s/%s", sub, name) <
+	    (int)sizeof(file));
+	got = read_file(file, &gotlen);
+	CHECK(got != NULL);
+	CHECK(gotlen == sizeof(msg) - 1);
+	CHECK(got != NULL && gotlen == sizeof(msg) - 1 &&
+	    memcmp(got, msg, gotlen) == 0);
+	free(got);
+	{
+		struct stat	 st;
+
+		CHECK(stat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+		    (st.st_mode & 0777) == 0600);
+	}
+
+	/* Existing directories are fine and names never repeat. */
+	r = delivery_maildir(dir, "x\r\n", 3, name2, sizeof(name2), err,
+	    sizeof(err));
+	CHECK_MSG(r == 0, "maildir: %s", err);
+	CHECK(strcmp(name, name2) != 0);
+	CHECK(count_entries(sub, NULL, 0) == 2);
+	/* name may be NULL, and an empty message is a message. */
+	r = delivery_maildir(dir, NULL, 0, NULL, 0, err, sizeof(err));
+	CHECK_MSG(r == 0, "maildir: %s", err);
+	CHECK(count_entries(sub, NULL, 0) == 3);
+	path_of(sub, sizeof(sub), "Maildir/tmp");
+	CHECK(count_entries(sub, NULL, 0) == 0);
+}
+
+static void
+test_maildir_fail(void)
+{
+	char		 dir[PATH_MAX], sub[PATH_MAX], file[PATH_MAX];
+	char		 err[256], name[8];
+	char		*got;
+	size_t		 gotlen;
+	struct rlimit	 saved;
+	static char	 big[65536];
+	int		 r;
+
+	/* The parent is a regular file: nothing can be created. */
+	path_of(file, sizeof(file), "plain");
+	CHECK(write_file(file, "keep") == 0);
+	path_of(dir, sizeof(dir), "plain/Maildir");
+	err[0] = '\0';
+	r = delivery_maildir(dir, "x\r\n", 3, NULL, 0, err, sizeof(err));
+	CHECK(r == -1);
+	CHECK(err[0] != '\0');
+	CHECK_MSG(strstr(err, dir) != NULL, "error lacks the path: %s", err);
+	got = read_file(file, &gotlen);
+	CHECK(got != NULL && strcmp(got, "keep") == 0);
+	free(got);
+
+	/* new/ is a regular file: the rename fails after tmp/ was written,
+	 * and the tmp file must be gone. */
+	path_of(dir, sizeof(dir), "badnew");
+	CHECK(mkdir(dir, 0700) == 0);
+	path_of(file, sizeof(file), "badnew/new");
+	CHECK(write_file(file, "") == 0);
+	err[0] = '\0';
+	r = delivery_maildir(dir, "x\r\n", 3, NULL, 0, err, sizeof(err));
+	CHECK(r == -1);
+	CHECK(err[0] != '\0');
+	path_of(sub, sizeof(sub), "badnew/tmp");
+	CHECK(count_entries(sub, NULL, 0) == 0);
+	CHECK(file_size(file) == 0);
+
+	/* A name buffer too small fails before anything is written. */
+	path_of(dir, sizeof(dir), "Maildir");
+	err[0] = '\0';
+	r = delivery_maildir(dir, "x\r\n", 3, name, sizeof(name), err,
+	    sizeof(err));
+	CHECK(r == -1);
+	CHECK(err[0] != '\0');
+	path_of(sub, sizeof(sub), "Maildir/new");
+	CHECK(count_entries(sub, NULL, 0) == 3);
+	path_of(sub, sizeof(sub), "Maildir/tmp");
+	CHECK(count_entries(sub, NULL, 0) == 0);
+
+	/* A write that fails half way (file size limit) leaves nothing. */
+	memset(big, 'a', sizeof(big));
+	CHECK(limit_fsize(&saved, 4096) == 0);
+	err[0] = '\0';
+	r = delivery_maildir(dir, big, sizeof(big), NULL, 0, err, sizeof(err));
+	CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
+	CHECK(r == -1);
+	CHECK_MSG(strstr(err, "write") != NULL, "unexpected error: %s", err);
+	CHECK(count_entries(sub, NULL, 0) == 0);
+	path_of(sub, sizeof(sub), "Maildir/new");
+	CHECK(count_entries(sub, NULL, 0) == 3);
+
+	/* A NULL err is allowed. */
+	path_of(dir, sizeof(dir), "plain/Maildir");
+	CHECK(delivery_maildir(dir, "x", 1, NULL, 0, NULL, 0) == -1);
+}
+
+/* Checks "From <sender> Www Mmm dd hh:mm:ss yyyy\n" at *p and moves past
+ * it. */
+static int
+check_from_line(const char **p, const char *sender)
+{
+	static const char *const wday = "SunMonTueWedThuFriSat";
+	static const char *const mon = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	const char	*s = *p, *d;
+	char		 head[512], w[4], m[4];
+	size_t		 i;
+
+	snprintf(head, sizeof(head), "From %s ", sender);
+	if (strncmp(s, head, strlen(head)) != 0)
+		return 0;
+	d = s + strlen(head);
+	/* "Sun Nov 22 18:42:42 2026\n" is 25 bytes. */
+	for (i = 0; i < 25; i++)
+		if (d[i] == '\0')
+			return 0;
+	memcpy(w, d, 3);
+	w[3] = '\0';
+	memcpy(m, d + 4, 3);
+	m[3] = '\0';
+	if (strstr(wday, w) == NULL || (strstr(wday, w) - wday) % 3 != 0 ||
+	    strstr(mon, m) == NULL || (strstr(mon, m) - mon) % 3 != 0)
+		return 0;
+	if (d[3] != ' ' || d[7] != ' ' || d[10] != ' ' || d[13] != ':' ||
+	    d[16] != ':' || d[19] != ' ' || d[24] != '\n')
+		return 0;
+	if (!(d[8] == ' ' || (d[8] >= '1' && d[8] <= '3')) ||
+	    d[9] < '0' || d[9] > '9')
+		return 0;
+	for (i = 11; i < 24; i++)
+		if (i != 13 && i != 16 && i != 19 && (d[i] < '0' || d[i] > '9'))
+			return 0;
+	*p = d + 25;
+	return 1;
+}
+
+static void
+test_mbox(void)
+{
+	static const char msg1[] =
+	    "From: a@b.c\r\n"
+	    "Subject: one\r\n"
+	    "\r\n"
+	    "From here\r\n"
+	    ">From there\r\n"
+	    ">>From far\r\n"
+	    "Fromage\r\n"
+	    " From indented\r\n"
+	    ">From\r\n"
+	    "bare\rcr\r\n"
+	    "last line";
+	static const char want1[] =
+	    "From: a@b.c\n"
+	    "Subject: one\n"
+	    "\n"
+	    ">From here\n"
+	    ">>From there\n"
+	    ">>>From far\n"
+	    "Fromage\n"
+	    " From indented\n"
+	    ">From\n"
+	    "bare\rcr\n"
+	    "last line\n"
+	    "\n";
+	static const char msg2[] = "From the top\r\nbye\r\n";
+	static const char want2[] = ">From the top\nbye\n\n";
+	char		 path[PATH_MAX], err[256];
+	char		*got;
+	const char	*p;
+	size_t		 gotlen;
+	struct stat	 st;
+	int		 r;
+
+	path_of(path, sizeof(path), "mbox");
+	err[0] = '\0';
+	r = delivery_mbox(path, "a@b.c", msg1, sizeof(msg1) - 1, err,
+	    sizeof(err));
+	CHECK_MSG(r == 0, "mbox: %s", err);
+	r = delivery_mbox(path, "", msg2, sizeof(msg2) - 1, err, sizeof(err));
+	CHECK_MSG(r == 0, "mbox: %s", err);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+
+	got = read_file(path, &gotlen);
+	CHECK(got != NULL);
+	if (got == NULL)
+		return;
+	CHECK(strlen(got) == gotlen);
+	p = got;
+	CHECK_MSG(check_from_line(&p, "a@b.c"), "first From_ line: %.60s", p);
+	CHECK_MSG(strncmp(p, want1, sizeof(want1) - 1) == 0,
+	    "first message:\n%s", p);
+	if (strncmp(p, want1, sizeof(want1) - 1) == 0)
+		p += sizeof(want1) - 1;
+	CHECK_MSG(check_from_line(&p, "MAILER-DAEMON"),
+	    "second From_ line: %.60s", p);
+	CHECK_STR(p, want2);
+	free(got);
+
+	/* A sender with a space must not split the From_ line. */
+	path_of(path, sizeof(path), "mbox-space");
+	r = delivery_mbox(path, "\"a b\"@c", "x\r\n", 3, err, sizeof(err));
+	CHECK_MSG(r == 0, "mbox: %s", err);
+	got = read_file(path, &gotlen);
+	p = got != NULL ? got : "";
+	CHECK_MSG(check_from_line(&p, "\"a_b\"@c"), "From_ line: %.60s", p);
+	CHECK_STR(p, "x\n\n");
+	free(got);
+
+	/* An empty message still gets its separator line. */
+	path_of(path, sizeof(path), "mbox-empty");
+	r = delivery_mbox(path, NULL, NULL, 0, err, sizeof(err));
+	CHECK_MSG(r == 0, "mbox: %s", err);
+	got = read_file(path, &gotlen);
+	p = got != NULL ? got : "";
+	CHECK(check_from_line(&p, "MAILER-DAEMON"));
+	CHECK_STR(p, "\n");
+	free(got);
+}
+
+static void
+test_mbox_fail(void)
+{
+	char		 path[PATH_MAX], err[256];
+	char		*before, *after;
+	size_t		 blen, alen;
+	struct rlimit	 saved;
+	static char	 big[65536];
+	off_t		 size;
+	int		 r;
+
+	/* Parent is a regular file ("plain" from test_maildir_fail). */
+	path_of(path, sizeof(path), "plain/mbox");
+	err[0] = '\0';
+	CHECK(delivery_mbox(path, "a@b", "x\r\n", 3, err, sizeof(err)) == -1);
+	CHECK(err[0] != '\0');
+	CHECK_MSG(strstr(err, path) != NULL, "error lacks the path: %s", err);
+
+	/* A directory is not a mailbox. */
+	err[0] = '\0';
+	CHECK(delivery_mbox(base, "a@b", "x\r\n", 3, err, sizeof(err)) == -1);
+	CHECK(err[0] != '\0');
+
+	/* A device is not a mailbox either; nothing is written to it. */
+	err[0] = '\0';
+	CHECK(delivery_mbox("/dev/null", "a@b", "x\r\n", 3, err,
+	    sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "not a regular file") != NULL,
+	    "unexpected error: %s", err);
+
+	/* A write that fails half way is truncated back, so the mailbox
+	 * holds exactly what it held before. */
+	path_of(path, sizeof(path), "mbox");
+	before = read_file(path, &blen);
+	size = file_size(path);
+	CHECK(before != NULL && size > 0);
+	memset(big, 'b', sizeof(big));
+	CHECK(limit_fsize(&saved, (rlim_t)size + 100) == 0);
+	err[0] = '\0';
+	r = delivery_mbox(path, "a@b", big, sizeof(big), err, sizeof(err));
+	CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
+	CHECK(r == -1);
+	CHECK_MSG(strstr(err, "write") != NULL, "unexpected error: %s", err);
+	CHECK(file_size(path) == size);
+	after = read_file(path, &alen);
+	CHECK(before != NULL && after != NULL && alen == blen &&
+	    memcmp(before, after, blen) == 0);
+	free(before);
+	free(after);
+}
+
+static void
+test_print(void)
+{
+	static const char *const rcpts[] = { "x@y.z", "w@v.u" };
+	static const char want[] =
+	    "---------- MESSAGE FOLLOWS ----------\n"
+	    "X-Peer: 127.0.0.1\n"
+	    "X-MailFrom: a@b.c\n"
+	    "X-RcptTo: x@y.z, w@v.u\n"
+	    "Subject: hi\n"
+	    "\n"
+	    "From me\n"
+	    "bare\rcr\n"
+	    "no newline\n"
+	    "------------ END MESSAGE ------------\n";
+	static const char want_empty[] =
+	    "---------- MESSAGE FOLLOWS ----------\n"
+	    "X-Peer: ::1\n"
+	    "X-MailFrom: \n"
+	    "X-RcptTo: only@x\n"
+	    "------------ END MESSAGE ------------\n";
+	static const char want_none[] =
+	    "---------- MESSAGE FOLLOWS ----------\n"
+	    "X-Peer: \n"
+	    "X-MailFrom: \n"
+	    "X-RcptTo: \n"
+	    "x\n"
+	    "------------ END MESSAGE ------------\n";
+	static const char *const one[] = { "only@x" };
+	static const char msg[] =
+	    "Subject: hi\r\n\r\nFrom me\r\nbare\rcr\r\nno newline";
+	char	 path[PATH_MAX];
+	char	*got;
+	size_t	 gotlen;
+	int	 fd, r;
+
+	path_of(path, sizeof(path), "dump");
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(fd != -1);
+	r = delivery_print(fd, "127.0.0.1", "a@b.c", rcpts, 2, msg,
+	    sizeof(msg) - 1);
+	CHECK(r == 0);
+	close(fd);
+	got = read_file(path, &gotlen);
+	CHECK(got != NULL && gotlen == sizeof(want) - 1);
+	CHECK_STR(got != NULL ? got : "", want);
+	free(got);
+
+	/* Empty sender, one recipient, empty message. */
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(fd != -1);
+	r = delivery_print(fd, "::1", "", one, 1, NULL, 0);
+	CHECK(r == 0);
+	close(fd);
+	got = read_file(path, &gotlen);
+	CHECK_STR(got != NULL ? got : "", want_empty);
+	free(got);
+
+	/* No recipients at all still gives the header line. */
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(fd != -1);
+	r = delivery_print(fd, NULL, NULL, NULL, 0, "x", 1);
+	CHECK(r == 0);
+	close(fd);
+	got = read_file(path, &gotlen);
+	CHECK_STR(got != NULL ? got : "", want_none);
+	free(got);
+
+	/* A bad descriptor reports errno. */
+	errno = 0;
+	CHECK(delivery_print(-1, "p", "s", rcpts, 2, "x", 1) == -1);
+	CHECK(errno == EBADF);
+}
+
+int
+main(void)
+{
+	const char	*tmp;
+
+	/* The file size limit tests must not be killed by SIGXFSZ. */
+	signal(SIGXFSZ, SIG_IGN);
+	if ((tmp = getenv("TMPDIR")) == NULL || tmp[0] == '\0')
+		tmp = "/tmp";
+	snprintf(base, sizeof(base), "%s/test_delivery.XXXXXX", tmp);
+	if (mkdtemp(base) == NULL) {
+		perror("mkdtemp");
+		return 2;
+	}
+
+	test_maildir_ok();
+	test_maildir_fail();
+	test_mbox();
+	test_mbox_fail();
+	test_print();
+
+	if (test_failures == 0)
+		rm_rf(base);
+	else
+		fprintf(stderr, "test_delivery: kept %s\n", base);
+	return test_done("test_delivery");
+}

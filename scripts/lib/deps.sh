@@ -1,0 +1,31 @@
+# scripts/lib/deps.sh - install missing Debian packages (sourced by scripts/).
+# Uses apt-get, through sudo when not root; runs "apt-get update" only when
+# something is missing, so a machine that has everything is not touched.
+
+deps_missing() {
+	local p missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed ||
+			missing+=("$p")
+	done
+	echo "${missing[@]}"
+}
+
+deps_install() {
+	local missing sudo=""
+	missing=$(deps_missing "$@")
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null || { echo "need root or sudo to install: $missing" >&2; return 1; }
+		sudo="sudo"
+	fi
+	echo "installing: $missing" >&2
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	# shellcheck disable=SC2086
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+}
+
+# What building luamta needs.
+DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-dev"
+# What the tests need on top.
+DEPS_TEST="lua-busted lua-socket lua-cjson swaks python3 openssl"
