@@ -20,10 +20,24 @@ static const char usage_text[] =
     "              [--lua-memory BYTES] [--check] [--version] [--help]\n";
 
 enum {
-	OPT_LISTEN = 256, OPT_SCRIPT, OPT_HOSTNAME, OPT_MAX_SIZE, OPT_MAX_RCPT,
-	OPT_TIMEOUT, OPT_DATA_TIMEOUT, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_BARE_LF,
-	OPT_LOG_LEVEL, OPT_READY_FILE, OPT_HOOK_TIMEOUT, OPT_HOOK_INSNS,
-	OPT_LUA_MEMORY, OPT_CHECK, OPT_VERSION, OPT_HELP,
+	OPT_LISTEN = 256,
+	OPT_SCRIPT,
+	OPT_HOSTNAME,
+	OPT_MAX_SIZE,
+	OPT_MAX_RCPT,
+	OPT_TIMEOUT,
+	OPT_DATA_TIMEOUT,
+	OPT_MAX_CONN,
+	OPT_MAX_PER_IP,
+	OPT_BARE_LF,
+	OPT_LOG_LEVEL,
+	OPT_READY_FILE,
+	OPT_HOOK_TIMEOUT,
+	OPT_HOOK_INSNS,
+	OPT_LUA_MEMORY,
+	OPT_CHECK,
+	OPT_VERSION,
+	OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -57,8 +71,7 @@ parse_num(const char *opt, const char *s, double min, double max, double *out)
 	errno = 0;
 	v = strtod(s, &end);
 	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "luamta: --%s: invalid value '%s' (%g..%g)\n", opt, s,
-		    min, max);
+		fprintf(stderr, "luamta: --%s: invalid value '%s' (%g..%g)\n", opt, s, min, max);
 		return -1;
 	}
 	*out = v;
@@ -113,11 +126,10 @@ config_parse(struct config *cfg, int argc, char **argv)
 	int c;
 
 	memset(cfg, 0, sizeof(*cfg));
-	if (gethostname(cfg->hostname, sizeof(cfg->hostname) - 1) == -1 ||
-	    cfg->hostname[0] == '\0')
+	if (gethostname(cfg->hostname, sizeof(cfg->hostname) - 1) == -1 || cfg->hostname[0] == '\0')
 		strcpy(cfg->hostname, "localhost");
 	cfg->max_size = 32u << 20;
-	cfg->max_recipients = 1000;      /* Postfix smtpd_recipient_limit */
+	cfg->max_recipients = 1000; /* Postfix smtpd_recipient_limit */
 	cfg->timeout = 300;
 	cfg->data_timeout = 300;
 	cfg->max_connections = 1024;
@@ -161,7 +173,8 @@ config_parse(struct config *cfg, int argc, char **argv)
 				return -1;
 			break;
 		case OPT_DATA_TIMEOUT:
-			if (parse_num("data-timeout", optarg, 0.01, 86400, &cfg->data_timeout) == -1)
+			if (parse_num("data-timeout", optarg, 0.01, 86400, &cfg->data_timeout) ==
+			    -1)
 				return -1;
 			break;
 		case OPT_MAX_CONN:
@@ -176,13 +189,15 @@ config_parse(struct config *cfg, int argc, char **argv)
 			break;
 		case OPT_BARE_LF:
 			if (smtp_bare_parse(optarg, &cfg->bare) == -1) {
-				fprintf(stderr, "luamta: --bare-lf: expected reject, fix or allow\n");
+				fprintf(
+				    stderr, "luamta: --bare-lf: expected reject, fix or allow\n");
 				return -1;
 			}
 			break;
 		case OPT_LOG_LEVEL:
 			if (log_level_parse(optarg, &lvl) == -1) {
-				fprintf(stderr, "luamta: --log-level: expected error, warn, info or debug\n");
+				fprintf(stderr,
+				    "luamta: --log-level: expected error, warn, info or debug\n");
 				return -1;
 			}
 			cfg->log_level = (int)lvl;
@@ -191,7 +206,8 @@ config_parse(struct config *cfg, int argc, char **argv)
 			cfg->ready_file = optarg;
 			break;
 		case OPT_HOOK_TIMEOUT:
-			if (parse_num("hook-timeout", optarg, 0.001, 3600, &cfg->hook_timeout) == -1)
+			if (parse_num("hook-timeout", optarg, 0.001, 3600, &cfg->hook_timeout) ==
+			    -1)
 				return -1;
 			break;
 		case OPT_HOOK_INSNS:

@@ -10,28 +10,28 @@
 #define CONFIG_LISTEN_MAX 16
 
 struct config_listen {
-	char host[64];   /* numeric address, without brackets */
-	int  port;       /* 0: the kernel picks one */
+	char host[64]; /* numeric address, without brackets */
+	int port;      /* 0: the kernel picks one */
 };
 
 struct config {
 	struct config_listen listen[CONFIG_LISTEN_MAX];
-	int             nlisten;
-	const char     *script;          /* borrowed from argv, or NULL */
-	char            hostname[256];
-	size_t          max_size;        /* RFC 1870 SIZE */
-	int             max_recipients;  /* RFC 5321 4.5.3.1.8 asks for at least 100 */
-	double          timeout;         /* RFC 5321 4.5.3.2.7: at least 5 minutes */
-	double          data_timeout;    /* RFC 5321 4.5.3.2.5: 3 minutes per block */
-	int             max_connections;
-	int             max_per_ip;      /* 0: no limit */
-	enum smtp_bare  bare;
-	int             log_level;       /* enum log_level */
-	const char     *ready_file;      /* borrowed from argv, or NULL */
-	double          hook_timeout;    /* wall clock per hook resume */
-	long            hook_instructions;
-	size_t          lua_memory;
-	int             check;           /* --check: load the script and exit */
+	int nlisten;
+	const char *script; /* borrowed from argv, or NULL */
+	char hostname[256];
+	size_t max_size;     /* RFC 1870 SIZE */
+	int max_recipients;  /* RFC 5321 4.5.3.1.8 asks for at least 100 */
+	double timeout;      /* RFC 5321 4.5.3.2.7: at least 5 minutes */
+	double data_timeout; /* RFC 5321 4.5.3.2.5: 3 minutes per block */
+	int max_connections;
+	int max_per_ip; /* 0: no limit */
+	enum smtp_bare bare;
+	int log_level;          /* enum log_level */
+	const char *ready_file; /* borrowed from argv, or NULL */
+	double hook_timeout;    /* wall clock per hook resume */
+	long hook_instructions;
+	size_t lua_memory;
+	int check; /* --check: load the script and exit */
 };
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when the

@@ -13,19 +13,23 @@
 
 struct conn {
 	struct ev_loop *loop;
-	int             fd;
-	ev_io           rio, wio;
-	ev_timer        timer;
-	struct buf      in, out;
-	conn_cb        *cb;
-	void           *arg;
-	int             paused;   /* owner asked us not to read */
-	int             eof;      /* peer closed, or input shut down */
-	int             err;      /* errno of the failure, 0 if none */
+	int fd;
+	ev_io rio, wio;
+	ev_timer timer;
+	struct buf in, out;
+	conn_cb *cb;
+	void *arg;
+	int paused; /* owner asked us not to read */
+	int eof;    /* peer closed, or input shut down */
+	int err;    /* errno of the failure, 0 if none */
 };
 
 static const char *const conn_event_names[] = {
-	"datain", "drained", "timeout", "closed", "error",
+	"datain",
+	"drained",
+	"timeout",
+	"closed",
+	"error",
 };
 
 const char *
@@ -37,8 +41,7 @@ conn_event_str(enum conn_event e)
 static void
 conn_update_read(struct conn *c)
 {
-	int want = !c->paused && !c->eof && c->err == 0 &&
-	    buf_avail(&c->in) < CONN_INPUT_HIGH;
+	int want = !c->paused && !c->eof && c->err == 0 && buf_avail(&c->in) < CONN_INPUT_HIGH;
 
 	if (want && !ev_is_active(&c->rio))
 		ev_io_start(c->loop, &c->rio);

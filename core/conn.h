@@ -13,8 +13,8 @@
 
 #include "buf.h"
 
-#define CONN_READ_CHUNK  16384
-#define CONN_INPUT_HIGH  65536   /* stop reading past this much unprocessed input */
+#define CONN_READ_CHUNK 16384
+#define CONN_INPUT_HIGH 65536 /* stop reading past this much unprocessed input */
 
 struct conn; /* opaque */
 

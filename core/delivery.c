@@ -21,19 +21,19 @@
 #include "delivery.h"
 
 #ifndef PATH_MAX
-#define PATH_MAX	4096
+#define PATH_MAX 4096
 #endif
 #ifndef HOST_NAME_MAX
-#define HOST_NAME_MAX	255
+#define HOST_NAME_MAX 255
 #endif
 
 /* "<secs>.M<usecs>P<pid>Q<counter>." is under 80 bytes; an escaped hostname
  * takes at most four bytes per character. */
-#define DELIVERY_NAME_MAX	(80 + 4 * HOST_NAME_MAX + 1)
+#define DELIVERY_NAME_MAX (80 + 4 * HOST_NAME_MAX + 1)
 
 /* The sizing pass may add a byte per line; refuse sizes where that sum
  * could wrap rather than reason about it per call. */
-#define DELIVERY_LEN_MAX	(SIZE_MAX / 4)
+#define DELIVERY_LEN_MAX (SIZE_MAX / 4)
 
 /* Makes Maildir names unique within this process when two deliveries fall
  * in the same microsecond; the only mutable global in this file. */
@@ -42,25 +42,20 @@ static unsigned long delivery_maildir_seq;
 /* The output is built in two passes over the same code: first with buf
  * NULL to count the bytes, then into a buffer of exactly that size. */
 struct delivery_out {
-	char	*buf;	/* NULL on the sizing pass */
-	size_t	 len;	/* bytes counted or written so far */
+	char *buf;  /* NULL on the sizing pass */
+	size_t len; /* bytes counted or written so far */
 };
 
-static const char *const delivery_wday[] = {
-	"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
-};
-static const char *const delivery_mon[] = {
-	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
-};
+static const char *const delivery_wday[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+static const char *const delivery_mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
+	"Sep", "Oct", "Nov", "Dec" };
 
-static void delivery_err(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
+static void delivery_err(char *, size_t, const char *, ...) __attribute__((format(printf, 3, 4)));
 
 static void
 delivery_err(char *err, size_t errsz, const char *fmt, ...)
 {
-	va_list	 ap;
+	va_list ap;
 
 	if (err == NULL || errsz == 0)
 		return;
@@ -72,11 +67,9 @@ delivery_err(char *err, size_t errsz, const char *fmt, ...)
 /* "<kind> <op> <path>: <strerror(errno)>"; call it before anything that
  * may change errno. */
 static void
-delivery_syserr(char *err, size_t errsz, const char *kind, const char *op,
-    const char *path)
+delivery_syserr(char *err, size_t errsz, const char *kind, const char *op, const char *path)
 {
-	delivery_err(err, errsz, "%s: %s %s: %s", kind, op, path,
-	    strerror(errno));
+	delivery_err(err, errsz, "%s: %s %s: %s", kind, op, path, strerror(errno));
 }
 
 /* Writes all n bytes; a short write (signal, quota, file size limit) is
@@ -84,7 +77,7 @@ delivery_syserr(char *err, size_t errsz, const char *kind, const char *op,
 static int
 delivery_write(int fd, const char *p, size_t n)
 {
-	ssize_t	 w;
+	ssize_t w;
 
 	while (n > 0) {
 		if ((w = write(fd, p, n)) == -1) {
@@ -125,11 +118,10 @@ delivery_puts(struct delivery_out *o, const char *s)
  * mboxrd set, a line matching ^>*From  gets one more '>', which a reader
  * strips again, so quoting is reversible (unlike the older mboxo). */
 static void
-delivery_put_message(struct delivery_out *o, const char *data, size_t len,
-    int mboxrd)
+delivery_put_message(struct delivery_out *o, const char *data, size_t len, int mboxrd)
 {
-	const char	*p, *end, *nl, *q;
-	size_t		 n;
+	const char *p, *end, *nl, *q;
+	size_t n;
 
 	if (len == 0)
 		return;
@@ -155,10 +147,9 @@ delivery_put_message(struct delivery_out *o, const char *data, size_t len,
 
 /* Joins up to three components with '/'; c may be NULL. */
 static int
-delivery_path(char *buf, size_t bufsz, const char *a, const char *b,
-    const char *c)
+delivery_path(char *buf, size_t bufsz, const char *a, const char *b, const char *c)
 {
-	int	 r;
+	int r;
 
 	if (c == NULL)
 		r = snprintf(buf, bufsz, "%s/%s", a, b);
@@ -179,8 +170,8 @@ static int
 delivery_maildir_mkdirs(const char *dir, char *err, size_t errsz)
 {
 	static const char *const sub[] = { "tmp", "new", "cur" };
-	char	 path[PATH_MAX];
-	size_t	 i;
+	char path[PATH_MAX];
+	size_t i;
 
 	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
 		delivery_syserr(err, errsz, "maildir", "mkdir", dir);
@@ -205,15 +196,15 @@ delivery_maildir_mkdirs(const char *dir, char *err, size_t errsz)
 static int
 delivery_maildir_name(char *buf, size_t bufsz)
 {
-	struct timeval	 tv;
-	char		 host[HOST_NAME_MAX + 1], esc[4 * HOST_NAME_MAX + 1];
-	char		*e;
-	size_t		 i;
-	int		 r;
+	struct timeval tv;
+	char host[HOST_NAME_MAX + 1], esc[4 * HOST_NAME_MAX + 1];
+	char *e;
+	size_t i;
+	int r;
 
 	if (gethostname(host, sizeof(host)) == -1 || host[0] == '\0')
 		(void)strcpy(host, "localhost");
-	host[sizeof(host) - 1] = '\0';	/* POSIX allows truncation without NUL */
+	host[sizeof(host) - 1] = '\0'; /* POSIX allows truncation without NUL */
 	for (i = 0, e = esc; host[i] != '\0'; i++) {
 		if (host[i] == '/') {
 			memcpy(e, "\\057", 4);
@@ -227,8 +218,8 @@ delivery_maildir_name(char *buf, size_t bufsz)
 	*e = '\0';
 
 	(void)gettimeofday(&tv, NULL);
-	r = snprintf(buf, bufsz, "%lld.M%ldP%ldQ%lu.%s", (long long)tv.tv_sec,
-	    (long)tv.tv_usec, (long)getpid(), ++delivery_maildir_seq, esc);
+	r = snprintf(buf, bufsz, "%lld.M%ldP%ldQ%lu.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
+	    (long)getpid(), ++delivery_maildir_seq, esc);
 	if (r < 0 || (size_t)r >= bufsz) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -237,12 +228,12 @@ delivery_maildir_name(char *buf, size_t bufsz)
 }
 
 int
-delivery_maildir(const char *dir, const char *data, size_t len,
-    char *name, size_t namesz, char *err, size_t errsz)
+delivery_maildir(const char *dir, const char *data, size_t len, char *name, size_t namesz,
+    char *err, size_t errsz)
 {
-	char	 uniq[DELIVERY_NAME_MAX], newdir[PATH_MAX];
-	char	 tmppath[PATH_MAX], newpath[PATH_MAX];
-	int	 fd = -1, dfd = -1, ret = -1, in_tmp = 0, in_new = 0, r;
+	char uniq[DELIVERY_NAME_MAX], newdir[PATH_MAX];
+	char tmppath[PATH_MAX], newpath[PATH_MAX];
+	int fd = -1, dfd = -1, ret = -1, in_tmp = 0, in_new = 0, r;
 
 	if (delivery_maildir_mkdirs(dir, err, errsz) == -1)
 		return -1;
@@ -253,8 +244,10 @@ delivery_maildir(const char *dir, const char *data, size_t len,
 	/* Checked before writing: telling the caller "failed" after the
 	 * message is in new/ would make the client send it twice. */
 	if (name != NULL && strlen(uniq) >= namesz) {
-		delivery_err(err, errsz, "maildir: name buffer of %zu bytes too "
-		    "small for %s", namesz, uniq);
+		delivery_err(err, errsz,
+		    "maildir: name buffer of %zu bytes too "
+		    "small for %s",
+		    namesz, uniq);
 		return -1;
 	}
 	if (delivery_path(tmppath, sizeof(tmppath), dir, "tmp", uniq) == -1 ||
@@ -266,8 +259,7 @@ delivery_maildir(const char *dir, const char *data, size_t len,
 
 	/* O_EXCL: the name is unique, so an existing file means something
 	 * else is wrong; never write into it. */
-	if ((fd = open(tmppath, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC,
-	    0600)) == -1) {
+	if ((fd = open(tmppath, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600)) == -1) {
 		delivery_syserr(err, errsz, "maildir", "open", tmppath);
 		goto fail;
 	}
@@ -336,9 +328,9 @@ fail:
 static void
 delivery_put_from(struct delivery_out *o, const char *sender, time_t now)
 {
-	struct tm	 tm;
-	char		 date[64];
-	const char	*s;
+	struct tm tm;
+	char date[64];
+	const char *s;
 
 	if (sender == NULL || sender[0] == '\0')
 		sender = "MAILER-DAEMON";
@@ -350,27 +342,25 @@ delivery_put_from(struct delivery_out *o, const char *sender, time_t now)
 			delivery_put(o, s, 1);
 	}
 	if (gmtime_r(&now, &tm) == NULL)
-		memset(&tm, 0, sizeof(tm));	/* 1900, but still one line */
+		memset(&tm, 0, sizeof(tm)); /* 1900, but still one line */
 	(void)snprintf(date, sizeof(date), " %s %s%3d %.2d:%.2d:%.2d %d\n",
-	    delivery_wday[(unsigned)tm.tm_wday % 7],
-	    delivery_mon[(unsigned)tm.tm_mon % 12], tm.tm_mday,
-	    tm.tm_hour, tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
+	    delivery_wday[(unsigned)tm.tm_wday % 7], delivery_mon[(unsigned)tm.tm_mon % 12],
+	    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
 	delivery_puts(o, date);
 }
 
 int
-delivery_mbox(const char *path, const char *sender, const char *data,
-    size_t len, char *err, size_t errsz)
+delivery_mbox(
+    const char *path, const char *sender, const char *data, size_t len, char *err, size_t errsz)
 {
-	struct delivery_out	 o;
-	struct flock		 lk;
-	struct stat		 st;
-	time_t			 now;
-	int			 fd = -1, ret = -1, r;
+	struct delivery_out o;
+	struct flock lk;
+	struct stat st;
+	time_t now;
+	int fd = -1, ret = -1, r;
 
 	if (len > DELIVERY_LEN_MAX) {
-		delivery_err(err, errsz, "mbox: message of %zu bytes too large",
-		    len);
+		delivery_err(err, errsz, "mbox: message of %zu bytes too large", len);
 		return -1;
 	}
 	/* Build the whole entry first: fewer writes, and the lock is held
@@ -389,8 +379,7 @@ delivery_mbox(const char *path, const char *sender, const char *data,
 	delivery_put_message(&o, data, len, 1);
 	delivery_put(&o, "\n", 1);
 
-	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-	    0600)) == -1) {
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) == -1) {
 		delivery_syserr(err, errsz, "mbox", "open", path);
 		goto fail;
 	}
@@ -419,16 +408,16 @@ delivery_mbox(const char *path, const char *sender, const char *data,
 		/* A partial message would corrupt the mailbox for every
 		 * reader and the client will send it again anyway. An fsync
 		 * failure counts too: the bytes may not be on disk. */
-		char	 why[128];
+		char why[128];
 
 		(void)snprintf(why, sizeof(why), "%s", strerror(errno));
 		if (ftruncate(fd, st.st_size) == -1)
-			delivery_err(err, errsz, "mbox: write %s: %s; truncate "
-			    "back to %lld: %s", path, why,
-			    (long long)st.st_size, strerror(errno));
+			delivery_err(err, errsz,
+			    "mbox: write %s: %s; truncate "
+			    "back to %lld: %s",
+			    path, why, (long long)st.st_size, strerror(errno));
 		else
-			delivery_err(err, errsz, "mbox: write %s: %s", path,
-			    why);
+			delivery_err(err, errsz, "mbox: write %s: %s", path, why);
 		goto fail;
 	}
 	/* Closing also drops the lock. After a good fsync a close error is
@@ -453,7 +442,7 @@ static void
 delivery_put_dump(struct delivery_out *o, const char *peer, const char *sender,
     const char *const *rcpts, size_t nrcpts, const char *data, size_t len)
 {
-	size_t	 i;
+	size_t i;
 
 	delivery_puts(o, "---------- MESSAGE FOLLOWS ----------\n");
 	delivery_puts(o, "X-Peer: ");
@@ -472,11 +461,11 @@ delivery_put_dump(struct delivery_out *o, const char *peer, const char *sender,
 }
 
 int
-delivery_print(int fd, const char *peer, const char *sender,
-    const char *const *rcpts, size_t nrcpts, const char *data, size_t len)
+delivery_print(int fd, const char *peer, const char *sender, const char *const *rcpts,
+    size_t nrcpts, const char *data, size_t len)
 {
-	struct delivery_out	 o;
-	int			 ret = -1, saved;
+	struct delivery_out o;
+	int ret = -1, saved;
 
 	if (len > DELIVERY_LEN_MAX) {
 		errno = EFBIG;

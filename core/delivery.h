@@ -17,8 +17,8 @@
  * (without directory) into name (namesz bytes) when name is not NULL.
  * Returns 0, or -1 with a message in err (errsz bytes); on failure no file is
  * left in tmp/ or new/. */
-int delivery_maildir(const char *dir, const char *data, size_t len,
-    char *name, size_t namesz, char *err, size_t errsz);
+int delivery_maildir(const char *dir, const char *data, size_t len, char *name, size_t namesz,
+    char *err, size_t errsz);
 
 /* Appends the message to the mbox file path (created 0600 when missing):
  * a "From <sender or MAILER-DAEMON> <asctime date>" line, the message with
@@ -26,14 +26,14 @@ int delivery_maildir(const char *dir, const char *data, size_t len,
  * (mboxrd), and an empty line. Holds an fcntl write lock while writing,
  * fsyncs, and on a write failure truncates the file back to its old size.
  * Returns 0, or -1 with a message in err. */
-int delivery_mbox(const char *path, const char *sender, const char *data,
-    size_t len, char *err, size_t errsz);
+int delivery_mbox(
+    const char *path, const char *sender, const char *data, size_t len, char *err, size_t errsz);
 
 /* Writes a DebuggingServer-style dump to fd: a "---------- MESSAGE FOLLOWS
  * ----------" line, "X-Peer: <peer>", "X-MailFrom: <sender>",
  * "X-RcptTo: <r1>, <r2>" and the message with LF line endings, then a
  * "------------ END MESSAGE ------------" line. Returns 0 or -1 (errno). */
-int delivery_print(int fd, const char *peer, const char *sender,
-    const char *const *rcpts, size_t nrcpts, const char *data, size_t len);
+int delivery_print(int fd, const char *peer, const char *sender, const char *const *rcpts,
+    size_t nrcpts, const char *data, size_t len);
 
 #endif

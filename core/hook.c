@@ -20,23 +20,23 @@
 #endif
 
 struct hook_run {
-	lua_State          *L;        /* the script's main thread (borrowed) */
-	lua_State          *co;       /* our thread, anchored by co_ref */
-	int                 co_ref;
-	struct ev_loop     *loop;
-	enum hook_mode      mode;
-	struct hook_budget  budget;
-	long                slices;   /* HOOK_SLICE units used so far */
-	ev_tstamp           deadline; /* of the current resume */
-	ev_timer            sleep;
-	int                 nres;     /* values returned (HOOK_MODE_RAW) */
-	int                 top;      /* L's stack top at creation, checked at free */
-	char               *error;    /* owned: the failure's message, or NULL */
-	struct hook_result  res;
-	hook_done_cb       *done;
-	void               *arg;
-	char                name[32];
-	char                sid[24];
+	lua_State *L;  /* the script's main thread (borrowed) */
+	lua_State *co; /* our thread, anchored by co_ref */
+	int co_ref;
+	struct ev_loop *loop;
+	enum hook_mode mode;
+	struct hook_budget budget;
+	long slices;        /* HOOK_SLICE units used so far */
+	ev_tstamp deadline; /* of the current resume */
+	ev_timer sleep;
+	int nres;    /* values returned (HOOK_MODE_RAW) */
+	int top;     /* L's stack top at creation, checked at free */
+	char *error; /* owned: the failure's message, or NULL */
+	struct hook_result res;
+	hook_done_cb *done;
+	void *arg;
+	char name[32];
+	char sid[24];
 };
 
 /* The run in progress (script loading counts as one). Not a per-state slot:
@@ -48,7 +48,11 @@ static char hook_disconnect_tok;
 
 static const char *const hook_status_names[] = { "done", "pending", "failed" };
 static const char *const hook_verdict_names[] = {
-	"accept", "reject", "custom", "close", "error",
+	"accept",
+	"reject",
+	"custom",
+	"close",
+	"error",
 };
 
 const char *
@@ -78,8 +82,7 @@ hook_running(void)
 const char *
 hook_current_sid(void)
 {
-	return hook_current != NULL && hook_current->sid[0] != '\0' ?
-	    hook_current->sid : NULL;
+	return hook_current != NULL && hook_current->sid[0] != '\0' ? hook_current->sid : NULL;
 }
 
 void
@@ -97,21 +100,19 @@ hook_on_budget(lua_State *co, lua_Debug *ar)
 	(void)ar;
 	if (run == NULL)
 		return;
-	if (++run->slices <= run->budget.instructions / HOOK_SLICE &&
-	    ev_time() < run->deadline)
+	if (++run->slices <= run->budget.instructions / HOOK_SLICE && ev_time() < run->deadline)
 		return;
 	/* Fire on every instruction from now on, so a pcall in the script
 	 * cannot swallow the error and keep looping. */
 	lua_sethook(co, hook_on_budget, LUA_MASKCOUNT, 1);
 	luaL_error(co, "%s exceeded its %s budget", run->name,
-	    run->slices > run->budget.instructions / HOOK_SLICE ?
-	    "instruction" : "time");
+	    run->slices > run->budget.instructions / HOOK_SLICE ? "instruction" : "time");
 }
 
 struct hook_run *
 hook_run_new(lua_State *L, struct ev_loop *loop, enum hook_mode mode,
-    const struct hook_budget *budget, const char *name, const char *sid,
-    hook_done_cb *done, void *arg)
+    const struct hook_budget *budget, const char *name, const char *sid, hook_done_cb *done,
+    void *arg)
 {
 	struct hook_run *run;
 
@@ -124,7 +125,7 @@ hook_run_new(lua_State *L, struct ev_loop *loop, enum hook_mode mode,
 	}
 	/* The memory cap is only enforced while Lua code runs (see
 	 * hook_running()), so this cannot fail short of a real OOM. */
-	run->co = lua_newthread(L);  /* [thread] */
+	run->co = lua_newthread(L); /* [thread] */
 	run->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	run->L = L;
 	run->loop = loop;
@@ -171,9 +172,8 @@ hook_run_free(struct hook_run *run)
 	hook_closethread(run->co, run->L);
 	luaL_unref(run->L, LUA_REGISTRYINDEX, run->co_ref);
 	if (lua_gettop(run->L) != run->top)
-		log_warn(run->sid[0] ? run->sid : NULL,
-		    "hook.stack name=%s expected=%d got=%d", run->name, run->top,
-		    lua_gettop(run->L));
+		log_warn(run->sid[0] ? run->sid : NULL, "hook.stack name=%s expected=%d got=%d",
+		    run->name, run->top, lua_gettop(run->L));
 	hook_result_reset(&run->res);
 	free(run->error);
 	free(run);
@@ -210,8 +210,8 @@ hook_log_failure(struct hook_run *run, int status)
 	else if (lua_type(run->co, -1) == LUA_TSTRING)
 		msg = lua_tostring(run->co, -1);
 	else {
-		snprintf(what, sizeof(what), "(error object is a %s value)",
-		    luaL_typename(run->co, -1));
+		snprintf(
+		    what, sizeof(what), "(error object is a %s value)", luaL_typename(run->co, -1));
 		msg = what;
 	}
 	if (status != LUA_ERRMEM && lua_checkstack(run->L, 3)) {
@@ -224,8 +224,10 @@ hook_log_failure(struct hook_run *run, int status)
 	free(run->error);
 	run->error = strdup(msg);
 	log_escape(esc, sizeof(esc), tb != NULL ? tb : msg, strlen(tb != NULL ? tb : msg));
-	log_warn(run->sid[0] ? run->sid : NULL, "hook.error hook=%s error=\"%s\"",
-	    run->name, esc);
+	/* Loading reports its own error (with the file and line) once. */
+	if (run->mode != HOOK_MODE_RAW)
+		log_warn(run->sid[0] ? run->sid : NULL, "hook.error hook=%s error=\"%s\"",
+		    run->name, esc);
 	if (status != LUA_ERRMEM && lua_gettop(run->L) > run->top)
 		lua_settop(run->L, run->top);
 }
@@ -233,8 +235,8 @@ hook_log_failure(struct hook_run *run, int status)
 static void
 hook_invalid(struct hook_run *run, const char *why)
 {
-	log_warn(run->sid[0] ? run->sid : NULL,
-	    "hook.invalid hook=%s error=\"%s\"", run->name, why);
+	log_warn(
+	    run->sid[0] ? run->sid : NULL, "hook.invalid hook=%s error=\"%s\"", run->name, why);
 	hook_result_reset(&run->res);
 	run->res.verdict = HOOK_ERROR;
 }
@@ -319,7 +321,9 @@ hook_map_result(struct hook_run *run, int nres)
 	} else
 		run->res.verdict = HOOK_CUSTOM;
 	if (lua_type(co, idx) != LUA_TNUMBER) {
-		hook_invalid(run, "first return value must be nil, a boolean, a reply code or luamta.disconnect()");
+		hook_invalid(run,
+		    "first return value must be nil, a boolean, a reply code or "
+		    "luamta.disconnect()");
 		goto out;
 	}
 	code = lua_tointegerx(co, idx, &isnum);
@@ -330,7 +334,8 @@ hook_map_result(struct hook_run *run, int nres)
 	run->res.code = (int)code;
 	if (idx + 1 <= lua_gettop(co) && !lua_isnil(co, idx + 1)) {
 		if (hook_copy_text(run, idx + 1) == -1) {
-			hook_invalid(run, "reply text must be a string or a list of 1-64 strings, "
+			hook_invalid(run,
+			    "reply text must be a string or a list of 1-64 strings, "
 			    "each without CR, LF or NUL, valid UTF-8, at most 506 bytes");
 			goto out;
 		}
@@ -340,7 +345,8 @@ hook_map_result(struct hook_run *run, int nres)
 			const char *nl = strchr(line, '\n');
 			size_t ll = nl != NULL ? (size_t)(nl - line) : strlen(line);
 			if (smtp_enhanced_len(line, ll) > 0 && line[0] - '0' != code / 100) {
-				hook_invalid(run, "enhanced status code class does not match the reply code");
+				hook_invalid(run,
+				    "enhanced status code class does not match the reply code");
 				goto out;
 			}
 			line = nl != NULL ? nl + 1 : NULL;
@@ -361,6 +367,14 @@ hook_resume(struct hook_run *run, int nargs)
 	hook_current = run;
 	status = lua_resume(run->co, run->L, nargs, &nres);
 	hook_current = NULL;
+	/* A blocking call that returned just before the end of the hook never
+	 * reached another budget check: the overrun still counts. */
+	if ((status == LUA_OK || status == LUA_YIELD) && ev_time() > run->deadline) {
+		lua_settop(run->co, 0);
+		ev_timer_stop(run->loop, &run->sleep);
+		lua_pushfstring(run->co, "%s exceeded its time budget", run->name);
+		status = LUA_ERRRUN;
+	}
 	if (status == LUA_YIELD) {
 		lua_pop(run->co, nres);
 		if (ev_is_active(&run->sleep))
@@ -409,7 +423,8 @@ hook_sleep(lua_State *L, double secs)
 	struct hook_run *run = hook_current;
 
 	if (run == NULL || L != run->co)
-		return luaL_error(L, "luamta.sleep must be called from a hook, "
+		return luaL_error(L,
+		    "luamta.sleep must be called from a hook, "
 		    "not from a coroutine of the script's own");
 	if (run->mode == HOOK_MODE_RAW || run->done == NULL)
 		return luaL_error(L, "luamta.sleep cannot be used here");

@@ -12,9 +12,9 @@
 #define HOOK_SLICE 1000 /* instructions between budget checks */
 
 enum hook_status {
-	HOOK_DONE = 0,  /* finished; the result is ready */
-	HOOK_PENDING,   /* parked (luamta.sleep); the done callback follows */
-	HOOK_FAILED,    /* error, budget or memory: logged; result is HOOK_ERROR */
+	HOOK_DONE = 0, /* finished; the result is ready */
+	HOOK_PENDING,  /* parked (luamta.sleep); the done callback follows */
+	HOOK_FAILED,   /* error, budget or memory: logged; result is HOOK_ERROR */
 };
 const char *hook_status_str(enum hook_status);
 
@@ -29,14 +29,14 @@ const char *hook_verdict_str(enum hook_verdict);
 
 struct hook_result {
 	enum hook_verdict verdict;
-	int   code;  /* HOOK_CUSTOM, HOOK_CLOSE with a reply; else 0 */
-	char *text;  /* owned: reply lines joined by '\n', or NULL for the default */
+	int code;   /* HOOK_CUSTOM, HOOK_CLOSE with a reply; else 0 */
+	char *text; /* owned: reply lines joined by '\n', or NULL for the default */
 };
 void hook_result_reset(struct hook_result *);
 
 struct hook_budget {
-	long   instructions; /* per run, over all its resumes */
-	double seconds;      /* wall clock per resume */
+	long instructions; /* per run, over all its resumes */
+	double seconds;    /* wall clock per resume */
 };
 
 struct hook_run; /* opaque */
@@ -51,8 +51,7 @@ enum hook_mode {
  * copied for logs. done is called from the loop when a parked run finishes,
  * never from inside hook_run_resume(). Returns NULL when out of memory. */
 struct hook_run *hook_run_new(lua_State *L, struct ev_loop *, enum hook_mode,
-    const struct hook_budget *, const char *name, const char *sid,
-    hook_done_cb *done, void *arg);
+    const struct hook_budget *, const char *name, const char *sid, hook_done_cb *done, void *arg);
 /* The thread: push the function, then nargs arguments, then resume. */
 lua_State *hook_run_thread(struct hook_run *);
 /* Starts the run with the function and nargs arguments on its thread. */

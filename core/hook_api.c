@@ -128,7 +128,7 @@ session_index(lua_State *L)
 	else if (strcmp(k, "log") == 0)
 		lua_pushcfunction(L, session_log);
 	else
-		lua_pushnil(L);   /* tls, user: later; unknown: nil, like a table */
+		lua_pushnil(L); /* tls, user: later; unknown: nil, like a table */
 	return 1;
 }
 
@@ -169,7 +169,7 @@ hook_api_push_session(lua_State *co, struct smtp_session *s)
 	h = lua_newuserdatauv(co, sizeof(*h), 1);
 	h->s = s;
 	luaL_setmetatable(co, HOOK_API_SESSION);
-	lua_newtable(co);              /* s.vars */
+	lua_newtable(co); /* s.vars */
 	lua_setiuservalue(co, -2, 1);
 	lua_pushvalue(co, -1);
 	s->handle_ref = luaL_ref(co, LUA_REGISTRYINDEX);
@@ -202,7 +202,7 @@ message_find_headers(lua_State *L, const struct smtp_tx *tx, const char *name, i
 		const char *lend = eol != NULL ? eol : end;
 
 		if (lend == p || (lend == p + 1 && *p == '\r'))
-			break;   /* the empty line ends the header section */
+			break; /* the empty line ends the header section */
 		if ((size_t)(lend - p) > nlen && p[nlen] == ':' &&
 		    strncasecmp(p, name, nlen) == 0) {
 			luaL_Buffer b;
@@ -216,7 +216,8 @@ message_find_headers(lua_State *L, const struct smtp_tx *tx, const char *name, i
 				while (v < e && (*v == ' ' || *v == '\t'))
 					v++;
 				luaL_addlstring(&b, v, (size_t)(e - v));
-				if (eol == NULL || eol + 1 >= end || (eol[1] != ' ' && eol[1] != '\t'))
+				if (eol == NULL || eol + 1 >= end ||
+				    (eol[1] != ' ' && eol[1] != '\t'))
 					break;
 				/* A folded continuation line. */
 				luaL_addchar(&b, ' ');
@@ -300,8 +301,8 @@ message_prepend_header(lua_State *L)
 /* A failed delivery makes the end-of-data reply a 451 whatever the hook
  * returns, so accepting after a failure can never lose the message. */
 static int
-message_delivery_result(lua_State *L, struct smtp_session *s, int rc,
-    const char *how, const char *where, const char *err)
+message_delivery_result(lua_State *L, struct smtp_session *s, int rc, const char *how,
+    const char *where, const char *err)
 {
 	char esc[512];
 
@@ -312,8 +313,8 @@ message_delivery_result(lua_State *L, struct smtp_session *s, int rc,
 		return 1;
 	}
 	s->tx->delivery_failed = 1;
-	log_warn(s->sid, "delivery.failed qid=%s method=%s error=\"%s\"", s->tx->qid,
-	    how, log_escape(esc, sizeof(esc), err, strlen(err)));
+	log_warn(s->sid, "delivery.failed qid=%s method=%s error=\"%s\"", s->tx->qid, how,
+	    log_escape(esc, sizeof(esc), err, strlen(err)));
 	lua_pushnil(L);
 	lua_pushstring(L, err);
 	return 2;
@@ -327,11 +328,11 @@ message_deliver_maildir(lua_State *L)
 	char name[256], err[512], where[1024];
 	int rc;
 
-	rc = delivery_maildir(dir, tx->msg != NULL ? tx->msg : "", tx->msglen, name,
-	    sizeof(name), err, sizeof(err));
+	rc = delivery_maildir(
+	    dir, tx->msg != NULL ? tx->msg : "", tx->msglen, name, sizeof(name), err, sizeof(err));
 	snprintf(where, sizeof(where), "%s/new/%s", dir, rc == 0 ? name : "");
-	return message_delivery_result(L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc,
-	    "maildir", where, err);
+	return message_delivery_result(
+	    L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc, "maildir", where, err);
 }
 
 static int
@@ -342,10 +343,10 @@ message_deliver_mbox(lua_State *L)
 	char err[512];
 	int rc;
 
-	rc = delivery_mbox(path, tx->sender, tx->msg != NULL ? tx->msg : "", tx->msglen,
-	    err, sizeof(err));
-	return message_delivery_result(L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc,
-	    "mbox", path, err);
+	rc = delivery_mbox(
+	    path, tx->sender, tx->msg != NULL ? tx->msg : "", tx->msglen, err, sizeof(err));
+	return message_delivery_result(
+	    L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc, "mbox", path, err);
 }
 
 static int
@@ -356,9 +357,8 @@ message_print(lua_State *L)
 	char err[128];
 	int rc;
 
-	rc = delivery_print(STDOUT_FILENO, s->peer_ip, tx->sender,
-	    (const char *const *)tx->rcpts, tx->nrcpts, tx->msg != NULL ? tx->msg : "",
-	    tx->msglen);
+	rc = delivery_print(STDOUT_FILENO, s->peer_ip, tx->sender, (const char *const *)tx->rcpts,
+	    tx->nrcpts, tx->msg != NULL ? tx->msg : "", tx->msglen);
 	snprintf(err, sizeof(err), "cannot write to stdout");
 	return message_delivery_result(L, s, rc, "print", "stdout", err);
 }
@@ -566,7 +566,7 @@ hook_api_open(lua_State *L, const char *hostname)
 	lua_pushstring(L, hostname);
 	lua_setfield(L, -2, "hostname");
 	lua_pushvalue(L, -1);
-	lua_setfield(L, -3, "luamta");   /* package.loaded.luamta */
+	lua_setfield(L, -3, "luamta"); /* package.loaded.luamta */
 	lua_setglobal(L, "luamta");
 	lua_pop(L, 1);
 }

@@ -16,19 +16,19 @@
 
 #include "log.h"
 
-#define LISTENER_BACKLOG     511
-#define LISTENER_PAUSE_SECS  0.1
-#define LISTENER_ACCEPT_MAX  64  /* per wakeup, so one listener cannot starve the loop */
+#define LISTENER_BACKLOG    511
+#define LISTENER_PAUSE_SECS 0.1
+#define LISTENER_ACCEPT_MAX 64 /* per wakeup, so one listener cannot starve the loop */
 
 struct listener {
 	struct ev_loop *loop;
-	int             fd;
-	ev_io           io;
-	ev_timer        pause;
-	listener_cb    *cb;
-	void           *arg;
-	char            host[INET6_ADDRSTRLEN];
-	int             port;
+	int fd;
+	ev_io io;
+	ev_timer pause;
+	listener_cb *cb;
+	void *arg;
+	char host[INET6_ADDRSTRLEN];
+	int port;
 };
 
 static void
@@ -69,8 +69,8 @@ listener_on_pause(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 struct listener *
-listener_new(struct ev_loop *loop, const char *host, int port, listener_cb *cb,
-    void *arg, char *err, size_t errsz)
+listener_new(struct ev_loop *loop, const char *host, int port, listener_cb *cb, void *arg,
+    char *err, size_t errsz)
 {
 	struct listener *l = NULL;
 	struct sockaddr_storage ss;
@@ -89,8 +89,8 @@ listener_new(struct ev_loop *loop, const char *host, int port, listener_cb *cb,
 		sin6->sin6_port = htons((uint16_t)port);
 		len = sizeof(*sin6);
 	} else {
-		snprintf(err, errsz, "listen %s:%d: not a numeric IPv4 or IPv6 address",
-		    host, port);
+		snprintf(
+		    err, errsz, "listen %s:%d: not a numeric IPv4 or IPv6 address", host, port);
 		return NULL;
 	}
 	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
@@ -98,8 +98,7 @@ listener_new(struct ev_loop *loop, const char *host, int port, listener_cb *cb,
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
 		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) == -1 ||
-	    listen(fd, LISTENER_BACKLOG) == -1)
+	if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, LISTENER_BACKLOG) == -1)
 		goto fail;
 	len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)

@@ -11,13 +11,12 @@
 struct listener; /* opaque */
 
 /* Takes ownership of fd; the callback owns it from then on. */
-typedef void listener_cb(int fd, const struct sockaddr *peer, socklen_t len,
-    void *arg);
+typedef void listener_cb(int fd, const struct sockaddr *peer, socklen_t len, void *arg);
 
 /* Binds host:port (numeric IPv4 or IPv6), listens and starts accepting.
  * Returns NULL with a message in err on failure. */
-struct listener *listener_new(struct ev_loop *, const char *host, int port,
-    listener_cb *, void *arg, char *err, size_t errsz);
+struct listener *listener_new(struct ev_loop *, const char *host, int port, listener_cb *,
+    void *arg, char *err, size_t errsz);
 void listener_free(struct listener *); /* closes the socket; NULL is a no-op */
 
 /* The bound address ("127.0.0.1", "::1") and port (useful after port 0). */

@@ -56,8 +56,8 @@ log_vwrite(enum log_level l, const char *sid, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%SZ ", &tm);
-	r = snprintf(line + n, sizeof(line) - n, "%s %s ", log_level_str(l),
-	    sid != NULL ? sid : "-");
+	r = snprintf(
+	    line + n, sizeof(line) - n, "%s %s ", log_level_str(l), sid != NULL ? sid : "-");
 	if (r > 0)
 		n += (size_t)r;
 	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);

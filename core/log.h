@@ -24,8 +24,16 @@ void log_event(enum log_level, const char *sid, const char *fmt, ...)
 
 #define log_error(sid, ...) log_event(LOG_ERROR, sid, __VA_ARGS__)
 #define log_warn(sid, ...)  log_event(LOG_WARN, sid, __VA_ARGS__)
-#define log_info(sid, ...)  do { if (log_enabled(LOG_INFO)) log_event(LOG_INFO, sid, __VA_ARGS__); } while (0)
-#define log_debug(sid, ...) do { if (log_enabled(LOG_DEBUG)) log_event(LOG_DEBUG, sid, __VA_ARGS__); } while (0)
+#define log_info(sid, ...)                                                                         \
+	do {                                                                                       \
+		if (log_enabled(LOG_INFO))                                                         \
+			log_event(LOG_INFO, sid, __VA_ARGS__);                                     \
+	} while (0)
+#define log_debug(sid, ...)                                                                        \
+	do {                                                                                       \
+		if (log_enabled(LOG_DEBUG))                                                        \
+			log_event(LOG_DEBUG, sid, __VA_ARGS__);                                    \
+	} while (0)
 
 /* Startup and invariant failures only: log and exit(1). fatal() appends
  * strerror(errno). Never on the per-connection path. */

@@ -16,10 +16,10 @@
 #include "smtp_session.h"
 
 struct main_ctx {
-	struct smtp_server  srv;
-	struct listener    *listeners[CONFIG_LISTEN_MAX];
-	int                 nlisteners;
-	ev_signal           sigterm, sigint;
+	struct smtp_server srv;
+	struct listener *listeners[CONFIG_LISTEN_MAX];
+	int nlisteners;
+	ev_signal sigterm, sigint;
 };
 
 static void
@@ -78,8 +78,8 @@ main(int argc, char **argv)
 	budget.instructions = cfg.hook_instructions;
 	budget.seconds = cfg.hook_timeout;
 	if (cfg.script != NULL &&
-	    (script = script_load(cfg.script, loop, cfg.lua_memory, &budget,
-	    cfg.hostname, err, sizeof(err))) == NULL) {
+	    (script = script_load(cfg.script, loop, cfg.lua_memory, &budget, cfg.hostname, err,
+		 sizeof(err))) == NULL) {
 		if (cfg.check)
 			printf("%s\n", err);
 		log_error(NULL, "script.load_failed error=\"%s\"", err);
@@ -96,13 +96,12 @@ main(int argc, char **argv)
 	memset(&ctx, 0, sizeof(ctx));
 	smtp_server_init(&ctx.srv, loop, &cfg, script);
 	for (int i = 0; i < cfg.nlisten; i++) {
-		struct listener *l = listener_new(loop, cfg.listen[i].host,
-		    cfg.listen[i].port, smtp_server_accept, &ctx.srv, err, sizeof(err));
+		struct listener *l = listener_new(loop, cfg.listen[i].host, cfg.listen[i].port,
+		    smtp_server_accept, &ctx.srv, err, sizeof(err));
 		if (l == NULL)
 			fatalx("%s", err);
 		ctx.listeners[ctx.nlisteners++] = l;
-		log_info(NULL, "server.listen addr=%s port=%d", listener_host(l),
-		    listener_port(l));
+		log_info(NULL, "server.listen addr=%s port=%d", listener_host(l), listener_port(l));
 	}
 	ev_signal_init(&ctx.sigterm, main_on_signal, SIGTERM);
 	ev_signal_init(&ctx.sigint, main_on_signal, SIGINT);

@@ -15,9 +15,19 @@
 #include "smtp_parse.h"
 
 static const char *const hook_kind_names[HOOK__COUNT] = {
-	"on_connect", "on_helo", "on_ehlo", "on_mail", "on_rcpt", "on_data",
-	"on_message", "on_rset", "on_vrfy", "on_quit", "on_unknown",
-	"on_disconnect", "verbs",
+	"on_connect",
+	"on_helo",
+	"on_ehlo",
+	"on_mail",
+	"on_rcpt",
+	"on_data",
+	"on_message",
+	"on_rset",
+	"on_vrfy",
+	"on_quit",
+	"on_unknown",
+	"on_disconnect",
+	"verbs",
 };
 
 const char *
@@ -43,8 +53,7 @@ script_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		sc->mem_used -= osize;
 		return NULL;
 	}
-	if (nsize > osize && sc->mem_used + (nsize - osize) > sc->mem_max &&
-	    hook_running())
+	if (nsize > osize && sc->mem_used + (nsize - osize) > sc->mem_max && hook_running())
 		return NULL;
 	if ((p = realloc(ptr, nsize)) == NULL)
 		return NULL;
@@ -67,9 +76,9 @@ script_set_path(lua_State *L)
 {
 	lua_getglobal(L, "package");
 	lua_getfield(L, -1, "path");
-	lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s",
-	    LUAMTA_LUA_DIR_BUILD, LUAMTA_LUA_DIR_BUILD, LUAMTA_LUA_DIR_INSTALL,
-	    LUAMTA_LUA_DIR_INSTALL, lua_tostring(L, -1));
+	lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", LUAMTA_LUA_DIR_BUILD,
+	    LUAMTA_LUA_DIR_BUILD, LUAMTA_LUA_DIR_INSTALL, LUAMTA_LUA_DIR_INSTALL,
+	    lua_tostring(L, -1));
 	lua_setfield(L, -3, "path");
 	lua_pop(L, 2);
 }
@@ -90,8 +99,8 @@ script_check_verbs(lua_State *co, int idx, const char *path, char *err, size_t e
 	lua_pushnil(co);
 	while (lua_next(co, idx) != 0) {
 		size_t len = 0;
-		const char *k = lua_type(co, -2) == LUA_TSTRING ?
-		    lua_tolstring(co, -2, &len) : NULL;
+		const char *k =
+		    lua_type(co, -2) == LUA_TSTRING ? lua_tolstring(co, -2, &len) : NULL;
 
 		if (k == NULL || len == 0 || len > SMTP_VERB_MAX) {
 			snprintf(err, errsz, "%s: verbs: names must be strings of 1-%d characters",
@@ -110,7 +119,7 @@ script_check_verbs(lua_State *co, int idx, const char *path, char *err, size_t e
 			snprintf(err, errsz, "%s: verbs.%s must be a function", path, k);
 			return -1;
 		}
-		lua_setfield(co, -3, name);   /* pops the value, keeps the key */
+		lua_setfield(co, -3, name); /* pops the value, keeps the key */
 	}
 	lua_replace(co, idx);
 	return 0;
@@ -142,15 +151,15 @@ script_resolve(struct script *sc, lua_State *co, int idx, char *err, size_t errs
 				snprintf(err, errsz, "%s: unknown hook '%s'", sc->path, k);
 				return -1;
 			}
-			lua_pop(co, 1);   /* other keys are the script's business */
+			lua_pop(co, 1); /* other keys are the script's business */
 			continue;
 		}
 		if (kind == HOOK_VERB) {
 			if (script_check_verbs(co, lua_gettop(co), sc->path, err, errsz) == -1)
 				return -1;
 		} else if (lua_type(co, -1) != LUA_TFUNCTION) {
-			snprintf(err, errsz, "%s: %s must be a function, got %s", sc->path,
-			    k, luaL_typename(co, -1));
+			snprintf(err, errsz, "%s: %s must be a function, got %s", sc->path, k,
+			    luaL_typename(co, -1));
 			return -1;
 		}
 		lua_xmove(co, L, 1);
@@ -161,8 +170,7 @@ script_resolve(struct script *sc, lua_State *co, int idx, char *err, size_t errs
 
 struct script *
 script_load(const char *path, struct ev_loop *loop, size_t mem_max,
-    const struct hook_budget *budget, const char *hostname, char *err,
-    size_t errsz)
+    const struct hook_budget *budget, const char *hostname, char *err, size_t errsz)
 {
 	struct script *sc;
 	struct hook_run *run = NULL;
@@ -190,8 +198,8 @@ script_load(const char *path, struct ev_loop *loop, size_t mem_max,
 
 	/* The top level runs under the same budget as a hook, so a script
 	 * that loops while loading fails instead of hanging the start. */
-	if ((run = hook_run_new(sc->L, loop, HOOK_MODE_RAW, budget, "load", NULL,
-	    NULL, NULL)) == NULL) {
+	if ((run = hook_run_new(sc->L, loop, HOOK_MODE_RAW, budget, "load", NULL, NULL, NULL)) ==
+	    NULL) {
 		snprintf(err, errsz, "out of memory");
 		goto fail;
 	}
@@ -208,8 +216,7 @@ script_load(const char *path, struct ev_loop *loop, size_t mem_max,
 		snprintf(err, errsz, "%s: the script must return a table of hooks", path);
 		goto fail;
 	}
-	if (script_resolve(sc, co, lua_gettop(co) - hook_run_nresults(run) + 1, err,
-	    errsz) == -1)
+	if (script_resolve(sc, co, lua_gettop(co) - hook_run_nresults(run) + 1, err, errsz) == -1)
 		goto fail;
 	hook_run_free(run);
 	return sc;
@@ -237,8 +244,7 @@ script_unref(struct script *sc)
 }
 
 int
-script_push_hook(struct script *sc, lua_State *co, enum hook_kind kind,
-    const char *verb)
+script_push_hook(struct script *sc, lua_State *co, enum hook_kind kind, const char *verb)
 {
 	if (!script_has(sc, kind))
 		return -1;

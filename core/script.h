@@ -27,28 +27,27 @@ enum hook_kind {
 	HOOK_QUIT,
 	HOOK_UNKNOWN,
 	HOOK_DISCONNECT,
-	HOOK_VERB,       /* a function of the verbs table */
+	HOOK_VERB, /* a function of the verbs table */
 	HOOK__COUNT,
 };
 /* "on_connect", ..., "verbs". */
 const char *hook_kind_str(enum hook_kind);
 
 struct script {
-	lua_State         *L;
-	char              *path;          /* owned */
-	size_t             mem_used;
-	size_t             mem_max;
+	lua_State *L;
+	char *path; /* owned */
+	size_t mem_used;
+	size_t mem_max;
 	struct hook_budget budget;
-	int                ref[HOOK__COUNT]; /* functions; HOOK_VERB: the verbs table */
-	int                refcount;
+	int ref[HOOK__COUNT]; /* functions; HOOK_VERB: the verbs table */
+	int refcount;
 };
 
 /* Loads and runs the policy file at path in a fresh state (under the
  * budget), checks that it returned a table of known hooks, and keeps
  * references to them. Returns NULL with "file:line: message" in err. */
-struct script *script_load(const char *path, struct ev_loop *,
-    size_t mem_max, const struct hook_budget *, const char *hostname,
-    char *err, size_t errsz);
+struct script *script_load(const char *path, struct ev_loop *, size_t mem_max,
+    const struct hook_budget *, const char *hostname, char *err, size_t errsz);
 void script_ref(struct script *);
 void script_unref(struct script *); /* frees at zero; NULL is a no-op */
 
@@ -63,7 +62,6 @@ int script_has_verb(struct script *, const char *verb);
 
 /* Pushes the function for kind (for HOOK_VERB, verbs[verb]) onto co.
  * Returns 0, or -1 (nothing pushed) when there is none. */
-int script_push_hook(struct script *, lua_State *co, enum hook_kind,
-    const char *verb);
+int script_push_hook(struct script *, lua_State *co, enum hook_kind, const char *verb);
 
 #endif

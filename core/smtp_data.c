@@ -10,31 +10,32 @@
 
 #include "smtp_data.h"
 
-#define SMTP_DATA_BUF_MIN	4096	/* first allocation; doubles after */
+#define SMTP_DATA_BUF_MIN 4096 /* first allocation; doubles after */
 
 /* Where the previous byte left us. Bytes whose meaning depends on the next
  * one (a CR, a "." or ".\r" at the start of a line) are held in the state,
  * not stored, so a chunk boundary can fall anywhere. */
 enum data_state {
-	DS_BOL = 0,	/* at the start of a line */
-	DS_TEXT,	/* inside a line */
-	DS_CR,		/* inside a line, right after a CR */
-	DS_DOT,		/* after a "." that started a line */
-	DS_DOT_CR,	/* after ".\r" that started a line */
-	DS_DONE,	/* the end-of-data line has been consumed */
+	DS_BOL = 0, /* at the start of a line */
+	DS_TEXT,    /* inside a line */
+	DS_CR,      /* inside a line, right after a CR */
+	DS_DOT,     /* after a "." that started a line */
+	DS_DOT_CR,  /* after ".\r" that started a line */
+	DS_DONE,    /* the end-of-data line has been consumed */
 };
 
 struct smtp_data {
-	char			*buf;		/* owned; NULL until a byte is stored */
-	size_t			 len;		/* stored bytes in buf */
-	size_t			 cap;		/* allocated bytes in buf */
-	size_t			 size;		/* unstuffed size, counted past errors */
-	size_t			 max_size;
-	enum smtp_bare		 bare;
-	enum smtp_data_err	 err;		/* sticky: the first error wins */
-	enum data_state		 state;
-	int			 crlf;		/* the previous line ended in CRLF, or
-						 * there was none: a "." line may end */
+	char *buf;   /* owned; NULL until a byte is stored */
+	size_t len;  /* stored bytes in buf */
+	size_t cap;  /* allocated bytes in buf */
+	size_t size; /* unstuffed size, counted past errors */
+	size_t max_size;
+	enum smtp_bare bare;
+	enum smtp_data_err err; /* sticky: the first error wins */
+	enum data_state state;
+	/* The previous line ended in CRLF, or there was none yet: only
+	 * then may a "." line end the data. */
+	int crlf;
 };
 
 const char *
@@ -84,14 +85,13 @@ smtp_data_err_str(enum smtp_data_err err)
 struct smtp_data *
 smtp_data_new(size_t max_size, enum smtp_bare bare)
 {
-	struct smtp_data	*d;
+	struct smtp_data *d;
 
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
 	d->max_size = max_size;
 	/* An unknown policy gets the safe one. */
-	d->bare = (bare == SMTP_BARE_FIX || bare == SMTP_BARE_ALLOW) ? bare :
-	    SMTP_BARE_REJECT;
+	d->bare = (bare == SMTP_BARE_FIX || bare == SMTP_BARE_ALLOW) ? bare : SMTP_BARE_REJECT;
 	d->err = SMTP_DATA_OK;
 	d->state = DS_BOL;
 	d->crlf = 1;
@@ -112,8 +112,8 @@ smtp_data_free(struct smtp_data *d)
 static int
 data_grow(struct smtp_data *d, size_t need)
 {
-	char	*nbuf;
-	size_t	 cap;
+	char *nbuf;
+	size_t cap;
 
 	if (d->cap - d->len >= need)
 		return 0;
@@ -142,7 +142,7 @@ data_grow(struct smtp_data *d, size_t need)
 static void
 data_store(struct smtp_data *d, const char *p, size_t n)
 {
-	size_t	room, take;
+	size_t room, take;
 
 	if (d->err == SMTP_DATA_OK) {
 		room = d->max_size - d->size;
@@ -175,7 +175,7 @@ data_bare(struct smtp_data *d, char c)
 	default:
 		if (d->err == SMTP_DATA_OK)
 			d->err = SMTP_DATA_ERR_BARE;
-		data_store(d, &c, 1);	/* stores nothing, counts size */
+		data_store(d, &c, 1); /* stores nothing, counts size */
 		break;
 	}
 }
@@ -183,8 +183,8 @@ data_bare(struct smtp_data *d, char c)
 size_t
 smtp_data_feed(struct smtp_data *d, const char *p, size_t n, int *done)
 {
-	const char	*q;
-	size_t		 i = 0, lf = SIZE_MAX, cr = SIZE_MAX;
+	const char *q;
+	size_t i = 0, lf = SIZE_MAX, cr = SIZE_MAX;
 
 	*done = d->state == DS_DONE;
 	if (*done)
@@ -304,7 +304,7 @@ smtp_data_size(const struct smtp_data *d)
 char *
 smtp_data_steal(struct smtp_data *d, size_t *len)
 {
-	char	*buf;
+	char *buf;
 
 	if (len != NULL)
 		*len = 0;

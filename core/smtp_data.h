@@ -19,9 +19,9 @@ int smtp_bare_parse(const char *s, enum smtp_bare *out); /* 0 or -1 */
 
 enum smtp_data_err {
 	SMTP_DATA_OK = 0,
-	SMTP_DATA_ERR_SIZE,   /* more than max_size bytes after unstuffing */
-	SMTP_DATA_ERR_BARE,   /* bare LF/CR under SMTP_BARE_REJECT */
-	SMTP_DATA_ERR_NOMEM,  /* could not grow the buffer */
+	SMTP_DATA_ERR_SIZE,  /* more than max_size bytes after unstuffing */
+	SMTP_DATA_ERR_BARE,  /* bare LF/CR under SMTP_BARE_REJECT */
+	SMTP_DATA_ERR_NOMEM, /* could not grow the buffer */
 };
 const char *smtp_data_err_str(enum smtp_data_err);
 

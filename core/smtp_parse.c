@@ -13,10 +13,10 @@
 
 /* RFC 5321 4.5.3.1.3: a whole reverse-path or forward-path, including the
  * angle brackets and any source route. */
-#define SMTP_PATH_OCTETS	256
+#define SMTP_PATH_OCTETS 256
 /* RFC 1035 2.3.4: a DNS label. Applied to LDH labels only; a U-label's
  * length in UTF-8 octets says little about its A-label (RFC 5890). */
-#define SMTP_LABEL_MAX		63
+#define SMTP_LABEL_MAX 63
 
 static int
 is_alpha(unsigned char c)
@@ -47,11 +47,10 @@ ascii_upper(unsigned char c)
 static int
 ascii_caseeq(const char *a, const char *b, size_t n)
 {
-	size_t	i;
+	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (ascii_upper((unsigned char)a[i]) !=
-		    ascii_upper((unsigned char)b[i]))
+		if (ascii_upper((unsigned char)a[i]) != ascii_upper((unsigned char)b[i]))
 			return 0;
 	return 1;
 }
@@ -72,8 +71,8 @@ is_atext(unsigned char c)
 static size_t
 utf8_seq(const unsigned char *p, size_t len)
 {
-	unsigned char	lo = 0x80, hi = 0xbf;
-	size_t		n, k;
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n, k;
 
 	if (len == 0)
 		return 0;
@@ -106,8 +105,8 @@ utf8_seq(const unsigned char *p, size_t len)
 int
 smtp_utf8_valid(const char *p, size_t len)
 {
-	const unsigned char	*u = (const unsigned char *)p;
-	size_t			 i, n;
+	const unsigned char *u = (const unsigned char *)p;
+	size_t i, n;
 
 	for (i = 0; i < len; i += n)
 		if ((n = utf8_seq(u + i, len - i)) == 0)
@@ -116,22 +115,22 @@ smtp_utf8_valid(const char *p, size_t len)
 }
 
 int
-smtp_parse_verb(const char *line, size_t len, char *verb, const char **arg,
-    size_t *arglen)
+smtp_parse_verb(const char *line, size_t len, char *verb, const char **arg, size_t *arglen)
 {
-	size_t		vlen, a, e;
-	unsigned char	c;
+	size_t vlen, a, e;
+	unsigned char c;
 
 	*arg = "";
 	*arglen = 0;
 	verb[0] = '\0';
 	for (vlen = 0; vlen < len && line[vlen] != ' '; vlen++) {
 		c = (unsigned char)line[vlen];
-		/* A bounded verb buffer: longer words are not commands we know. */
-		if (vlen == SMTP_VERB_MAX)
+		/* A bounded verb buffer: longer words are not commands we
+		 * know, and NUL, CR or 8-bit octets are not commands at all. */
+		if (vlen == SMTP_VERB_MAX || (!is_alnum(c) && c != '-' && c != '_')) {
+			verb[0] = '\0';
 			return -1;
-		if (!is_alnum(c) && c != '-' && c != '_')
-			return -1;
+		}
 		verb[vlen] = (char)ascii_upper(c);
 	}
 	verb[vlen] = '\0';
@@ -176,7 +175,7 @@ smtp_path_err_str(enum smtp_path_err err)
 static enum smtp_path_err
 path_utf8(const char *s, size_t len, size_t *ip, int utf8)
 {
-	size_t	n;
+	size_t n;
 
 	if (!utf8)
 		return SMTP_PATH_UTF8;
@@ -192,9 +191,9 @@ path_utf8(const char *s, size_t len, size_t *ip, int utf8)
 static enum smtp_path_err
 path_local(const char *s, size_t len, size_t *ip, int utf8)
 {
-	enum smtp_path_err	 err;
-	unsigned char		 c;
-	size_t			 i = *ip, atom;
+	enum smtp_path_err err;
+	unsigned char c;
+	size_t i = *ip, atom;
 
 	if (i < len && s[i] == '"') {
 		for (i++;;) {
@@ -206,8 +205,7 @@ path_local(const char *s, size_t len, size_t *ip, int utf8)
 			if (c == '\\') {
 				/* quoted-pairSMTP: a backslash quotes only
 				 * %d32-126, never CR, LF or NUL. */
-				if (i + 1 >= len ||
-				    (unsigned char)s[i + 1] < 32 ||
+				if (i + 1 >= len || (unsigned char)s[i + 1] < 32 ||
 				    (unsigned char)s[i + 1] > 126)
 					return SMTP_PATH_SYNTAX;
 				i += 2;
@@ -254,10 +252,10 @@ path_local(const char *s, size_t len, size_t *ip, int utf8)
 static enum smtp_path_err
 path_domain(const char *s, size_t len, size_t *ip, int utf8)
 {
-	enum smtp_path_err	 err;
-	unsigned char		 c;
-	size_t			 i = *ip, label;
-	int			 ascii;
+	enum smtp_path_err err;
+	unsigned char c;
+	size_t i = *ip, label;
+	int ascii;
 
 	for (;;) {
 		label = i;
@@ -292,8 +290,8 @@ path_domain(const char *s, size_t len, size_t *ip, int utf8)
 static int
 path_ipv4(const char *p, size_t len)
 {
-	size_t	i = 0, digits;
-	int	part, val;
+	size_t i = 0, digits;
+	int part, val;
 
 	for (part = 0; part < 4; part++) {
 		if (part > 0) {
@@ -317,11 +315,11 @@ path_ipv4(const char *p, size_t len)
 static enum smtp_path_err
 path_literal(const char *s, size_t len, size_t *ip)
 {
-	char		 addr[INET6_ADDRSTRLEN];
-	struct in6_addr	 in6;
-	const char	*body, *colon;
-	unsigned char	 c;
-	size_t		 i, blen, tlen, k;
+	char addr[INET6_ADDRSTRLEN];
+	struct in6_addr in6;
+	const char *body, *colon;
+	unsigned char c;
+	size_t i, blen, tlen, k;
 
 	for (i = *ip + 1; i < len && s[i] != ']'; i++) {
 		/* dcontent = %d33-90 / %d94-126: no space, no brackets,
@@ -337,8 +335,7 @@ path_literal(const char *s, size_t len, size_t *ip)
 	*ip = i + 1;
 
 	if ((colon = memchr(body, ':', blen)) == NULL)
-		return path_ipv4(body, blen) == 0 ? SMTP_PATH_OK :
-		    SMTP_PATH_SYNTAX;
+		return path_ipv4(body, blen) == 0 ? SMTP_PATH_OK : SMTP_PATH_SYNTAX;
 
 	/* Standardized-tag = Ldh-str: it must end in a letter or digit. */
 	tlen = (size_t)(colon - body);
@@ -364,11 +361,11 @@ path_literal(const char *s, size_t len, size_t *ip)
 }
 
 enum smtp_path_err
-smtp_parse_path(const char *s, size_t len, int allow_null,
-    int allow_postmaster, int utf8, char *out, size_t outsz, const char **rest)
+smtp_parse_path(const char *s, size_t len, int allow_null, int allow_postmaster, int utf8,
+    char *out, size_t outsz, const char **rest)
 {
-	enum smtp_path_err	 err;
-	size_t			 i, mbox, llen, dom, dlen = 0;
+	enum smtp_path_err err;
+	size_t i, mbox, llen, dom, dlen = 0;
 
 	if (outsz > 0)
 		out[0] = '\0';
@@ -427,8 +424,8 @@ smtp_parse_path(const char *s, size_t len, int allow_null,
 	}
 
 	/* i is on the '>', so the path is i + 1 octets long. */
-	if (llen > SMTP_LOCAL_MAX || dlen > SMTP_DOMAIN_MAX ||
-	    i + 1 > SMTP_PATH_OCTETS || i - mbox >= outsz)
+	if (llen > SMTP_LOCAL_MAX || dlen > SMTP_DOMAIN_MAX || i + 1 > SMTP_PATH_OCTETS ||
+	    i - mbox >= outsz)
 		return SMTP_PATH_TOO_LONG;
 	memcpy(out, s + mbox, i - mbox);
 	out[i - mbox] = '\0';
@@ -439,10 +436,10 @@ smtp_parse_path(const char *s, size_t len, int allow_null,
 int
 smtp_parse_params(char *s, struct smtp_param *p, int max, int utf8)
 {
-	unsigned char	 c;
-	char		*key, *value;
-	size_t		 n;
-	int		 count = 0;
+	unsigned char c;
+	char *key, *value;
+	size_t n;
+	int count = 0;
 
 	for (;;) {
 		while (*s == ' ')
@@ -469,8 +466,7 @@ smtp_parse_params(char *s, struct smtp_param *p, int max, int utf8)
 			while (*s != '\0' && *s != ' ') {
 				c = (unsigned char)*s;
 				if (c >= 0x80) {
-					n = utf8_seq((unsigned char *)s,
-					    strnlen(s, 4));
+					n = utf8_seq((unsigned char *)s, strnlen(s, 4));
 					if (!utf8 || n == 0)
 						return -1;
 					s += n;
@@ -495,7 +491,7 @@ smtp_parse_params(char *s, struct smtp_param *p, int max, int utf8)
 size_t
 smtp_enhanced_len(const char *text, size_t len)
 {
-	size_t	i, part, digits;
+	size_t i, part, digits;
 
 	/* status-code = class "." subject "." detail (RFC 3463 2) */
 	if (len < 6 || (text[0] != '2' && text[0] != '4' && text[0] != '5'))
@@ -519,8 +515,8 @@ smtp_enhanced_len(const char *text, size_t len)
 int
 smtp_reply_text_ok(const char *text, size_t len)
 {
-	const unsigned char	*u = (const unsigned char *)text;
-	size_t			 i, n;
+	const unsigned char *u = (const unsigned char *)text;
+	size_t i, n;
 
 	if (len > SMTP_REPLY_TEXT_MAX)
 		return -1;

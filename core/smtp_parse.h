@@ -7,13 +7,13 @@
 
 #include <stddef.h>
 
-#define SMTP_CMD_LINE_MAX   512  /* RFC 5321 4.5.3.1.4, including CRLF */
-#define SMTP_VERB_MAX       32   /* longest verb we keep; longer is "unknown" */
-#define SMTP_PATH_MAX       512  /* RFC 5321 4.5.3.1.3: 256 octets; we allow a line's worth */
-#define SMTP_LOCAL_MAX      64   /* RFC 5321 4.5.3.1.1 */
-#define SMTP_DOMAIN_MAX     255  /* RFC 5321 4.5.3.1.2 */
-#define SMTP_PARAMS_MAX     16   /* ESMTP parameters per MAIL/RCPT */
-#define SMTP_REPLY_TEXT_MAX 506  /* 512 minus "250-" and CRLF (RFC 5321 4.5.3.1.5) */
+#define SMTP_CMD_LINE_MAX   512 /* RFC 5321 4.5.3.1.4, including CRLF */
+#define SMTP_VERB_MAX       32  /* longest verb we keep; longer is "unknown" */
+#define SMTP_PATH_MAX       512 /* RFC 5321 4.5.3.1.3: 256 octets; we allow a line's worth */
+#define SMTP_LOCAL_MAX      64  /* RFC 5321 4.5.3.1.1 */
+#define SMTP_DOMAIN_MAX     255 /* RFC 5321 4.5.3.1.2 */
+#define SMTP_PARAMS_MAX     16  /* ESMTP parameters per MAIL/RCPT */
+#define SMTP_REPLY_TEXT_MAX 506 /* 512 minus "250-" and CRLF (RFC 5321 4.5.3.1.5) */
 
 /* Splits a command line (without its CRLF) into an upper-cased verb and its
  * argument. Writes at most SMTP_VERB_MAX bytes plus NUL into verb; the verb
@@ -22,15 +22,14 @@
  * none; *arglen is its length with trailing spaces removed.
  * Returns 0, or -1 when the line is empty, the verb is longer than
  * SMTP_VERB_MAX, or the verb contains bytes other than ALPHA/DIGIT/"-"/"_". */
-int smtp_parse_verb(const char *line, size_t len, char *verb,
-    const char **arg, size_t *arglen);
+int smtp_parse_verb(const char *line, size_t len, char *verb, const char **arg, size_t *arglen);
 
 enum smtp_path_err {
 	SMTP_PATH_OK = 0,
-	SMTP_PATH_SYNTAX,    /* not a valid <path> */
-	SMTP_PATH_NULL,      /* "<>" where a null path is not allowed */
-	SMTP_PATH_TOO_LONG,  /* local part, domain or whole path over its limit */
-	SMTP_PATH_UTF8,      /* non-ASCII without SMTPUTF8 (or invalid UTF-8) */
+	SMTP_PATH_SYNTAX,   /* not a valid <path> */
+	SMTP_PATH_NULL,     /* "<>" where a null path is not allowed */
+	SMTP_PATH_TOO_LONG, /* local part, domain or whole path over its limit */
+	SMTP_PATH_UTF8,     /* non-ASCII without SMTPUTF8 (or invalid UTF-8) */
 };
 const char *smtp_path_err_str(enum smtp_path_err);
 
@@ -45,12 +44,12 @@ const char *smtp_path_err_str(enum smtp_path_err);
  * On success writes the mailbox ("local@domain", quotes kept as sent; "" for
  * the null path) NUL-terminated into out (outsz >= SMTP_PATH_MAX + 1), and
  * sets *rest to the first byte after '>'. */
-enum smtp_path_err smtp_parse_path(const char *s, size_t len, int allow_null,
-    int allow_postmaster, int utf8, char *out, size_t outsz, const char **rest);
+enum smtp_path_err smtp_parse_path(const char *s, size_t len, int allow_null, int allow_postmaster,
+    int utf8, char *out, size_t outsz, const char **rest);
 
 struct smtp_param {
-	const char *key;    /* points into the parsed string, NUL-terminated */
-	const char *value;  /* NULL when the parameter has no "=value" */
+	const char *key;   /* points into the parsed string, NUL-terminated */
+	const char *value; /* NULL when the parameter has no "=value" */
 };
 
 /* Parses ESMTP parameters (RFC 5321 4.1.2 Mail-parameters) in place: s is a

@@ -24,23 +24,23 @@
 #include "smtp_parse.h"
 #include "smtp_session_types.h"
 
-#define SMTP_OUTPUT_HIGH   65536  /* stop reading commands while replies pile up */
-#define SMTP_CLOSE_LINGER  5.0    /* seconds to get the last reply out */
-#define SMTP_REPLY_MAX     8192   /* one (multi-line) reply */
+#define SMTP_OUTPUT_HIGH  65536 /* stop reading commands while replies pile up */
+#define SMTP_CLOSE_LINGER 5.0   /* seconds to get the last reply out */
+#define SMTP_REPLY_MAX    8192  /* one (multi-line) reply */
 
-#define S(st) (1u << (st))
+#define S(st)      (1u << (st))
 #define ST_SESSION (S(ST_GREETED) | S(ST_READY) | S(ST_MAIL) | S(ST_RCPT))
 
 struct smtp_cmd {
-	const char     *verb;      /* NULL for the phases without a verb */
-	unsigned        states;    /* where it is allowed (S(ST_x) bits) */
-	enum hook_kind  hook;      /* HOOK__COUNT: no hook */
-	int           (*check)(struct smtp_session *, const char *arg, size_t len);
-	void          (*proceed)(struct smtp_session *, const struct hook_result *);
-	void          (*rejected)(struct smtp_session *); /* effects of a refusal */
-	int             rcode;     /* default refusal */
-	const char     *renh;
-	const char     *rtext;
+	const char *verb;    /* NULL for the phases without a verb */
+	unsigned states;     /* where it is allowed (S(ST_x) bits) */
+	enum hook_kind hook; /* HOOK__COUNT: no hook */
+	int (*check)(struct smtp_session *, const char *arg, size_t len);
+	void (*proceed)(struct smtp_session *, const struct hook_result *);
+	void (*rejected)(struct smtp_session *); /* effects of a refusal */
+	int rcode;                               /* default refusal */
+	const char *renh;
+	const char *rtext;
 };
 
 static void smtp_session_process(struct smtp_session *);
@@ -49,7 +49,13 @@ static void smtp_hook_finish(struct smtp_session *, const struct hook_result *);
 static void smtp_session_free(struct smtp_session *);
 
 static const char *const smtp_state_names[] = {
-	"connected", "greeted", "ready", "mail", "rcpt", "data", "closing",
+	"connected",
+	"greeted",
+	"ready",
+	"mail",
+	"rcpt",
+	"data",
+	"closing",
 };
 
 const char *
@@ -63,8 +69,7 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state st)
 {
 	if (s->state == st)
 		return;
-	log_debug(s->sid, "smtp.state from=%s to=%s", smtp_state_str(s->state),
-	    smtp_state_str(st));
+	log_debug(s->sid, "smtp.state from=%s to=%s", smtp_state_str(s->state), smtp_state_str(st));
 	s->state = st;
 }
 
@@ -111,7 +116,7 @@ smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *
 			r = snprintf(out + o, sizeof(out) - o, "%d%c%.*s\r\n", code,
 			    nl != NULL ? '-' : ' ', (int)ll, line);
 		if (r < 0 || (size_t)r >= sizeof(out) - o)
-			break;   /* bounded by hook validation; never cut mid-line */
+			break; /* bounded by hook validation; never cut mid-line */
 		o += (size_t)r;
 		line = nl != NULL ? nl + 1 : NULL;
 	}
@@ -137,15 +142,19 @@ smtp_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, .
 
 /* Sends the hook's custom reply when it gave one, else the default. */
 static void
-smtp_reply_hook(struct smtp_session *s, const struct hook_result *res, int code,
-    const char *enh, const char *text)
+smtp_reply_hook(struct smtp_session *s, const struct hook_result *res, int code, const char *enh,
+    const char *text)
 {
 	if (res != NULL && res->code != 0) {
-		static const char *const class_enh[] = { "2.0.0", "2.0.0", "2.0.0",
-			"2.0.0", "4.0.0", "5.0.0" };
-		smtp_reply_lines(s, res->code, enh != NULL ? class_enh[res->code / 100] : NULL,
-		    res->text != NULL ? res->text : (res->code < 400 ? "Ok" :
-		    res->code < 500 ? "Try again later" : "Rejected"));
+		static const char *const class_enh[] = { "2.0.0", "2.0.0", "2.0.0", "2.0.0",
+			"4.0.0", "5.0.0" };
+		/* Every custom reply carries an enhanced code (RFC 2034 3) but
+		 * the greeting, which RFC 2034 leaves without one. */
+		smtp_reply_lines(s, res->code, res->code == 220 ? NULL : class_enh[res->code / 100],
+		    res->text != NULL ? res->text :
+					(res->code < 400        ? "Ok" :
+						res->code < 500 ? "Try again later" :
+								  "Rejected"));
 	} else
 		smtp_reply_lines(s, code, enh, text);
 }
@@ -235,8 +244,8 @@ check_vrfy(struct smtp_session *s, const char *arg, size_t len)
 
 /* Common to MAIL and RCPT: "FROM:" / "TO:", then a path, then parameters. */
 static int
-check_path(struct smtp_session *s, const char *arg, size_t len, const char *prefix,
-    int is_mail, char *path)
+check_path(struct smtp_session *s, const char *arg, size_t len, const char *prefix, int is_mail,
+    char *path)
 {
 	size_t plen = strlen(prefix);
 	const char *p, *rest, *end = arg + len;
@@ -244,16 +253,16 @@ check_path(struct smtp_session *s, const char *arg, size_t len, const char *pref
 	int utf8 = is_mail || (s->tx != NULL && s->tx->smtputf8);
 
 	if (len < plen || strncasecmp(arg, prefix, plen) != 0) {
-		smtp_reply(s, 501, "5.5.4", "Syntax: %s%s<address>",
-		    is_mail ? "MAIL " : "RCPT ", prefix);
+		smtp_reply(
+		    s, 501, "5.5.4", "Syntax: %s%s<address>", is_mail ? "MAIL " : "RCPT ", prefix);
 		return -1;
 	}
 	/* RFC 5321 has no space after the colon; Postfix tolerates it and so
 	 * do many clients' users, so we do too. */
 	for (p = arg + plen; p < end && *p == ' '; p++)
 		;
-	perr = smtp_parse_path(p, (size_t)(end - p), is_mail, !is_mail, utf8, path,
-	    SMTP_PATH_MAX + 1, &rest);
+	perr = smtp_parse_path(
+	    p, (size_t)(end - p), is_mail, !is_mail, utf8, path, SMTP_PATH_MAX + 1, &rest);
 	if (perr == SMTP_PATH_UTF8 && !utf8) {
 		smtp_reply(s, 553, "5.6.7", "Error: non-ASCII address without SMTPUTF8");
 		return -1;
@@ -309,11 +318,11 @@ check_mail(struct smtp_session *s, const char *arg, size_t len)
 	struct smtp_param p[SMTP_PARAMS_MAX];
 	int n, utf8 = 0;
 
-	if (check_path(s, arg, len, "FROM:", 1, path) == -1 ||
-	    check_params(s, copy, p, &n) == -1)
+	if (check_path(s, arg, len, "FROM:", 1, path) == -1 || check_params(s, copy, p, &n) == -1)
 		return -1;
 	for (int i = 0; i < n; i++) {
-		if (strcasecmp(p[i].key, "SIZE") == 0) {
+		/* RFC 5321 4.1.1.11: only parameters of advertised extensions. */
+		if (strcasecmp(p[i].key, "SIZE") == 0 && (s->ext & SMTP_EXT_SIZE)) {
 			char *end;
 			unsigned long long sz;
 
@@ -324,16 +333,19 @@ check_mail(struct smtp_session *s, const char *arg, size_t len)
 				return -1;
 			}
 			if (sz > s->max_size) {
-				smtp_reply(s, 552, "5.3.4", "Error: message size exceeds fixed limit");
+				smtp_reply(
+				    s, 552, "5.3.4", "Error: message size exceeds fixed limit");
 				return -1;
 			}
-		} else if (strcasecmp(p[i].key, "BODY") == 0) {
-			if (p[i].value == NULL || (strcasecmp(p[i].value, "7BIT") != 0 &&
-			    strcasecmp(p[i].value, "8BITMIME") != 0)) {
+		} else if (strcasecmp(p[i].key, "BODY") == 0 && (s->ext & SMTP_EXT_8BITMIME)) {
+			if (p[i].value == NULL ||
+			    (strcasecmp(p[i].value, "7BIT") != 0 &&
+				strcasecmp(p[i].value, "8BITMIME") != 0)) {
 				smtp_reply(s, 501, "5.5.4", "Error: BODY must be 7BIT or 8BITMIME");
 				return -1;
 			}
-		} else if (strcasecmp(p[i].key, "SMTPUTF8") == 0 && p[i].value == NULL) {
+		} else if (strcasecmp(p[i].key, "SMTPUTF8") == 0 && p[i].value == NULL &&
+		    (s->ext & SMTP_EXT_SMTPUTF8)) {
 			utf8 = 1;
 		} else {
 			smtp_reply(s, 555, "5.5.4", "Error: unsupported parameter %.64s", p[i].key);
@@ -357,8 +369,7 @@ check_rcpt(struct smtp_session *s, const char *arg, size_t len)
 	struct smtp_param p[SMTP_PARAMS_MAX];
 	int n;
 
-	if (check_path(s, arg, len, "TO:", 0, path) == -1 ||
-	    check_params(s, copy, p, &n) == -1)
+	if (check_path(s, arg, len, "TO:", 0, path) == -1 || check_params(s, copy, p, &n) == -1)
 		return -1;
 	if (n > 0) {
 		smtp_reply(s, 555, "5.5.4", "Error: unsupported parameter %.64s", p[0].key);
@@ -381,6 +392,7 @@ do_helo(struct smtp_session *s, const struct hook_result *res)
 	s->helo = s->pend.arg;
 	s->pend.arg = NULL;
 	s->esmtp = 0;
+	s->ext = 0;
 	smtp_enter_state(s, ST_READY);
 	smtp_reply_hook(s, res, 250, NULL, s->srv->cfg->hostname);
 }
@@ -389,8 +401,35 @@ do_helo(struct smtp_session *s, const struct hook_result *res)
 static void
 smtp_ehlo_keywords(struct smtp_session *s, char *out, size_t outsz)
 {
-	snprintf(out, outsz, "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\n"
-	    "SMTPUTF8\nHELP", s->max_size);
+	snprintf(out, outsz,
+	    "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\n"
+	    "SMTPUTF8\nHELP",
+	    s->max_size);
+}
+
+/* Which parameter-bearing extensions the final keyword list offers. */
+static unsigned
+smtp_ehlo_ext(const char *keywords)
+{
+	static const struct {
+		const char *kw;
+		unsigned bit;
+	} exts[] = {
+		{ "SIZE", SMTP_EXT_SIZE },
+		{ "8BITMIME", SMTP_EXT_8BITMIME },
+		{ "SMTPUTF8", SMTP_EXT_SMTPUTF8 },
+	};
+	unsigned ext = 0;
+
+	for (const char *line = keywords; line != NULL && *line != '\0';) {
+		size_t len = strcspn(line, " \n");
+		for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
+			if (len == strlen(exts[i].kw) && strncasecmp(line, exts[i].kw, len) == 0)
+				ext |= exts[i].bit;
+		line = strchr(line, '\n');
+		line = line != NULL ? line + 1 : NULL;
+	}
+	return ext;
 }
 
 static void
@@ -413,6 +452,7 @@ do_ehlo(struct smtp_session *s, const struct hook_result *res)
 	s->helo = s->pend.arg;
 	s->pend.arg = NULL;
 	s->esmtp = 1;
+	s->ext = smtp_ehlo_ext(keywords);
 	smtp_enter_state(s, ST_READY);
 	/* A custom 2xx replaces the first line's text; the keywords follow. */
 	if (res != NULL && res->code != 0 && res->text != NULL)
@@ -438,8 +478,7 @@ do_mail(struct smtp_session *s, const struct hook_result *res)
 		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 		return;
 	}
-	snprintf(tx->qid, sizeof(tx->qid), "%016llx",
-	    (unsigned long long)smtp_next_id(s->srv));
+	snprintf(tx->qid, sizeof(tx->qid), "%016llx", (unsigned long long)smtp_next_id(s->srv));
 	tx->sender = s->pend.arg;
 	tx->params = s->pend.params;
 	s->pend.arg = s->pend.params = NULL;
@@ -507,15 +546,15 @@ do_quit(struct smtp_session *s, const struct hook_result *res)
 static void
 do_vrfy(struct smtp_session *s, const struct hook_result *res)
 {
-	smtp_reply_hook(s, res, 252, "2.0.0",
-	    "Cannot VRFY user, but will accept message and attempt delivery");
+	smtp_reply_hook(
+	    s, res, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void
 do_help(struct smtp_session *s, const struct hook_result *res)
 {
-	smtp_reply_hook(s, res, 214, "2.0.0",
-	    "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+	smtp_reply_hook(
+	    s, res, 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
 }
 
 static void
@@ -551,6 +590,7 @@ static void rejected_message(struct smtp_session *);
 
 /* The one command table. Phases without a verb (connect, message) use the
  * same check/hook/proceed path. */
+/* clang-format off */
 static const struct smtp_cmd smtp_cmds[] = {
 	/* verb    states                 hook          check         proceed     rejected */
 	{ "HELO", ST_SESSION,             HOOK_HELO,    check_helo,   do_helo,    NULL,
@@ -586,6 +626,7 @@ static const struct smtp_cmd smtp_cmd_connect =
 static const struct smtp_cmd smtp_cmd_message =
 	{ NULL, S(ST_DATA), HOOK_MESSAGE, NULL, do_message, rejected_message,
 	  554, "5.7.1", "Message rejected" };
+/* clang-format on */
 
 /* Hooks ----------------------------------------------------------------- */
 
@@ -653,9 +694,9 @@ smtp_hook_run(struct smtp_session *s)
 		smtp_hook_finish(s, &res);
 		return;
 	}
-	run = hook_run_new(s->script->L, s->srv->loop, HOOK_MODE_POLICY,
-	    &s->script->budget, cmd->hook == HOOK_VERB ? s->pend.verb :
-	    hook_kind_str(cmd->hook), s->sid, smtp_on_hook_done, s);
+	run = hook_run_new(s->script->L, s->srv->loop, HOOK_MODE_POLICY, &s->script->budget,
+	    cmd->hook == HOOK_VERB ? s->pend.verb : hook_kind_str(cmd->hook), s->sid,
+	    smtp_on_hook_done, s);
 	if (run == NULL) {
 		res.verdict = HOOK_ERROR;
 		smtp_hook_finish(s, &res);
@@ -706,7 +747,8 @@ smtp_hook_finish(struct smtp_session *s, const struct hook_result *res)
 
 	if ((v == HOOK_CUSTOM || (v == HOOK_CLOSE && res->code != 0)) &&
 	    !smtp_code_allowed(cmd, res->code)) {
-		log_warn(s->sid, "hook.invalid hook=%s error=\"reply code %d does not fit the verb\"",
+		log_warn(s->sid,
+		    "hook.invalid hook=%s error=\"reply code %d does not fit the verb\"",
 		    hook_kind_str(cmd->hook), res->code);
 		v = HOOK_ERROR;
 	}
@@ -715,7 +757,8 @@ smtp_hook_finish(struct smtp_session *s, const struct hook_result *res)
 		hook_api_end_message(s->script->L, s);
 	if (v != HOOK_ACCEPT)
 		log_info(s->sid, "smtp.hook hook=%s result=%s code=%d",
-		    hook_kind_str(cmd->hook), hook_verdict_str(v), res->code);
+		    cmd->hook == HOOK_VERB ? s->pend.verb : hook_kind_str(cmd->hook),
+		    hook_verdict_str(v), res->code);
 	switch (v) {
 	case HOOK_ACCEPT:
 		cmd->proceed(s, NULL);
@@ -753,7 +796,8 @@ smtp_hook_finish(struct smtp_session *s, const struct hook_result *res)
 		/* Never a permanent failure for a script fault: the client
 		 * retries later, after the script is fixed. */
 		if (cmd->hook == HOOK_CONNECT || cmd->hook == HOOK_QUIT) {
-			smtp_reply(s, 421, "4.3.0", "%s Temporary policy error, closing", s->srv->cfg->hostname);
+			smtp_reply(s, 421, "4.3.0", "%s Temporary policy error, closing",
+			    s->srv->cfg->hostname);
 			smtp_session_close(s, "hook error");
 		} else {
 			smtp_reply(s, 451, "4.3.0", "Temporary policy error");
@@ -786,8 +830,8 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 		log_warn(s->sid, "smtp.message qid=%s result=tempfail reason=delivery", tx->qid);
 	} else {
 		s->messages++;
-		log_info(s->sid, "smtp.message qid=%s result=accept size=%zu rcpts=%zu",
-		    tx->qid, tx->msglen, tx->nrcpts);
+		log_info(s->sid, "smtp.message qid=%s result=accept size=%zu rcpts=%zu", tx->qid,
+		    tx->msglen, tx->nrcpts);
 		if (res != NULL && res->code != 0)
 			smtp_reply_hook(s, res, 250, "2.0.0", NULL);
 		else
@@ -806,12 +850,13 @@ smtp_data_end(struct smtp_session *s)
 	enum smtp_data_err err = smtp_data_error(tx->data);
 
 	if (err != SMTP_DATA_OK) {
-		log_info(s->sid, "smtp.message qid=%s result=reject error=%s size=%zu",
-		    tx->qid, smtp_data_err_str(err), smtp_data_size(tx->data));
+		log_info(s->sid, "smtp.message qid=%s result=reject error=%s size=%zu", tx->qid,
+		    smtp_data_err_str(err), smtp_data_size(tx->data));
 		if (err == SMTP_DATA_ERR_SIZE)
 			smtp_reply(s, 552, "5.3.4", "Error: message file too big");
 		else if (err == SMTP_DATA_ERR_BARE)
-			smtp_reply(s, 550, "5.6.0", "Error: bare <CR> or <LF> in message (see RFC 5321 2.3.8)");
+			smtp_reply(s, 550, "5.6.0",
+			    "Error: bare <CR> or <LF> in message (see RFC 5321 2.3.8)");
 		else
 			smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 		rejected_message(s);
@@ -1054,7 +1099,7 @@ smtp_refuse(int fd, const char *ip, const char *why)
 
 	log_warn(NULL, "smtp.refuse peer=%s reason=%s", ip, why);
 	if (write(fd, msg, sizeof(msg) - 1) < 0)
-		(void)0;   /* the client is told nothing more by a failed write */
+		(void)0; /* the client is told nothing more by a failed write */
 	close(fd);
 }
 
@@ -1101,8 +1146,8 @@ smtp_server_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg
 	memcpy(s->peer_ip, ip, sizeof(ip));
 	s->peer_port = port;
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
-		smtp_sockaddr_str((struct sockaddr *)&local, s->local_ip,
-		    sizeof(s->local_ip), &s->local_port);
+		smtp_sockaddr_str(
+		    (struct sockaddr *)&local, s->local_ip, sizeof(s->local_ip), &s->local_port);
 	if ((s->conn = conn_new(srv->loop, fd, smtp_on_conn, s)) == NULL) {
 		free(s);
 		return;
@@ -1132,15 +1177,17 @@ smtp_hook_disconnect(struct smtp_session *s)
 
 	if (!script_has(s->script, HOOK_DISCONNECT))
 		return;
-	run = hook_run_new(s->script->L, s->srv->loop, HOOK_MODE_POLICY,
-	    &s->script->budget, "on_disconnect", s->sid, smtp_on_hook_done, s);
+	run = hook_run_new(s->script->L, s->srv->loop, HOOK_MODE_POLICY, &s->script->budget,
+	    "on_disconnect", s->sid, smtp_on_hook_done, s);
 	if (run == NULL)
 		return;
 	co = hook_run_thread(run);
 	if (script_push_hook(s->script, co, HOOK_DISCONNECT, NULL) == 0) {
 		hook_api_push_session(co, s);
 		if (hook_run_start(run, 1) == HOOK_PENDING)
-			log_warn(s->sid, "hook.cancel hook=on_disconnect reason=\"cannot wait in on_disconnect\"");
+			log_warn(s->sid,
+			    "hook.cancel hook=on_disconnect reason=\"cannot wait in "
+			    "on_disconnect\"");
 	}
 	hook_run_free(run);
 }
@@ -1173,8 +1220,8 @@ smtp_session_free(struct smtp_session *s)
 }
 
 void
-smtp_server_init(struct smtp_server *srv, struct ev_loop *loop,
-    const struct config *cfg, struct script *script)
+smtp_server_init(
+    struct smtp_server *srv, struct ev_loop *loop, const struct config *cfg, struct script *script)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->loop = loop;

@@ -16,20 +16,20 @@
 struct smtp_session;
 
 struct smtp_server {
-	struct ev_loop      *loop;
+	struct ev_loop *loop;
 	const struct config *cfg;      /* borrowed */
-	struct script       *script;   /* current generation (own ref), or NULL */
+	struct script *script;         /* current generation (own ref), or NULL */
 	struct smtp_session *sessions; /* all live sessions */
-	int                  nsessions;
-	struct smtp_session *reap;     /* closed sessions waiting to be freed */
-	ev_idle              reaper;
-	uint64_t             ids;      /* id generator state */
-	int                  stopping;
+	int nsessions;
+	struct smtp_session *reap; /* closed sessions waiting to be freed */
+	ev_idle reaper;
+	uint64_t ids; /* id generator state */
+	int stopping;
 };
 
 /* Borrows cfg; takes over the caller's reference to script (may be NULL). */
-void smtp_server_init(struct smtp_server *, struct ev_loop *,
-    const struct config *, struct script *);
+void smtp_server_init(
+    struct smtp_server *, struct ev_loop *, const struct config *, struct script *);
 /* A listener_cb: takes ownership of fd and starts a session on it (or
  * answers 421 and closes when a connection cap is reached). */
 void smtp_server_accept(int fd, const struct sockaddr *, socklen_t, void *srv);

@@ -22,17 +22,23 @@ enum smtp_state {
 };
 const char *smtp_state_str(enum smtp_state);
 
+/* Extensions whose parameters MAIL accepts, as the EHLO reply (possibly
+ * edited by on_ehlo) advertised them. */
+#define SMTP_EXT_SIZE     0x01u
+#define SMTP_EXT_8BITMIME 0x02u
+#define SMTP_EXT_SMTPUTF8 0x04u
+
 struct smtp_tx {
-	char               qid[17];      /* queue id, 16 hex digits */
-	char              *sender;       /* owned; "" for <> */
-	char              *params;       /* owned: MAIL parameters as sent, or NULL */
-	char             **rcpts;        /* owned, nrcpts entries */
-	size_t             nrcpts, rcpts_cap;
-	int                smtputf8;     /* MAIL ... SMTPUTF8 */
-	struct smtp_data  *data;         /* owned; while reading DATA */
-	char              *msg;          /* owned: the message after DATA */
-	size_t             msglen;
-	int                delivery_failed; /* a deliverer failed in on_message */
+	char qid[17]; /* queue id, 16 hex digits */
+	char *sender; /* owned; "" for <> */
+	char *params; /* owned: MAIL parameters as sent, or NULL */
+	char **rcpts; /* owned, nrcpts entries */
+	size_t nrcpts, rcpts_cap;
+	int smtputf8;           /* MAIL ... SMTPUTF8 */
+	struct smtp_data *data; /* owned; while reading DATA */
+	char *msg;              /* owned: the message after DATA */
+	size_t msglen;
+	int delivery_failed; /* a deliverer failed in on_message */
 };
 
 struct smtp_cmd;
@@ -40,37 +46,38 @@ struct smtp_cmd;
 /* The command waiting for its hook (or being carried out). */
 struct smtp_pending {
 	const struct smtp_cmd *cmd;
-	char  *arg;      /* owned: HELO name, path, VRFY argument, verb argument */
-	char  *params;   /* owned: MAIL/RCPT parameters, or NULL */
-	char   verb[33]; /* custom or unknown verb */
-	int    smtputf8; /* MAIL had the SMTPUTF8 parameter */
-	int    keywords_ref; /* EHLO keyword table in the registry, or LUA_NOREF */
+	char *arg;        /* owned: HELO name, path, VRFY argument, verb argument */
+	char *params;     /* owned: MAIL/RCPT parameters, or NULL */
+	char verb[33];    /* custom or unknown verb */
+	int smtputf8;     /* MAIL had the SMTPUTF8 parameter */
+	int keywords_ref; /* EHLO keyword table in the registry, or LUA_NOREF */
 };
 
 struct smtp_session {
-	struct smtp_session *next, *prev;  /* smtp_server.sessions */
-	struct smtp_session *reap_next;    /* smtp_server.reap */
-	struct smtp_server  *srv;          /* borrowed */
-	struct conn         *conn;         /* owned */
-	struct script       *script;       /* own reference: the generation we started on */
-	char                 sid[17];
-	enum smtp_state      state;
-	char                 peer_ip[INET6_ADDRSTRLEN];
-	char                 local_ip[INET6_ADDRSTRLEN];
-	int                  peer_port, local_port;
-	char                *helo;          /* owned, or NULL */
-	int                  esmtp;
-	size_t               max_size;
-	unsigned             messages;      /* accepted in this session */
-	struct smtp_tx      *tx;            /* owned, or NULL */
-	struct smtp_pending  pend;
-	struct hook_run     *run;           /* owned: the parked hook, or NULL */
-	int                  handle_ref;    /* Lua session handle, or LUA_NOREF */
-	int                  msg_ref;       /* Lua message handle during on_message */
-	int                  skip_line;     /* discarding the rest of a too-long line */
-	int                  closing;       /* smtp_session_close() was called */
-	int                  reaping;       /* on the reap list */
-	int                  in_process;    /* inside smtp_session_process() */
+	struct smtp_session *next, *prev; /* smtp_server.sessions */
+	struct smtp_session *reap_next;   /* smtp_server.reap */
+	struct smtp_server *srv;          /* borrowed */
+	struct conn *conn;                /* owned */
+	struct script *script;            /* own reference: the generation we started on */
+	char sid[17];
+	enum smtp_state state;
+	char peer_ip[INET6_ADDRSTRLEN];
+	char local_ip[INET6_ADDRSTRLEN];
+	int peer_port, local_port;
+	char *helo; /* owned, or NULL */
+	int esmtp;
+	unsigned ext; /* SMTP_EXT_* advertised in the last EHLO */
+	size_t max_size;
+	unsigned messages;  /* accepted in this session */
+	struct smtp_tx *tx; /* owned, or NULL */
+	struct smtp_pending pend;
+	struct hook_run *run; /* owned: the parked hook, or NULL */
+	int handle_ref;       /* Lua session handle, or LUA_NOREF */
+	int msg_ref;          /* Lua message handle during on_message */
+	int skip_line;        /* discarding the rest of a too-long line */
+	int closing;          /* smtp_session_close() was called */
+	int reaping;          /* on the reap list */
+	int in_process;       /* inside smtp_session_process() */
 };
 
 #endif

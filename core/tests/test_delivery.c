@@ -21,7 +21,7 @@
 #include "test.h"
 
 #ifndef PATH_MAX
-#define PATH_MAX	4096
+#define PATH_MAX 4096
 #endif
 
 static char base[PATH_MAX];
@@ -39,11 +39,11 @@ path_of(char *buf, size_t bufsz, const char *rel)
 static char *
 read_file(const char *path, size_t *lenp)
 {
-	struct stat	 st;
-	char		*buf = NULL;
-	ssize_t		 r;
-	size_t		 off = 0;
-	int		 fd;
+	struct stat st;
+	char *buf = NULL;
+	ssize_t r;
+	size_t off = 0;
+	int fd;
 
 	*lenp = 0;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
@@ -68,7 +68,7 @@ fail:
 static int
 write_file(const char *path, const char *s)
 {
-	int	 fd, r = -1;
+	int fd, r = -1;
 
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1)
 		return -1;
@@ -82,9 +82,9 @@ write_file(const char *path, const char *s)
 static int
 count_entries(const char *dir, char *first, size_t firstsz)
 {
-	DIR		*d;
-	struct dirent	*de;
-	int		 n = 0;
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
 
 	if (first != NULL && firstsz > 0)
 		first[0] = '\0';
@@ -103,16 +103,15 @@ count_entries(const char *dir, char *first, size_t firstsz)
 static int
 is_private_dir(const char *path)
 {
-	struct stat	 st;
+	struct stat st;
 
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
-	    (st.st_mode & 077) == 0;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 077) == 0;
 }
 
 static off_t
 file_size(const char *path)
 {
-	struct stat	 st;
+	struct stat st;
 
 	return stat(path, &st) == 0 ? st.st_size : -1;
 }
@@ -120,17 +119,16 @@ file_size(const char *path)
 static void
 rm_rf(const char *path)
 {
-	struct stat	 st;
-	struct dirent	*de;
-	DIR		*d;
-	char		 sub[PATH_MAX];
+	struct stat st;
+	struct dirent *de;
+	DIR *d;
+	char sub[PATH_MAX];
 
 	if (lstat(path, &st) == -1)
 		return;
 	if (S_ISDIR(st.st_mode) && (d = opendir(path)) != NULL) {
 		while ((de = readdir(d)) != NULL) {
-			if (strcmp(de->d_name, ".") == 0 ||
-			    strcmp(de->d_name, "..") == 0)
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 				continue;
 			snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
 			rm_rf(sub);
@@ -146,7 +144,7 @@ rm_rf(const char *path)
 static int
 limit_fsize(struct rlimit *saved, rlim_t max)
 {
-	struct rlimit	 rl;
+	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_FSIZE, saved) == -1)
 		return -1;
@@ -160,16 +158,15 @@ test_maildir_ok(void)
 {
 	/* Embedded NUL and CRLF: Maildir stores the bytes as given. */
 	static const char msg[] = "Subject: hi\r\n\r\nline\0one\r\nlast";
-	char	 dir[PATH_MAX], sub[PATH_MAX], file[PATH_MAX], err[256];
-	char	 name[512], name2[512], first[512], pid[32];
-	char	*got;
-	size_t	 gotlen;
-	int	 r;
+	char dir[PATH_MAX], sub[PATH_MAX], file[PATH_MAX], err[256];
+	char name[512], name2[512], first[512], pid[32];
+	char *got;
+	size_t gotlen;
+	int r;
 
 	path_of(dir, sizeof(dir), "Maildir");
 	err[0] = '\0';
-	r = delivery_maildir(dir, msg, sizeof(msg) - 1, name, sizeof(name),
-	    err, sizeof(err));
+	r = delivery_maildir(dir, msg, sizeof(msg) - 1, name, sizeof(name), err, sizeof(err));
 	CHECK_MSG(r == 0, "maildir: %s", err);
 	CHECK(is_private_dir(dir));
 	path_of(sub, sizeof(sub), "Maildir/tmp");
@@ -191,24 +188,20 @@ test_maildir_ok(void)
 	CHECK(strchr(name, 'Q') != NULL);
 	CHECK(strchr(name, '/') == NULL && strchr(name, ':') == NULL);
 
-	CHECK(snprintf(file, sizeof(file), "%s/%s", sub, name) <
-	    (int)sizeof(file));
+	CHECK(snprintf(file, sizeof(file), "%s/%s", sub, name) < (int)sizeof(file));
 	got = read_file(file, &gotlen);
 	CHECK(got != NULL);
 	CHECK(gotlen == sizeof(msg) - 1);
-	CHECK(got != NULL && gotlen == sizeof(msg) - 1 &&
-	    memcmp(got, msg, gotlen) == 0);
+	CHECK(got != NULL && gotlen == sizeof(msg) - 1 && memcmp(got, msg, gotlen) == 0);
 	free(got);
 	{
-		struct stat	 st;
+		struct stat st;
 
-		CHECK(stat(file, &st) == 0 && S_ISREG(st.st_mode) &&
-		    (st.st_mode & 0777) == 0600);
+		CHECK(stat(file, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0600);
 	}
 
 	/* Existing directories are fine and names never repeat. */
-	r = delivery_maildir(dir, "x\r\n", 3, name2, sizeof(name2), err,
-	    sizeof(err));
+	r = delivery_maildir(dir, "x\r\n", 3, name2, sizeof(name2), err, sizeof(err));
 	CHECK_MSG(r == 0, "maildir: %s", err);
 	CHECK(strcmp(name, name2) != 0);
 	CHECK(count_entries(sub, NULL, 0) == 2);
@@ -223,13 +216,13 @@ test_maildir_ok(void)
 static void
 test_maildir_fail(void)
 {
-	char		 dir[PATH_MAX], sub[PATH_MAX], file[PATH_MAX];
-	char		 err[256], name[8];
-	char		*got;
-	size_t		 gotlen;
-	struct rlimit	 saved;
-	static char	 big[65536];
-	int		 r;
+	char dir[PATH_MAX], sub[PATH_MAX], file[PATH_MAX];
+	char err[256], name[8];
+	char *got;
+	size_t gotlen;
+	struct rlimit saved;
+	static char big[65536];
+	int r;
 
 	/* The parent is a regular file: nothing can be created. */
 	path_of(file, sizeof(file), "plain");
@@ -261,8 +254,7 @@ test_maildir_fail(void)
 	/* A name buffer too small fails before anything is written. */
 	path_of(dir, sizeof(dir), "Maildir");
 	err[0] = '\0';
-	r = delivery_maildir(dir, "x\r\n", 3, name, sizeof(name), err,
-	    sizeof(err));
+	r = delivery_maildir(dir, "x\r\n", 3, name, sizeof(name), err, sizeof(err));
 	CHECK(r == -1);
 	CHECK(err[0] != '\0');
 	path_of(sub, sizeof(sub), "Maildir/new");
@@ -294,9 +286,9 @@ check_from_line(const char **p, const char *sender)
 {
 	static const char *const wday = "SunMonTueWedThuFriSat";
 	static const char *const mon = "JanFebMarAprMayJunJulAugSepOctNovDec";
-	const char	*s = *p, *d;
-	char		 head[512], w[4], m[4];
-	size_t		 i;
+	const char *s = *p, *d;
+	char head[512], w[4], m[4];
+	size_t i;
 
 	snprintf(head, sizeof(head), "From %s ", sender);
 	if (strncmp(s, head, strlen(head)) != 0)
@@ -313,11 +305,10 @@ check_from_line(const char **p, const char *sender)
 	if (strstr(wday, w) == NULL || (strstr(wday, w) - wday) % 3 != 0 ||
 	    strstr(mon, m) == NULL || (strstr(mon, m) - mon) % 3 != 0)
 		return 0;
-	if (d[3] != ' ' || d[7] != ' ' || d[10] != ' ' || d[13] != ':' ||
-	    d[16] != ':' || d[19] != ' ' || d[24] != '\n')
+	if (d[3] != ' ' || d[7] != ' ' || d[10] != ' ' || d[13] != ':' || d[16] != ':' ||
+	    d[19] != ' ' || d[24] != '\n')
 		return 0;
-	if (!(d[8] == ' ' || (d[8] >= '1' && d[8] <= '3')) ||
-	    d[9] < '0' || d[9] > '9')
+	if (!(d[8] == ' ' || (d[8] >= '1' && d[8] <= '3')) || d[9] < '0' || d[9] > '9')
 		return 0;
 	for (i = 11; i < 24; i++)
 		if (i != 13 && i != 16 && i != 19 && (d[i] < '0' || d[i] > '9'))
@@ -329,44 +320,41 @@ check_from_line(const char **p, const char *sender)
 static void
 test_mbox(void)
 {
-	static const char msg1[] =
-	    "From: a@b.c\r\n"
-	    "Subject: one\r\n"
-	    "\r\n"
-	    "From here\r\n"
-	    ">From there\r\n"
-	    ">>From far\r\n"
-	    "Fromage\r\n"
-	    " From indented\r\n"
-	    ">From\r\n"
-	    "bare\rcr\r\n"
-	    "last line";
-	static const char want1[] =
-	    "From: a@b.c\n"
-	    "Subject: one\n"
-	    "\n"
-	    ">From here\n"
-	    ">>From there\n"
-	    ">>>From far\n"
-	    "Fromage\n"
-	    " From indented\n"
-	    ">From\n"
-	    "bare\rcr\n"
-	    "last line\n"
-	    "\n";
+	static const char msg1[] = "From: a@b.c\r\n"
+				   "Subject: one\r\n"
+				   "\r\n"
+				   "From here\r\n"
+				   ">From there\r\n"
+				   ">>From far\r\n"
+				   "Fromage\r\n"
+				   " From indented\r\n"
+				   ">From\r\n"
+				   "bare\rcr\r\n"
+				   "last line";
+	static const char want1[] = "From: a@b.c\n"
+				    "Subject: one\n"
+				    "\n"
+				    ">From here\n"
+				    ">>From there\n"
+				    ">>>From far\n"
+				    "Fromage\n"
+				    " From indented\n"
+				    ">From\n"
+				    "bare\rcr\n"
+				    "last line\n"
+				    "\n";
 	static const char msg2[] = "From the top\r\nbye\r\n";
 	static const char want2[] = ">From the top\nbye\n\n";
-	char		 path[PATH_MAX], err[256];
-	char		*got;
-	const char	*p;
-	size_t		 gotlen;
-	struct stat	 st;
-	int		 r;
+	char path[PATH_MAX], err[256];
+	char *got;
+	const char *p;
+	size_t gotlen;
+	struct stat st;
+	int r;
 
 	path_of(path, sizeof(path), "mbox");
 	err[0] = '\0';
-	r = delivery_mbox(path, "a@b.c", msg1, sizeof(msg1) - 1, err,
-	    sizeof(err));
+	r = delivery_mbox(path, "a@b.c", msg1, sizeof(msg1) - 1, err, sizeof(err));
 	CHECK_MSG(r == 0, "mbox: %s", err);
 	r = delivery_mbox(path, "", msg2, sizeof(msg2) - 1, err, sizeof(err));
 	CHECK_MSG(r == 0, "mbox: %s", err);
@@ -379,12 +367,10 @@ test_mbox(void)
 	CHECK(strlen(got) == gotlen);
 	p = got;
 	CHECK_MSG(check_from_line(&p, "a@b.c"), "first From_ line: %.60s", p);
-	CHECK_MSG(strncmp(p, want1, sizeof(want1) - 1) == 0,
-	    "first message:\n%s", p);
+	CHECK_MSG(strncmp(p, want1, sizeof(want1) - 1) == 0, "first message:\n%s", p);
 	if (strncmp(p, want1, sizeof(want1) - 1) == 0)
 		p += sizeof(want1) - 1;
-	CHECK_MSG(check_from_line(&p, "MAILER-DAEMON"),
-	    "second From_ line: %.60s", p);
+	CHECK_MSG(check_from_line(&p, "MAILER-DAEMON"), "second From_ line: %.60s", p);
 	CHECK_STR(p, want2);
 	free(got);
 
@@ -412,13 +398,13 @@ test_mbox(void)
 static void
 test_mbox_fail(void)
 {
-	char		 path[PATH_MAX], err[256];
-	char		*before, *after;
-	size_t		 blen, alen;
-	struct rlimit	 saved;
-	static char	 big[65536];
-	off_t		 size;
-	int		 r;
+	char path[PATH_MAX], err[256];
+	char *before, *after;
+	size_t blen, alen;
+	struct rlimit saved;
+	static char big[65536];
+	off_t size;
+	int r;
 
 	/* Parent is a regular file ("plain" from test_maildir_fail). */
 	path_of(path, sizeof(path), "plain/mbox");
@@ -434,10 +420,8 @@ test_mbox_fail(void)
 
 	/* A device is not a mailbox either; nothing is written to it. */
 	err[0] = '\0';
-	CHECK(delivery_mbox("/dev/null", "a@b", "x\r\n", 3, err,
-	    sizeof(err)) == -1);
-	CHECK_MSG(strstr(err, "not a regular file") != NULL,
-	    "unexpected error: %s", err);
+	CHECK(delivery_mbox("/dev/null", "a@b", "x\r\n", 3, err, sizeof(err)) == -1);
+	CHECK_MSG(strstr(err, "not a regular file") != NULL, "unexpected error: %s", err);
 
 	/* A write that fails half way is truncated back, so the mailbox
 	 * holds exactly what it held before. */
@@ -454,8 +438,7 @@ test_mbox_fail(void)
 	CHECK_MSG(strstr(err, "write") != NULL, "unexpected error: %s", err);
 	CHECK(file_size(path) == size);
 	after = read_file(path, &alen);
-	CHECK(before != NULL && after != NULL && alen == blen &&
-	    memcmp(before, after, blen) == 0);
+	CHECK(before != NULL && after != NULL && alen == blen && memcmp(before, after, blen) == 0);
 	free(before);
 	free(after);
 }
@@ -464,43 +447,38 @@ static void
 test_print(void)
 {
 	static const char *const rcpts[] = { "x@y.z", "w@v.u" };
-	static const char want[] =
-	    "---------- MESSAGE FOLLOWS ----------\n"
-	    "X-Peer: 127.0.0.1\n"
-	    "X-MailFrom: a@b.c\n"
-	    "X-RcptTo: x@y.z, w@v.u\n"
-	    "Subject: hi\n"
-	    "\n"
-	    "From me\n"
-	    "bare\rcr\n"
-	    "no newline\n"
-	    "------------ END MESSAGE ------------\n";
-	static const char want_empty[] =
-	    "---------- MESSAGE FOLLOWS ----------\n"
-	    "X-Peer: ::1\n"
-	    "X-MailFrom: \n"
-	    "X-RcptTo: only@x\n"
-	    "------------ END MESSAGE ------------\n";
-	static const char want_none[] =
-	    "---------- MESSAGE FOLLOWS ----------\n"
-	    "X-Peer: \n"
-	    "X-MailFrom: \n"
-	    "X-RcptTo: \n"
-	    "x\n"
-	    "------------ END MESSAGE ------------\n";
+	static const char want[] = "---------- MESSAGE FOLLOWS ----------\n"
+				   "X-Peer: 127.0.0.1\n"
+				   "X-MailFrom: a@b.c\n"
+				   "X-RcptTo: x@y.z, w@v.u\n"
+				   "Subject: hi\n"
+				   "\n"
+				   "From me\n"
+				   "bare\rcr\n"
+				   "no newline\n"
+				   "------------ END MESSAGE ------------\n";
+	static const char want_empty[] = "---------- MESSAGE FOLLOWS ----------\n"
+					 "X-Peer: ::1\n"
+					 "X-MailFrom: \n"
+					 "X-RcptTo: only@x\n"
+					 "------------ END MESSAGE ------------\n";
+	static const char want_none[] = "---------- MESSAGE FOLLOWS ----------\n"
+					"X-Peer: \n"
+					"X-MailFrom: \n"
+					"X-RcptTo: \n"
+					"x\n"
+					"------------ END MESSAGE ------------\n";
 	static const char *const one[] = { "only@x" };
-	static const char msg[] =
-	    "Subject: hi\r\n\r\nFrom me\r\nbare\rcr\r\nno newline";
-	char	 path[PATH_MAX];
-	char	*got;
-	size_t	 gotlen;
-	int	 fd, r;
+	static const char msg[] = "Subject: hi\r\n\r\nFrom me\r\nbare\rcr\r\nno newline";
+	char path[PATH_MAX];
+	char *got;
+	size_t gotlen;
+	int fd, r;
 
 	path_of(path, sizeof(path), "dump");
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	CHECK(fd != -1);
-	r = delivery_print(fd, "127.0.0.1", "a@b.c", rcpts, 2, msg,
-	    sizeof(msg) - 1);
+	r = delivery_print(fd, "127.0.0.1", "a@b.c", rcpts, 2, msg, sizeof(msg) - 1);
 	CHECK(r == 0);
 	close(fd);
 	got = read_file(path, &gotlen);
@@ -537,7 +515,7 @@ test_print(void)
 int
 main(void)
 {
-	const char	*tmp;
+	const char *tmp;
 
 	/* The file size limit tests must not be killed by SIGXFSZ. */
 	signal(SIGXFSZ, SIG_IGN);

@@ -12,187 +12,129 @@
 #include "smtp_data.h"
 #include "test.h"
 
-#define BYTES(s)	(s), (sizeof(s) - 1)
+#define BYTES(s) (s), (sizeof(s) - 1)
 
 enum { REJECT = SMTP_BARE_REJECT, FIX = SMTP_BARE_FIX, ALLOW = SMTP_BARE_ALLOW };
 
 struct data_case {
-	const char		*in;
-	size_t			 inlen;
-	int			 bare;
-	size_t			 max;
-	const char		*out;
-	size_t			 outlen;
-	enum smtp_data_err	 err;
-	int			 done;
-	size_t			 consumed;
-	size_t			 size;
+	const char *in;
+	size_t inlen;
+	int bare;
+	size_t max;
+	const char *out;
+	size_t outlen;
+	enum smtp_data_err err;
+	int done;
+	size_t consumed;
+	size_t size;
 };
 
-#define BIG	1000
+#define BIG 1000
 
 /* Random inputs in the property test; raise it to search harder
  * (-DPROPERTY_RUNS=1000000). */
 #ifndef PROPERTY_RUNS
-#define PROPERTY_RUNS	600
+#define PROPERTY_RUNS 600
 #endif
 
+/* input, policy, max_size, stored, error, done, consumed, size */
 static const struct data_case data_cases[] = {
 	/* The end marker, and where consuming stops. */
-	{ BYTES("Hello\r\n.\r\n"), REJECT, BIG, BYTES("Hello\r\n"),
-	    SMTP_DATA_OK, 1, 10, 7 },
+	{ BYTES("Hello\r\n.\r\n"), REJECT, BIG, BYTES("Hello\r\n"), SMTP_DATA_OK, 1, 10, 7 },
 	{ BYTES(".\r\n"), REJECT, BIG, BYTES(""), SMTP_DATA_OK, 1, 3, 0 },
-	{ BYTES(".\r\nMAIL FROM:<a@b>\r\n"), REJECT, BIG, BYTES(""),
-	    SMTP_DATA_OK, 1, 3, 0 },
-	{ BYTES("a\r\n.\r\nQUIT\r\n"), REJECT, BIG, BYTES("a\r\n"),
-	    SMTP_DATA_OK, 1, 6, 3 },
-	{ BYTES("a\r\n.\r\n.\r\n"), REJECT, BIG, BYTES("a\r\n"),
-	    SMTP_DATA_OK, 1, 6, 3 },
-	{ BYTES("\r\n.\r\n"), REJECT, BIG, BYTES("\r\n"), SMTP_DATA_OK, 1, 5,
-	    2 },
-	{ BYTES("a\0b\r\n.\r\n"), REJECT, BIG, BYTES("a\0b\r\n"),
-	    SMTP_DATA_OK, 1, 8, 5 },
-	{ BYTES("a\r\n. \r\n.\r\n"), REJECT, BIG, BYTES("a\r\n \r\n"),
-	    SMTP_DATA_OK, 1, 10, 6 },
-	{ BYTES("a\r\nx.\r\n.\r\n"), REJECT, BIG, BYTES("a\r\nx.\r\n"),
-	    SMTP_DATA_OK, 1, 10, 7 },
+	{ BYTES(".\r\nMAIL FROM:<a@b>\r\n"), REJECT, BIG, BYTES(""), SMTP_DATA_OK, 1, 3, 0 },
+	{ BYTES("a\r\n.\r\nQUIT\r\n"), REJECT, BIG, BYTES("a\r\n"), SMTP_DATA_OK, 1, 6, 3 },
+	{ BYTES("a\r\n.\r\n.\r\n"), REJECT, BIG, BYTES("a\r\n"), SMTP_DATA_OK, 1, 6, 3 },
+	{ BYTES("\r\n.\r\n"), REJECT, BIG, BYTES("\r\n"), SMTP_DATA_OK, 1, 5, 2 },
+	{ BYTES("a\0b\r\n.\r\n"), REJECT, BIG, BYTES("a\0b\r\n"), SMTP_DATA_OK, 1, 8, 5 },
+	{ BYTES("a\r\n. \r\n.\r\n"), REJECT, BIG, BYTES("a\r\n \r\n"), SMTP_DATA_OK, 1, 10, 6 },
+	{ BYTES("a\r\nx.\r\n.\r\n"), REJECT, BIG, BYTES("a\r\nx.\r\n"), SMTP_DATA_OK, 1, 10, 7 },
 
 	/* Not finished yet: held bytes are not stored. */
 	{ BYTES(""), REJECT, BIG, BYTES(""), SMTP_DATA_OK, 0, 0, 0 },
 	{ BYTES("a\r\n"), REJECT, BIG, BYTES("a\r\n"), SMTP_DATA_OK, 0, 3, 3 },
-	{ BYTES("a\r\n."), REJECT, BIG, BYTES("a\r\n"), SMTP_DATA_OK, 0, 4,
-	    3 },
-	{ BYTES("a\r\n.\r"), REJECT, BIG, BYTES("a\r\n"), SMTP_DATA_OK, 0, 5,
-	    3 },
+	{ BYTES("a\r\n."), REJECT, BIG, BYTES("a\r\n"), SMTP_DATA_OK, 0, 4, 3 },
+	{ BYTES("a\r\n.\r"), REJECT, BIG, BYTES("a\r\n"), SMTP_DATA_OK, 0, 5, 3 },
 	{ BYTES("abc\r"), REJECT, BIG, BYTES("abc"), SMTP_DATA_OK, 0, 4, 3 },
 
 	/* Dot-unstuffing (RFC 5321 4.5.2). */
-	{ BYTES("..x\r\n.\r\n"), REJECT, BIG, BYTES(".x\r\n"), SMTP_DATA_OK,
-	    1, 8, 4 },
-	{ BYTES(".x\r\n.\r\n"), REJECT, BIG, BYTES("x\r\n"), SMTP_DATA_OK, 1,
-	    7, 3 },
-	{ BYTES("a\r\n..\r\n.\r\n"), REJECT, BIG, BYTES("a\r\n.\r\n"),
-	    SMTP_DATA_OK, 1, 10, 6 },
-	{ BYTES("...\r\n.\r\n"), REJECT, BIG, BYTES("..\r\n"), SMTP_DATA_OK,
-	    1, 8, 4 },
-	{ BYTES("a\r\n..\r\n..\r\n.\r\n"), REJECT, BIG,
-	    BYTES("a\r\n.\r\n.\r\n"), SMTP_DATA_OK, 1, 14, 9 },
+	{ BYTES("..x\r\n.\r\n"), REJECT, BIG, BYTES(".x\r\n"), SMTP_DATA_OK, 1, 8, 4 },
+	{ BYTES(".x\r\n.\r\n"), REJECT, BIG, BYTES("x\r\n"), SMTP_DATA_OK, 1, 7, 3 },
+	{ BYTES("a\r\n..\r\n.\r\n"), REJECT, BIG, BYTES("a\r\n.\r\n"), SMTP_DATA_OK, 1, 10, 6 },
+	{ BYTES("...\r\n.\r\n"), REJECT, BIG, BYTES("..\r\n"), SMTP_DATA_OK, 1, 8, 4 },
+	{ BYTES("a\r\n..\r\n..\r\n.\r\n"), REJECT, BIG, BYTES("a\r\n.\r\n.\r\n"), SMTP_DATA_OK, 1,
+	    14, 9 },
 	/* A lone "." line after a bare LF is kept and does not end. */
-	{ BYTES("a\n.\r\nb\r\n.\r\n"), ALLOW, BIG, BYTES("a\n.\r\nb\r\n"),
-	    SMTP_DATA_OK, 1, 11, 8 },
-	{ BYTES("x\r\n.\n.\r\n"), ALLOW, BIG, BYTES("x\r\n.\n.\r\n"),
-	    SMTP_DATA_OK, 0, 8, 8 },
-	{ BYTES(".\n.\r\n"), ALLOW, BIG, BYTES(".\n.\r\n"), SMTP_DATA_OK, 0,
-	    5, 5 },
-	{ BYTES("..\n.\r\n"), ALLOW, BIG, BYTES(".\n.\r\n"), SMTP_DATA_OK, 0,
-	    6, 5 },
-	{ BYTES("a\n.\r\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\n"),
-	    SMTP_DATA_OK, 1, 8, 6 },
+	{ BYTES("a\n.\r\nb\r\n.\r\n"), ALLOW, BIG, BYTES("a\n.\r\nb\r\n"), SMTP_DATA_OK, 1, 11, 8 },
+	{ BYTES("x\r\n.\n.\r\n"), ALLOW, BIG, BYTES("x\r\n.\n.\r\n"), SMTP_DATA_OK, 0, 8, 8 },
+	{ BYTES(".\n.\r\n"), ALLOW, BIG, BYTES(".\n.\r\n"), SMTP_DATA_OK, 0, 5, 5 },
+	{ BYTES("..\n.\r\n"), ALLOW, BIG, BYTES(".\n.\r\n"), SMTP_DATA_OK, 0, 6, 5 },
+	{ BYTES("a\n.\r\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\n"), SMTP_DATA_OK, 1, 8, 6 },
 
 	/* "\n.\n": bare LF, a "." line, bare LF. */
-	{ BYTES("a\n.\nb\r\n.\r\n"), REJECT, BIG, BYTES("a"),
-	    SMTP_DATA_ERR_BARE, 1, 10, 7 },
-	{ BYTES("a\n.\nb\r\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\nb\r\n"),
-	    SMTP_DATA_OK, 1, 10, 9 },
-	{ BYTES("a\n.\nb\r\n.\r\n"), ALLOW, BIG, BYTES("a\n.\nb\r\n"),
-	    SMTP_DATA_OK, 1, 10, 7 },
-	{ BYTES("a\n.\n"), ALLOW, BIG, BYTES("a\n.\n"), SMTP_DATA_OK, 0, 4,
-	    4 },
-	{ BYTES("\n.\n"), FIX, BIG, BYTES("\r\n.\r\n"), SMTP_DATA_OK, 0, 3,
-	    5 },
+	{ BYTES("a\n.\nb\r\n.\r\n"), REJECT, BIG, BYTES("a"), SMTP_DATA_ERR_BARE, 1, 10, 7 },
+	{ BYTES("a\n.\nb\r\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\nb\r\n"), SMTP_DATA_OK, 1, 10, 9 },
+	{ BYTES("a\n.\nb\r\n.\r\n"), ALLOW, BIG, BYTES("a\n.\nb\r\n"), SMTP_DATA_OK, 1, 10, 7 },
+	{ BYTES("a\n.\n"), ALLOW, BIG, BYTES("a\n.\n"), SMTP_DATA_OK, 0, 4, 4 },
+	{ BYTES("\n.\n"), FIX, BIG, BYTES("\r\n.\r\n"), SMTP_DATA_OK, 0, 3, 5 },
 	/* "\r\n.\n": the "." line ends in a bare LF. */
-	{ BYTES("a\r\n.\nb\r\n.\r\n"), REJECT, BIG, BYTES("a\r\n."),
-	    SMTP_DATA_ERR_BARE, 1, 11, 8 },
-	{ BYTES("a\r\n.\nb\r\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\nb\r\n"),
-	    SMTP_DATA_OK, 1, 11, 9 },
-	{ BYTES("a\r\n.\nb\r\n.\r\n"), ALLOW, BIG, BYTES("a\r\n.\nb\r\n"),
-	    SMTP_DATA_OK, 1, 11, 8 },
-	{ BYTES("a\r\n.\n"), ALLOW, BIG, BYTES("a\r\n.\n"), SMTP_DATA_OK, 0,
-	    5, 5 },
+	{ BYTES("a\r\n.\nb\r\n.\r\n"), REJECT, BIG, BYTES("a\r\n."), SMTP_DATA_ERR_BARE, 1, 11, 8 },
+	{ BYTES("a\r\n.\nb\r\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\nb\r\n"), SMTP_DATA_OK, 1, 11, 9 },
+	{ BYTES("a\r\n.\nb\r\n.\r\n"), ALLOW, BIG, BYTES("a\r\n.\nb\r\n"), SMTP_DATA_OK, 1, 11, 8 },
+	{ BYTES("a\r\n.\n"), ALLOW, BIG, BYTES("a\r\n.\n"), SMTP_DATA_OK, 0, 5, 5 },
 	/* "\n.\r\n": the "." line follows a bare LF. */
-	{ BYTES("a\n.\r\nb\r\n.\r\n"), REJECT, BIG, BYTES("a"),
-	    SMTP_DATA_ERR_BARE, 1, 11, 8 },
-	{ BYTES("a\n.\r\nb\r\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\nb\r\n"),
-	    SMTP_DATA_OK, 1, 11, 9 },
-	{ BYTES("a\n.\r\nb\r\n.\r\n"), ALLOW, BIG, BYTES("a\n.\r\nb\r\n"),
-	    SMTP_DATA_OK, 1, 11, 8 },
-	{ BYTES("a\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\n"), SMTP_DATA_OK, 0,
-	    5, 6 },
+	{ BYTES("a\n.\r\nb\r\n.\r\n"), REJECT, BIG, BYTES("a"), SMTP_DATA_ERR_BARE, 1, 11, 8 },
+	{ BYTES("a\n.\r\nb\r\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\nb\r\n"), SMTP_DATA_OK, 1, 11, 9 },
+	{ BYTES("a\n.\r\nb\r\n.\r\n"), ALLOW, BIG, BYTES("a\n.\r\nb\r\n"), SMTP_DATA_OK, 1, 11, 8 },
+	{ BYTES("a\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\n"), SMTP_DATA_OK, 0, 5, 6 },
 	/* "\r.\r\n": a bare CR is not a line end, so no "." line at all. */
-	{ BYTES("a\r.\r\nb\r\n.\r\n"), REJECT, BIG, BYTES("a"),
-	    SMTP_DATA_ERR_BARE, 1, 11, 8 },
-	{ BYTES("a\r.\r\nb\r\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\nb\r\n"),
-	    SMTP_DATA_OK, 1, 11, 9 },
-	{ BYTES("a\r.\r\nb\r\n.\r\n"), ALLOW, BIG, BYTES("a\r.\r\nb\r\n"),
-	    SMTP_DATA_OK, 1, 11, 8 },
-	{ BYTES("a\r.\r\n"), ALLOW, BIG, BYTES("a\r.\r\n"), SMTP_DATA_OK, 0,
-	    5, 5 },
+	{ BYTES("a\r.\r\nb\r\n.\r\n"), REJECT, BIG, BYTES("a"), SMTP_DATA_ERR_BARE, 1, 11, 8 },
+	{ BYTES("a\r.\r\nb\r\n.\r\n"), FIX, BIG, BYTES("a\r\n.\r\nb\r\n"), SMTP_DATA_OK, 1, 11, 9 },
+	{ BYTES("a\r.\r\nb\r\n.\r\n"), ALLOW, BIG, BYTES("a\r.\r\nb\r\n"), SMTP_DATA_OK, 1, 11, 8 },
+	{ BYTES("a\r.\r\n"), ALLOW, BIG, BYTES("a\r.\r\n"), SMTP_DATA_OK, 0, 5, 5 },
 
 	/* Bare CR elsewhere. */
-	{ BYTES("a\rb\r\n.\r\n"), REJECT, BIG, BYTES("a"),
-	    SMTP_DATA_ERR_BARE, 1, 8, 5 },
-	{ BYTES("a\rb\r\n.\r\n"), FIX, BIG, BYTES("a\r\nb\r\n"),
-	    SMTP_DATA_OK, 1, 8, 6 },
-	{ BYTES("a\rb\r\n.\r\n"), ALLOW, BIG, BYTES("a\rb\r\n"),
-	    SMTP_DATA_OK, 1, 8, 5 },
+	{ BYTES("a\rb\r\n.\r\n"), REJECT, BIG, BYTES("a"), SMTP_DATA_ERR_BARE, 1, 8, 5 },
+	{ BYTES("a\rb\r\n.\r\n"), FIX, BIG, BYTES("a\r\nb\r\n"), SMTP_DATA_OK, 1, 8, 6 },
+	{ BYTES("a\rb\r\n.\r\n"), ALLOW, BIG, BYTES("a\rb\r\n"), SMTP_DATA_OK, 1, 8, 5 },
 	/* CR CR LF: the first CR is bare, the line still ends in CRLF. */
-	{ BYTES("a\r\r\n.\r\n"), REJECT, BIG, BYTES("a"),
-	    SMTP_DATA_ERR_BARE, 1, 7, 4 },
-	{ BYTES("a\r\r\n.\r\n"), FIX, BIG, BYTES("a\r\n\r\n"), SMTP_DATA_OK,
-	    1, 7, 5 },
-	{ BYTES("a\r\r\n.\r\n"), ALLOW, BIG, BYTES("a\r\r\n"), SMTP_DATA_OK,
-	    1, 7, 4 },
-	{ BYTES("\r\r\r\n.\r\n"), FIX, BIG, BYTES("\r\n\r\n\r\n"),
-	    SMTP_DATA_OK, 1, 7, 6 },
+	{ BYTES("a\r\r\n.\r\n"), REJECT, BIG, BYTES("a"), SMTP_DATA_ERR_BARE, 1, 7, 4 },
+	{ BYTES("a\r\r\n.\r\n"), FIX, BIG, BYTES("a\r\n\r\n"), SMTP_DATA_OK, 1, 7, 5 },
+	{ BYTES("a\r\r\n.\r\n"), ALLOW, BIG, BYTES("a\r\r\n"), SMTP_DATA_OK, 1, 7, 4 },
+	{ BYTES("\r\r\r\n.\r\n"), FIX, BIG, BYTES("\r\n\r\n\r\n"), SMTP_DATA_OK, 1, 7, 6 },
 	/* ".\rx": stuffed dot removed, then a bare CR. */
-	{ BYTES(".\rx\r\n.\r\n"), ALLOW, BIG, BYTES("\rx\r\n"), SMTP_DATA_OK,
-	    1, 8, 4 },
-	{ BYTES(".\rx\r\n.\r\n"), FIX, BIG, BYTES("\r\nx\r\n"), SMTP_DATA_OK,
-	    1, 8, 5 },
-	{ BYTES(".\r.\r\n.\r\n"), ALLOW, BIG, BYTES("\r.\r\n"), SMTP_DATA_OK,
-	    1, 8, 4 },
-	{ BYTES(".\r\r\n.\r\n"), ALLOW, BIG, BYTES("\r\r\n"), SMTP_DATA_OK,
-	    1, 7, 3 },
+	{ BYTES(".\rx\r\n.\r\n"), ALLOW, BIG, BYTES("\rx\r\n"), SMTP_DATA_OK, 1, 8, 4 },
+	{ BYTES(".\rx\r\n.\r\n"), FIX, BIG, BYTES("\r\nx\r\n"), SMTP_DATA_OK, 1, 8, 5 },
+	{ BYTES(".\r.\r\n.\r\n"), ALLOW, BIG, BYTES("\r.\r\n"), SMTP_DATA_OK, 1, 8, 4 },
+	{ BYTES(".\r\r\n.\r\n"), ALLOW, BIG, BYTES("\r\r\n"), SMTP_DATA_OK, 1, 7, 3 },
 	/* Bare LF on the first line. */
-	{ BYTES("\n.\r\n"), REJECT, BIG, BYTES(""), SMTP_DATA_ERR_BARE, 0, 4,
-	    4 },
+	{ BYTES("\n.\r\n"), REJECT, BIG, BYTES(""), SMTP_DATA_ERR_BARE, 0, 4, 4 },
 
 	/* Size: the limit is on stored (unstuffed, fixed) bytes. */
-	{ BYTES("Hello\r\n.\r\n"), REJECT, 7, BYTES("Hello\r\n"),
-	    SMTP_DATA_OK, 1, 10, 7 },
-	{ BYTES("Hello\r\n.\r\n"), REJECT, 6, BYTES("Hello\r"),
-	    SMTP_DATA_ERR_SIZE, 1, 10, 7 },
-	{ BYTES("a\r\n.\r\n"), REJECT, 0, BYTES(""), SMTP_DATA_ERR_SIZE, 1, 6,
-	    3 },
+	{ BYTES("Hello\r\n.\r\n"), REJECT, 7, BYTES("Hello\r\n"), SMTP_DATA_OK, 1, 10, 7 },
+	{ BYTES("Hello\r\n.\r\n"), REJECT, 6, BYTES("Hello\r"), SMTP_DATA_ERR_SIZE, 1, 10, 7 },
+	{ BYTES("a\r\n.\r\n"), REJECT, 0, BYTES(""), SMTP_DATA_ERR_SIZE, 1, 6, 3 },
 	{ BYTES(".\r\n"), REJECT, 0, BYTES(""), SMTP_DATA_OK, 1, 3, 0 },
-	{ BYTES("aaaa\r\nbbbb\r\n.\r\nX"), REJECT, 3, BYTES("aaa"),
-	    SMTP_DATA_ERR_SIZE, 1, 15, 12 },
-	{ BYTES("..\r\n.\r\n"), REJECT, 3, BYTES(".\r\n"), SMTP_DATA_OK, 1, 7,
-	    3 },
-	{ BYTES("a\nb\r\n.\r\n"), FIX, 3, BYTES("a\r\n"), SMTP_DATA_ERR_SIZE,
-	    1, 8, 6 },
-	{ BYTES("a\nb\r\n.\r\n"), FIX, 2, BYTES("a\r"), SMTP_DATA_ERR_SIZE, 1,
-	    8, 6 },
-	{ BYTES("a\nb\r\n.\r\n"), ALLOW, 5, BYTES("a\nb\r\n"), SMTP_DATA_OK,
-	    1, 8, 5 },
+	{ BYTES("aaaa\r\nbbbb\r\n.\r\nX"), REJECT, 3, BYTES("aaa"), SMTP_DATA_ERR_SIZE, 1, 15, 12 },
+	{ BYTES("..\r\n.\r\n"), REJECT, 3, BYTES(".\r\n"), SMTP_DATA_OK, 1, 7, 3 },
+	{ BYTES("a\nb\r\n.\r\n"), FIX, 3, BYTES("a\r\n"), SMTP_DATA_ERR_SIZE, 1, 8, 6 },
+	{ BYTES("a\nb\r\n.\r\n"), FIX, 2, BYTES("a\r"), SMTP_DATA_ERR_SIZE, 1, 8, 6 },
+	{ BYTES("a\nb\r\n.\r\n"), ALLOW, 5, BYTES("a\nb\r\n"), SMTP_DATA_OK, 1, 8, 5 },
 	/* The first error sticks: size, then a bare LF. */
-	{ BYTES("aaaa\nb\r\n.\r\n"), REJECT, 2, BYTES("aa"),
-	    SMTP_DATA_ERR_SIZE, 1, 11, 8 },
+	{ BYTES("aaaa\nb\r\n.\r\n"), REJECT, 2, BYTES("aa"), SMTP_DATA_ERR_SIZE, 1, 11, 8 },
 	/* A bare LF, then size. */
-	{ BYTES("a\nbbbbbb\r\n.\r\n"), REJECT, 3, BYTES("a"),
-	    SMTP_DATA_ERR_BARE, 1, 13, 10 },
+	{ BYTES("a\nbbbbbb\r\n.\r\n"), REJECT, 3, BYTES("a"), SMTP_DATA_ERR_BARE, 1, 13, 10 },
 	/* After an error, smuggling sequences still do not end the data. */
-	{ BYTES("aaaa\r\n.\nX\r\n.\r\n"), ALLOW, 1, BYTES("a"),
-	    SMTP_DATA_ERR_SIZE, 1, 14, 11 },
+	{ BYTES("aaaa\r\n.\nX\r\n.\r\n"), ALLOW, 1, BYTES("a"), SMTP_DATA_ERR_SIZE, 1, 14, 11 },
 };
 
 /* Feeds in[0..n) to d in chunks of the given sizes (cycled; 0 means all at
  * once), stopping at the end of data. Returns the total consumed. */
 static size_t
-feed_chunks(struct smtp_data *d, const char *in, size_t n,
-    const size_t *sizes, size_t nsizes, int *done)
+feed_chunks(
+    struct smtp_data *d, const char *in, size_t n, const size_t *sizes, size_t nsizes, int *done)
 {
-	size_t	off = 0, k = 0, chunk, got;
+	size_t off = 0, k = 0, chunk, got;
 
 	*done = 0;
 	do {
@@ -202,8 +144,7 @@ feed_chunks(struct smtp_data *d, const char *in, size_t n,
 		got = smtp_data_feed(d, in + off, chunk, done);
 		if (got > chunk) {
 			/* Consuming more than offered is a bug. */
-			CHECK_MSG(got <= chunk, "consumed %zu of %zu", got,
-			    chunk);
+			CHECK_MSG(got <= chunk, "consumed %zu of %zu", got, chunk);
 			break;
 		}
 		if (!*done && got != chunk) {
@@ -224,13 +165,13 @@ same_bytes(const char *a, size_t alen, const char *b, size_t blen)
 static void
 test_table(void)
 {
-	static const size_t	 ones[] = { 1 }, mixed[] = { 2, 1, 3 };
-	const size_t		*sizes[] = { NULL, ones, mixed };
-	const size_t		 nsizes[] = { 0, 1, 3 };
-	struct smtp_data	*d;
-	const char		*got;
-	size_t			 i, m, len, used;
-	int			 done;
+	static const size_t ones[] = { 1 }, mixed[] = { 2, 1, 3 };
+	const size_t *sizes[] = { NULL, ones, mixed };
+	const size_t nsizes[] = { 0, 1, 3 };
+	struct smtp_data *d;
+	const char *got;
+	size_t i, m, len, used;
+	int done;
 
 	for (i = 0; i < sizeof(data_cases) / sizeof(data_cases[0]); i++) {
 		const struct data_case *c = &data_cases[i];
@@ -240,21 +181,16 @@ test_table(void)
 				CHECK(d != NULL);
 				return;
 			}
-			used = feed_chunks(d, c->in, c->inlen, sizes[m],
-			    nsizes[m], &done);
+			used = feed_chunks(d, c->in, c->inlen, sizes[m], nsizes[m], &done);
 			got = smtp_data_bytes(d, &len);
 			CHECK_MSG(same_bytes(got, len, c->out, c->outlen),
-			    "data row %zu mode %zu: stored %zu bytes", i, m,
-			    len);
-			CHECK_MSG(smtp_data_error(d) == c->err,
-			    "data row %zu mode %zu: error %s", i, m,
-			    smtp_data_err_str(smtp_data_error(d)));
+			    "data row %zu mode %zu: stored %zu bytes", i, m, len);
+			CHECK_MSG(smtp_data_error(d) == c->err, "data row %zu mode %zu: error %s",
+			    i, m, smtp_data_err_str(smtp_data_error(d)));
 			CHECK_MSG(done == c->done && used == c->consumed,
-			    "data row %zu mode %zu: done %d consumed %zu", i,
-			    m, done, used);
-			CHECK_MSG(smtp_data_size(d) == c->size,
-			    "data row %zu mode %zu: size %zu", i, m,
-			    smtp_data_size(d));
+			    "data row %zu mode %zu: done %d consumed %zu", i, m, done, used);
+			CHECK_MSG(smtp_data_size(d) == c->size, "data row %zu mode %zu: size %zu",
+			    i, m, smtp_data_size(d));
 			smtp_data_free(d);
 		}
 	}
@@ -263,12 +199,12 @@ test_table(void)
 static void
 test_api(void)
 {
-	struct smtp_data	*d;
-	enum smtp_bare		 b;
-	char			*stolen;
-	const char		*bytes;
-	size_t			 len;
-	int			 done;
+	struct smtp_data *d;
+	enum smtp_bare b;
+	char *stolen;
+	const char *bytes;
+	size_t len;
+	int done;
 
 	/* After the end, more input is not consumed. */
 	d = smtp_data_new(BIG, SMTP_BARE_REJECT);
@@ -327,14 +263,12 @@ test_api(void)
 	for (b = SMTP_BARE_REJECT; b <= SMTP_BARE_ALLOW; b++) {
 		enum smtp_bare back;
 
-		CHECK(smtp_bare_parse(smtp_bare_str(b), &back) == 0 &&
-		    back == b);
+		CHECK(smtp_bare_parse(smtp_bare_str(b), &back) == 0 && back == b);
 	}
 	CHECK_STR(smtp_data_err_str(SMTP_DATA_OK), "ok");
 	CHECK(strcmp(smtp_data_err_str(SMTP_DATA_ERR_SIZE),
-	    smtp_data_err_str(SMTP_DATA_ERR_BARE)) != 0);
-	CHECK(strcmp(smtp_data_err_str(SMTP_DATA_ERR_NOMEM),
-	    smtp_data_err_str(SMTP_DATA_OK)) != 0);
+		  smtp_data_err_str(SMTP_DATA_ERR_BARE)) != 0);
+	CHECK(strcmp(smtp_data_err_str(SMTP_DATA_ERR_NOMEM), smtp_data_err_str(SMTP_DATA_OK)) != 0);
 }
 
 /* A large, ordinary message: many CRLF lines, some stuffed, fed whole and
@@ -343,13 +277,13 @@ test_api(void)
 static void
 test_large(void)
 {
-	static const size_t	 ones[] = { 1 }, sevens[] = { 7, 4093 };
-	struct smtp_data	*d;
-	char			*in, *want, *p, *w;
-	const char		*got;
-	size_t			 n, wlen, len, used, k;
-	clock_t			 t0;
-	int			 done;
+	static const size_t ones[] = { 1 }, sevens[] = { 7, 4093 };
+	struct smtp_data *d;
+	char *in, *want, *p, *w;
+	const char *got;
+	size_t n, wlen, len, used, k;
+	clock_t t0;
+	int done;
 
 	n = 110 * 1024;
 	in = malloc(n + 16);
@@ -365,8 +299,7 @@ test_large(void)
 			p += 8;
 			w += 7;
 		} else {
-			int l = snprintf(p, 64, "line %zu of a big message\r\n",
-			    k);
+			int l = snprintf(p, 64, "line %zu of a big message\r\n", k);
 
 			memcpy(w, p, (size_t)l);
 			p += l;
@@ -408,8 +341,7 @@ test_large(void)
 	d = smtp_data_new(SIZE_MAX, SMTP_BARE_ALLOW);
 	t0 = clock();
 	used = smtp_data_feed(d, in, 1024 * 1024 + 4, &done);
-	CHECK_MSG((double)(clock() - t0) / CLOCKS_PER_SEC < 2.0,
-	    "a line of bare CRs took %.1f s",
+	CHECK_MSG((double)(clock() - t0) / CLOCKS_PER_SEC < 2.0, "a line of bare CRs took %.1f s",
 	    (double)(clock() - t0) / CLOCKS_PER_SEC);
 	CHECK(done && used == 1024 * 1024 + 4);
 	CHECK(smtp_data_size(d) == 1024 * 1024 + 1);
@@ -425,14 +357,14 @@ out:
  * purpose; the reader must agree with it on every input.
  */
 struct ref {
-	char			*out;
-	size_t			 len;
-	size_t			 size;
-	size_t			 max;
-	int			 bare;
-	enum smtp_data_err	 err;
-	int			 done;
-	size_t			 consumed;
+	char *out;
+	size_t len;
+	size_t size;
+	size_t max;
+	int bare;
+	enum smtp_data_err err;
+	int done;
+	size_t consumed;
 };
 
 /* One byte of the unstuffed message. */
@@ -470,7 +402,7 @@ ref_bare(struct ref *r, char c)
 static void
 ref_content(struct ref *r, const char *s, size_t n)
 {
-	size_t	i;
+	size_t i;
 
 	for (i = 0; i < n; i++) {
 		if (s[i] == '\r')
@@ -483,8 +415,8 @@ ref_content(struct ref *r, const char *s, size_t n)
 static void
 ref_run(struct ref *r, const char *in, size_t n)
 {
-	size_t	pos = 0, lf, clen;
-	int	crlf, prev_crlf = 1;
+	size_t pos = 0, lf, clen;
+	int crlf, prev_crlf = 1;
 
 	r->out = malloc(n * 2 + 1);
 	r->len = r->size = 0;
@@ -552,16 +484,21 @@ rnd_below(uint64_t *s, size_t n)
 static size_t
 gen_input(uint64_t *s, char *buf, size_t cap)
 {
-	static const char	 tail[] = "\r\n.\r\nNEXT";
-	size_t			 n, i, r;
+	static const char tail[] = "\r\n.\r\nNEXT";
+	size_t n, i, r;
 
 	n = rnd_below(s, 8) == 0 ? rnd_below(s, 400) : rnd_below(s, 40);
 	if (n > cap - sizeof(tail))
 		n = cap - sizeof(tail);
 	for (i = 0; i < n; i++) {
 		r = rnd_below(s, 100);
-		buf[i] = r < 26 ? '\r' : r < 52 ? '\n' : r < 74 ? '.' :
-		    r < 92 ? 'a' : r < 95 ? ' ' : r < 98 ? '\0' : '\xff';
+		buf[i] = r < 26 ? '\r' :
+		    r < 52      ? '\n' :
+		    r < 74      ? '.' :
+		    r < 92      ? 'a' :
+		    r < 95      ? ' ' :
+		    r < 98      ? '\0' :
+				  '\xff';
 	}
 	/* Half the inputs end in a sure end marker and a next command. */
 	if (rnd_below(s, 2) == 0) {
@@ -572,26 +509,25 @@ gen_input(uint64_t *s, char *buf, size_t cap)
 }
 
 struct outcome {
-	const char		*bytes;
-	size_t			 len;
-	enum smtp_data_err	 err;
-	int			 done;
-	size_t			 consumed;
-	size_t			 size;
+	const char *bytes;
+	size_t len;
+	enum smtp_data_err err;
+	int done;
+	size_t consumed;
+	size_t size;
 };
 
 static int
 outcome_eq(const struct outcome *a, const struct outcome *b)
 {
-	return same_bytes(a->bytes, a->len, b->bytes, b->len) &&
-	    a->err == b->err && a->done == b->done &&
-	    a->consumed == b->consumed && a->size == b->size;
+	return same_bytes(a->bytes, a->len, b->bytes, b->len) && a->err == b->err &&
+	    a->done == b->done && a->consumed == b->consumed && a->size == b->size;
 }
 
 static void
 dump(const char *what, const char *p, size_t n)
 {
-	size_t	i;
+	size_t i;
 
 	fprintf(stderr, "  %s (%zu): \"", what, n);
 	for (i = 0; i < n; i++) {
@@ -612,15 +548,15 @@ dump(const char *what, const char *p, size_t n)
 static void
 test_property(void)
 {
-	static const size_t	 maxes[] = { 0, 1, 5, 20, BIG };
-	uint64_t		 seed = 0x6c75616d7461ULL;	/* "luamta" */
-	struct smtp_data	*whole, *part;
-	struct outcome		 ow, op, orf;
-	struct ref		 r;
-	char			 in[512];
-	size_t			 sizes[16], n, i, k, ns;
-	int			 bare, done_kinds[2] = { 0, 0 };
-	int			 err_kinds[3] = { 0, 0, 0 };
+	static const size_t maxes[] = { 0, 1, 5, 20, BIG };
+	uint64_t seed = 0x6c75616d7461ULL; /* "luamta" */
+	struct smtp_data *whole, *part;
+	struct outcome ow, op, orf;
+	struct ref r;
+	char in[512];
+	size_t sizes[16], n, i, k, ns;
+	int bare, done_kinds[2] = { 0, 0 };
+	int err_kinds[3] = { 0, 0, 0 };
 
 	for (i = 0; i < PROPERTY_RUNS; i++) {
 		n = gen_input(&seed, in, sizeof(in));
@@ -628,8 +564,7 @@ test_property(void)
 		r.max = maxes[rnd_below(&seed, 5)];
 		r.bare = bare;
 		ref_run(&r, in, n);
-		orf = (struct outcome){ r.out, r.len, r.err, r.done,
-		    r.consumed, r.size };
+		orf = (struct outcome){ r.out, r.len, r.err, r.done, r.consumed, r.size };
 
 		whole = smtp_data_new(r.max, (enum smtp_bare)bare);
 		ow.consumed = feed_chunks(whole, in, n, NULL, 0, &ow.done);
@@ -645,9 +580,8 @@ test_property(void)
 		} else {
 			ns = 1 + rnd_below(&seed, 16);
 			for (k = 0; k < ns; k++)
-				sizes[k] = rnd_below(&seed, 6) == 0 ?
-				    1 + rnd_below(&seed, 100) :
-				    1 + rnd_below(&seed, 9);
+				sizes[k] = rnd_below(&seed, 6) == 0 ? 1 + rnd_below(&seed, 100) :
+								      1 + rnd_below(&seed, 9);
 		}
 		part = smtp_data_new(r.max, (enum smtp_bare)bare);
 		op.consumed = feed_chunks(part, in, n, sizes, ns, &op.done);
@@ -655,19 +589,19 @@ test_property(void)
 		op.err = smtp_data_error(part);
 		op.size = smtp_data_size(part);
 
-		CHECK_MSG(outcome_eq(&ow, &orf), "input %zu (%s, max %zu): "
+		CHECK_MSG(outcome_eq(&ow, &orf),
+		    "input %zu (%s, max %zu): "
 		    "whole feed differs from reference: err %s/%s done %d/%d "
-		    "consumed %zu/%zu size %zu/%zu", i,
-		    smtp_bare_str((enum smtp_bare)bare), r.max,
-		    smtp_data_err_str(ow.err), smtp_data_err_str(orf.err),
-		    ow.done, orf.done, ow.consumed, orf.consumed, ow.size,
-		    orf.size);
-		CHECK_MSG(outcome_eq(&op, &ow), "input %zu (%s, max %zu): "
+		    "consumed %zu/%zu size %zu/%zu",
+		    i, smtp_bare_str((enum smtp_bare)bare), r.max, smtp_data_err_str(ow.err),
+		    smtp_data_err_str(orf.err), ow.done, orf.done, ow.consumed, orf.consumed,
+		    ow.size, orf.size);
+		CHECK_MSG(outcome_eq(&op, &ow),
+		    "input %zu (%s, max %zu): "
 		    "chunked feed differs from whole: err %s/%s done %d/%d "
-		    "consumed %zu/%zu size %zu/%zu", i,
-		    smtp_bare_str((enum smtp_bare)bare), r.max,
-		    smtp_data_err_str(op.err), smtp_data_err_str(ow.err),
-		    op.done, ow.done, op.consumed, ow.consumed, op.size,
+		    "consumed %zu/%zu size %zu/%zu",
+		    i, smtp_bare_str((enum smtp_bare)bare), r.max, smtp_data_err_str(op.err),
+		    smtp_data_err_str(ow.err), op.done, ow.done, op.consumed, ow.consumed, op.size,
 		    ow.size);
 		if (!outcome_eq(&ow, &orf) || !outcome_eq(&op, &ow)) {
 			dump("input", in, n);
@@ -685,12 +619,11 @@ test_property(void)
 
 	/* The generator must reach every outcome, or the property above
 	 * proves little. */
-	CHECK_MSG(done_kinds[0] > 50 && done_kinds[1] > 50,
-	    "done: %d no, %d yes", done_kinds[0], done_kinds[1]);
-	CHECK_MSG(err_kinds[SMTP_DATA_OK] > 50 &&
-	    err_kinds[SMTP_DATA_ERR_SIZE] > 50 &&
-	    err_kinds[SMTP_DATA_ERR_BARE] > 50, "ok %d, size %d, bare %d",
-	    err_kinds[SMTP_DATA_OK], err_kinds[SMTP_DATA_ERR_SIZE],
+	CHECK_MSG(done_kinds[0] > 50 && done_kinds[1] > 50, "done: %d no, %d yes", done_kinds[0],
+	    done_kinds[1]);
+	CHECK_MSG(err_kinds[SMTP_DATA_OK] > 50 && err_kinds[SMTP_DATA_ERR_SIZE] > 50 &&
+		err_kinds[SMTP_DATA_ERR_BARE] > 50,
+	    "ok %d, size %d, bare %d", err_kinds[SMTP_DATA_OK], err_kinds[SMTP_DATA_ERR_SIZE],
 	    err_kinds[SMTP_DATA_ERR_BARE]);
 }
 

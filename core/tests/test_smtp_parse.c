@@ -11,14 +11,14 @@
 
 /* Lets a table row carry a string with NULs in it: the length is the
  * literal's, not strlen()'s. */
-#define BYTES(s)	(s), (sizeof(s) - 1)
+#define BYTES(s) (s), (sizeof(s) - 1)
 
 struct verb_case {
-	const char	*line;
-	size_t		 len;
-	int		 ret;
-	const char	*verb;
-	const char	*arg;
+	const char *line;
+	size_t len;
+	int ret;
+	const char *verb;
+	const char *arg;
 };
 
 static const struct verb_case verb_cases[] = {
@@ -30,8 +30,7 @@ static const struct verb_case verb_cases[] = {
 	{ BYTES("RCPT   TO:<a@b.c>  "), 0, "RCPT", "TO:<a@b.c>" },
 	{ BYTES("HELO a b"), 0, "HELO", "a b" },
 	{ BYTES("X-FOO_1 arg"), 0, "X-FOO_1", "arg" },
-	{ BYTES("ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"), 0,
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345", "" },
+	{ BYTES("ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"), 0, "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345", "" },
 	{ BYTES("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456"), -1, "", "" },
 	{ BYTES("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456 x"), -1, "", "" },
 	{ BYTES(""), -1, "", "" },
@@ -51,47 +50,48 @@ static const struct verb_case verb_cases[] = {
 static void
 test_verbs(void)
 {
-	char		 verb[SMTP_VERB_MAX + 1];
-	const char	*arg;
-	size_t		 i, arglen;
-	int		 ret;
+	char verb[SMTP_VERB_MAX + 1];
+	const char *arg;
+	size_t i, arglen;
+	int ret;
 
 	for (i = 0; i < sizeof(verb_cases) / sizeof(verb_cases[0]); i++) {
 		const struct verb_case *c = &verb_cases[i];
 
 		memset(verb, 'Z', sizeof(verb));
 		ret = smtp_parse_verb(c->line, c->len, verb, &arg, &arglen);
-		CHECK_MSG(ret == c->ret, "verb row %zu \"%s\": ret %d", i,
-		    c->line, ret);
+		CHECK_MSG(ret == c->ret, "verb row %zu \"%s\": ret %d", i, c->line, ret);
+		/* Even on failure, verb is a string a caller may log. */
+		CHECK_MSG(memchr(verb, '\0', sizeof(verb)) != NULL,
+		    "verb row %zu: verb not terminated", i);
 		if (ret != 0 || c->ret != 0)
 			continue;
-		CHECK_MSG(strcmp(verb, c->verb) == 0, "verb row %zu: \"%s\"",
-		    i, verb);
-		CHECK_MSG(arglen == strlen(c->arg) &&
-		    memcmp(arg, c->arg, arglen) == 0,
+		CHECK_MSG(strcmp(verb, c->verb) == 0, "verb row %zu: \"%s\"", i, verb);
+		CHECK_MSG(arglen == strlen(c->arg) && memcmp(arg, c->arg, arglen) == 0,
 		    "verb row %zu: arg \"%.*s\"", i, (int)arglen, arg);
 		/* The argument points into the line, not a copy. */
 		if (arglen > 0)
-			CHECK_MSG(arg > c->line && arg + arglen <= c->line +
-			    c->len, "verb row %zu: arg outside line", i);
+			CHECK_MSG(arg > c->line && arg + arglen <= c->line + c->len,
+			    "verb row %zu: arg outside line", i);
 	}
 }
 
 enum {
-	NUL_OK = 1,	/* allow_null */
-	PM_OK = 2,	/* allow_postmaster */
-	UTF8 = 4,	/* SMTPUTF8 */
+	NUL_OK = 1, /* allow_null */
+	PM_OK = 2,  /* allow_postmaster */
+	UTF8 = 4,   /* SMTPUTF8 */
 };
 
 struct path_case {
-	const char		*s;
-	size_t			 len;
-	int			 flags;
-	enum smtp_path_err	 err;
-	const char		*out;	/* on SMTP_PATH_OK */
-	const char		*rest;	/* on SMTP_PATH_OK */
+	const char *s;
+	size_t len;
+	int flags;
+	enum smtp_path_err err;
+	const char *out;  /* on SMTP_PATH_OK */
+	const char *rest; /* on SMTP_PATH_OK */
 };
 
+/* input, flags, error, mailbox, rest */
 static const struct path_case path_cases[] = {
 	/* Plain mailboxes and what follows the '>'. */
 	{ BYTES("<a@b.c>"), 0, SMTP_PATH_OK, "a@b.c", "" },
@@ -99,22 +99,19 @@ static const struct path_case path_cases[] = {
 	{ BYTES("<a@b.c>>"), 0, SMTP_PATH_OK, "a@b.c", ">" },
 	{ BYTES("<User.Name+tag@Sub.Example-1.ORG>"), 0, SMTP_PATH_OK,
 	    "User.Name+tag@Sub.Example-1.ORG", "" },
-	{ BYTES("<!#$%&'*+-/=?^_`{|}~@x.y>"), 0, SMTP_PATH_OK,
-	    "!#$%&'*+-/=?^_`{|}~@x.y", "" },
+	{ BYTES("<!#$%&'*+-/=?^_`{|}~@x.y>"), 0, SMTP_PATH_OK, "!#$%&'*+-/=?^_`{|}~@x.y", "" },
 	{ BYTES("<a@123>"), 0, SMTP_PATH_OK, "a@123", "" },
 	{ BYTES("<a@b>"), 0, SMTP_PATH_OK, "a@b", "" },
 
 	/* The null path. */
 	{ BYTES("<>"), NUL_OK, SMTP_PATH_OK, "", "" },
-	{ BYTES("<> BODY=8BITMIME"), NUL_OK, SMTP_PATH_OK, "",
-	    " BODY=8BITMIME" },
+	{ BYTES("<> BODY=8BITMIME"), NUL_OK, SMTP_PATH_OK, "", " BODY=8BITMIME" },
 	{ BYTES("<>"), 0, SMTP_PATH_NULL, NULL, NULL },
 	{ BYTES("<>"), PM_OK | UTF8, SMTP_PATH_NULL, NULL, NULL },
 
 	/* Quoted local parts, kept as sent. */
 	{ BYTES("<\"a b\"@x.org>"), 0, SMTP_PATH_OK, "\"a b\"@x.org", "" },
-	{ BYTES("<\"a\\\"b\\\\c\"@x.org>"), 0, SMTP_PATH_OK,
-	    "\"a\\\"b\\\\c\"@x.org", "" },
+	{ BYTES("<\"a\\\"b\\\\c\"@x.org>"), 0, SMTP_PATH_OK, "\"a\\\"b\\\\c\"@x.org", "" },
 	{ BYTES("<\"a@b\"@x.org>"), 0, SMTP_PATH_OK, "\"a@b\"@x.org", "" },
 	{ BYTES("<\"a>b\"@x.org>"), 0, SMTP_PATH_OK, "\"a>b\"@x.org", "" },
 	{ BYTES("<\"\\ \"@x.org>"), 0, SMTP_PATH_OK, "\"\\ \"@x.org", "" },
@@ -149,8 +146,7 @@ static const struct path_case path_cases[] = {
 
 	/* Address literals (RFC 5321 4.1.3). */
 	{ BYTES("<a@[1.2.3.4]>"), 0, SMTP_PATH_OK, "a@[1.2.3.4]", "" },
-	{ BYTES("<a@[255.255.255.255]>"), 0, SMTP_PATH_OK,
-	    "a@[255.255.255.255]", "" },
+	{ BYTES("<a@[255.255.255.255]>"), 0, SMTP_PATH_OK, "a@[255.255.255.255]", "" },
 	{ BYTES("<a@[0.0.0.0]>"), 0, SMTP_PATH_OK, "a@[0.0.0.0]", "" },
 	{ BYTES("<a@[001.02.3.4]>"), 0, SMTP_PATH_OK, "a@[001.02.3.4]", "" },
 	{ BYTES("<a@[256.1.1.1]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
@@ -166,22 +162,18 @@ static const struct path_case path_cases[] = {
 	{ BYTES("<a@[example.org]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
 	{ BYTES("<a@x[1.2.3.4]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
 	{ BYTES("<a@[IPv6:::1]>"), 0, SMTP_PATH_OK, "a@[IPv6:::1]", "" },
-	{ BYTES("<a@[ipv6:2001:db8::1]>"), 0, SMTP_PATH_OK,
-	    "a@[ipv6:2001:db8::1]", "" },
+	{ BYTES("<a@[ipv6:2001:db8::1]>"), 0, SMTP_PATH_OK, "a@[ipv6:2001:db8::1]", "" },
 	{ BYTES("<a@[IPv6:2001:db8:0:0:0:0:0:1]>"), 0, SMTP_PATH_OK,
 	    "a@[IPv6:2001:db8:0:0:0:0:0:1]", "" },
-	{ BYTES("<a@[IPv6:::ffff:192.0.2.1]>"), 0, SMTP_PATH_OK,
-	    "a@[IPv6:::ffff:192.0.2.1]", "" },
+	{ BYTES("<a@[IPv6:::ffff:192.0.2.1]>"), 0, SMTP_PATH_OK, "a@[IPv6:::ffff:192.0.2.1]", "" },
 	{ BYTES("<a@[IPv6:2001:db8::g]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
-	{ BYTES("<a@[IPv6:1:2:3:4:5:6:7:8:9]>"), 0, SMTP_PATH_SYNTAX, NULL,
-	    NULL },
+	{ BYTES("<a@[IPv6:1:2:3:4:5:6:7:8:9]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
 	{ BYTES("<a@[IPv6:1.2.3.4]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
 	{ BYTES("<a@[IPv6:]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
 	{ BYTES("<a@[IPv6:fe80::1%eth0]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
-	{ BYTES("<a@[IPv6:1:2:3:4:5:6:7:8:1:2:3:4:5:6:7:8:1:2:3:4:5:6:7]>"),
-	    0, SMTP_PATH_SYNTAX, NULL, NULL },
-	{ BYTES("<a@[x-tag:any=thing]>"), 0, SMTP_PATH_OK,
-	    "a@[x-tag:any=thing]", "" },
+	{ BYTES("<a@[IPv6:1:2:3:4:5:6:7:8:1:2:3:4:5:6:7:8:1:2:3:4:5:6:7]>"), 0, SMTP_PATH_SYNTAX,
+	    NULL, NULL },
+	{ BYTES("<a@[x-tag:any=thing]>"), 0, SMTP_PATH_OK, "a@[x-tag:any=thing]", "" },
 	{ BYTES("<a@[tag:]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
 	{ BYTES("<a@[:x]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
 	{ BYTES("<a@[tag-:x]>"), 0, SMTP_PATH_SYNTAX, NULL, NULL },
@@ -229,22 +221,27 @@ static const struct path_case path_cases[] = {
 	{ BYTES("<postmaste>"), PM_OK, SMTP_PATH_SYNTAX, NULL, NULL },
 	{ BYTES("<\"postmaster\">"), PM_OK, SMTP_PATH_SYNTAX, NULL, NULL },
 	{ BYTES("<@a.b:postmaster>"), PM_OK, SMTP_PATH_SYNTAX, NULL, NULL },
-	{ BYTES("<postmaster@x.org>"), 0, SMTP_PATH_OK, "postmaster@x.org",
-	    "" },
+	{ BYTES("<postmaster@x.org>"), 0, SMTP_PATH_OK, "postmaster@x.org", "" },
 
 	/* SMTPUTF8 (RFC 6531): only with the flag, only valid UTF-8. */
 	{ BYTES("<\xc3\xbc@x.org>"), 0, SMTP_PATH_UTF8, NULL, NULL },
-	{ BYTES("<\xc3\xbc@x.org>"), UTF8, SMTP_PATH_OK, "\xc3\xbc@x.org",
+	{ BYTES("<\xc3\xbc@x.org>"), UTF8, SMTP_PATH_OK, "\xc3\xbc@x.org", "" },
+	{ BYTES("<a@b\xc3\xbc"
+		"cher.de>"),
+	    0, SMTP_PATH_UTF8, NULL, NULL },
+	{ BYTES("<a@b\xc3\xbc"
+		"cher.de>"),
+	    UTF8, SMTP_PATH_OK,
+	    "a@b\xc3\xbc"
+	    "cher.de",
 	    "" },
-	{ BYTES("<a@b\xc3\xbc" "cher.de>"), 0, SMTP_PATH_UTF8, NULL, NULL },
-	{ BYTES("<a@b\xc3\xbc" "cher.de>"), UTF8, SMTP_PATH_OK,
-	    "a@b\xc3\xbc" "cher.de", "" },
 	{ BYTES("<\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5"
-	    "\xb9\xbf\xe5\x91\x8a>"), UTF8, SMTP_PATH_OK,
+		"\xb9\xbf\xe5\x91\x8a>"),
+	    UTF8, SMTP_PATH_OK,
 	    "\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf"
-	    "\xe5\x91\x8a", "" },
-	{ BYTES("<\"\xc3\xbc x\"@y.z>"), UTF8, SMTP_PATH_OK,
-	    "\"\xc3\xbc x\"@y.z", "" },
+	    "\xe5\x91\x8a",
+	    "" },
+	{ BYTES("<\"\xc3\xbc x\"@y.z>"), UTF8, SMTP_PATH_OK, "\"\xc3\xbc x\"@y.z", "" },
 	{ BYTES("<\"\xc3\xbc x\"@y.z>"), 0, SMTP_PATH_UTF8, NULL, NULL },
 	{ BYTES("<@\xc3\xbc.de:a@b.c>"), 0, SMTP_PATH_UTF8, NULL, NULL },
 	{ BYTES("<\xc3\x28@x.org>"), UTF8, SMTP_PATH_UTF8, NULL, NULL },
@@ -269,9 +266,9 @@ fill(char *buf, int c, size_t n)
 static enum smtp_path_err
 parse_sized(size_t llen, size_t dlen, int quoted, char *out)
 {
-	char		 in[1024], *p = in;
-	const char	*rest;
-	size_t		 left;
+	char in[1024], *p = in;
+	const char *rest;
+	size_t left;
 
 	*p++ = '<';
 	if (quoted) {
@@ -295,16 +292,15 @@ parse_sized(size_t llen, size_t dlen, int quoted, char *out)
 		}
 	}
 	*p++ = '>';
-	return smtp_parse_path(in, (size_t)(p - in), 0, 0, 0, out,
-	    SMTP_PATH_MAX + 1, &rest);
+	return smtp_parse_path(in, (size_t)(p - in), 0, 0, 0, out, SMTP_PATH_MAX + 1, &rest);
 }
 
 static void
 test_path_limits(void)
 {
-	char		 out[SMTP_PATH_MAX + 1], in[600];
-	const char	*rest;
-	size_t		 n;
+	char out[SMTP_PATH_MAX + 1], in[600];
+	const char *rest;
+	size_t n;
 
 	/* RFC 5321 4.5.3.1.1: a local part of 64 octets, quotes included. */
 	CHECK(parse_sized(64, 10, 0, out) == SMTP_PATH_OK);
@@ -326,29 +322,25 @@ test_path_limits(void)
 	/* RFC 1035 2.3.4: a 63-octet label is the longest. */
 	n = (size_t)snprintf(in, sizeof(in), "<a@%.63s.org>",
 	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
-	CHECK(smtp_parse_path(in, n, 0, 0, 0, out, sizeof(out), &rest) ==
-	    SMTP_PATH_OK);
+	CHECK(smtp_parse_path(in, n, 0, 0, 0, out, sizeof(out), &rest) == SMTP_PATH_OK);
 	n = (size_t)snprintf(in, sizeof(in), "<a@%.64s.org>",
 	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
-	CHECK(smtp_parse_path(in, n, 0, 0, 0, out, sizeof(out), &rest) ==
-	    SMTP_PATH_TOO_LONG);
+	CHECK(smtp_parse_path(in, n, 0, 0, 0, out, sizeof(out), &rest) == SMTP_PATH_TOO_LONG);
 
 	/* A too-small output buffer is refused, never overrun. */
 	memset(out, 'Z', sizeof(out));
-	CHECK(smtp_parse_path(BYTES("<a@b.c>"), 0, 0, 0, out, 5, &rest) ==
-	    SMTP_PATH_TOO_LONG);
+	CHECK(smtp_parse_path(BYTES("<a@b.c>"), 0, 0, 0, out, 5, &rest) == SMTP_PATH_TOO_LONG);
 	CHECK(out[5] == 'Z');
-	CHECK(smtp_parse_path(BYTES("<a@b.c>"), 0, 0, 0, out, 6, &rest) ==
-	    SMTP_PATH_OK);
+	CHECK(smtp_parse_path(BYTES("<a@b.c>"), 0, 0, 0, out, 6, &rest) == SMTP_PATH_OK);
 	CHECK_STR(out, "a@b.c");
 }
 
 static void
 test_paths(void)
 {
-	char		 out[SMTP_PATH_MAX + 1];
-	const char	*rest;
-	size_t		 i;
+	char out[SMTP_PATH_MAX + 1];
+	const char *rest;
+	size_t i;
 	enum smtp_path_err err;
 
 	for (i = 0; i < sizeof(path_cases) / sizeof(path_cases[0]); i++) {
@@ -356,47 +348,40 @@ test_paths(void)
 
 		rest = NULL;
 		memset(out, 'Z', sizeof(out));
-		err = smtp_parse_path(c->s, c->len, c->flags & NUL_OK,
-		    c->flags & PM_OK, c->flags & UTF8, out, sizeof(out), &rest);
-		CHECK_MSG(err == c->err, "path row %zu \"%.*s\": %s, want %s",
-		    i, (int)c->len, c->s, smtp_path_err_str(err),
-		    smtp_path_err_str(c->err));
+		err = smtp_parse_path(c->s, c->len, c->flags & NUL_OK, c->flags & PM_OK,
+		    c->flags & UTF8, out, sizeof(out), &rest);
+		CHECK_MSG(err == c->err, "path row %zu \"%.*s\": %s, want %s", i, (int)c->len, c->s,
+		    smtp_path_err_str(err), smtp_path_err_str(c->err));
 		if (err != SMTP_PATH_OK || c->err != SMTP_PATH_OK)
 			continue;
-		CHECK_MSG(strcmp(out, c->out) == 0, "path row %zu: out \"%s\"",
-		    i, out);
-		CHECK_MSG(rest != NULL && rest >= c->s &&
-		    rest <= c->s + c->len &&
-		    (size_t)(c->s + c->len - rest) == strlen(c->rest) &&
-		    memcmp(rest, c->rest, strlen(c->rest)) == 0,
+		CHECK_MSG(strcmp(out, c->out) == 0, "path row %zu: out \"%s\"", i, out);
+		CHECK_MSG(rest != NULL && rest >= c->s && rest <= c->s + c->len &&
+			(size_t)(c->s + c->len - rest) == strlen(c->rest) &&
+			memcmp(rest, c->rest, strlen(c->rest)) == 0,
 		    "path row %zu: wrong rest", i);
 	}
 	CHECK_STR(smtp_path_err_str(SMTP_PATH_OK), "ok");
-	CHECK(strcmp(smtp_path_err_str(SMTP_PATH_SYNTAX),
-	    smtp_path_err_str(SMTP_PATH_UTF8)) != 0);
-	CHECK(strcmp(smtp_path_err_str(SMTP_PATH_NULL),
-	    smtp_path_err_str(SMTP_PATH_TOO_LONG)) != 0);
+	CHECK(strcmp(smtp_path_err_str(SMTP_PATH_SYNTAX), smtp_path_err_str(SMTP_PATH_UTF8)) != 0);
+	CHECK(
+	    strcmp(smtp_path_err_str(SMTP_PATH_NULL), smtp_path_err_str(SMTP_PATH_TOO_LONG)) != 0);
 }
 
 struct param_case {
-	const char	*s;
-	int		 utf8;
-	int		 max;
-	int		 ret;
-	const char	*kv[8];	/* key, value (NULL = none), ... */
+	const char *s;
+	int utf8;
+	int max;
+	int ret;
+	const char *kv[8]; /* key, value (NULL = none), ... */
 };
 
 static const struct param_case param_cases[] = {
 	{ "", 0, 16, 0, { NULL } },
 	{ "   ", 0, 16, 0, { NULL } },
-	{ "SIZE=100 BODY=8BITMIME", 0, 16, 2,
-	    { "SIZE", "100", "BODY", "8BITMIME" } },
+	{ "SIZE=100 BODY=8BITMIME", 0, 16, 2, { "SIZE", "100", "BODY", "8BITMIME" } },
 	{ "  SMTPUTF8", 0, 16, 1, { "SMTPUTF8", NULL } },
 	{ "SMTPUTF8 SIZE=1", 0, 16, 2, { "SMTPUTF8", NULL, "SIZE", "1" } },
-	{ "size=100  body=7bit ", 0, 16, 2,
-	    { "size", "100", "body", "7bit" } },
-	{ "X-1=a+2Bb ENVID=<x@y>", 0, 16, 2,
-	    { "X-1", "a+2Bb", "ENVID", "<x@y>" } },
+	{ "size=100  body=7bit ", 0, 16, 2, { "size", "100", "body", "7bit" } },
+	{ "X-1=a+2Bb ENVID=<x@y>", 0, 16, 2, { "X-1", "a+2Bb", "ENVID", "<x@y>" } },
 	{ "9=!~", 0, 16, 1, { "9", "!~" } },
 	{ "=100", 0, 16, -1, { NULL } },
 	{ "-X=1", 0, 16, -1, { NULL } },
@@ -423,10 +408,10 @@ static const struct param_case param_cases[] = {
 static void
 test_params(void)
 {
-	struct smtp_param	 p[SMTP_PARAMS_MAX + 1];
-	char			 buf[256], *w;
-	size_t			 i;
-	int			 n, k;
+	struct smtp_param p[SMTP_PARAMS_MAX + 1];
+	char buf[256], *w;
+	size_t i;
+	int n, k;
 
 	for (i = 0; i < sizeof(param_cases) / sizeof(param_cases[0]); i++) {
 		const struct param_case *c = &param_cases[i];
@@ -437,10 +422,10 @@ test_params(void)
 		for (k = 0; k < n && n == c->ret; k++) {
 			const char *key = c->kv[2 * k], *val = c->kv[2 * k + 1];
 
-			CHECK_MSG(strcmp(p[k].key, key) == 0,
-			    "params row %zu: key %d \"%s\"", i, k, p[k].key);
+			CHECK_MSG(strcmp(p[k].key, key) == 0, "params row %zu: key %d \"%s\"", i, k,
+			    p[k].key);
 			CHECK_MSG(val == NULL ? p[k].value == NULL :
-			    p[k].value != NULL && strcmp(p[k].value, val) == 0,
+						p[k].value != NULL && strcmp(p[k].value, val) == 0,
 			    "params row %zu: value %d", i, k);
 		}
 	}
@@ -451,14 +436,17 @@ test_params(void)
 	CHECK(smtp_parse_params(buf, p, SMTP_PARAMS_MAX, 0) == 2);
 	CHECK(p[0].key == buf && p[0].value == buf + 5);
 	CHECK(p[1].key == buf + 9 && p[1].value == buf + 14);
-	CHECK(memcmp(buf, "SIZE\0" "100\0" "BODY\0" "8BITMIME", 23) == 0);
+	CHECK(memcmp(buf,
+		  "SIZE\0"
+		  "100\0"
+		  "BODY\0"
+		  "8BITMIME",
+		  23) == 0);
 
 	/* SMTP_PARAMS_MAX items fit, one more does not. */
 	for (w = buf, k = 0; k < SMTP_PARAMS_MAX; k++)
-		w += snprintf(w, sizeof(buf) - (size_t)(w - buf), "K%d=%d ",
-		    k, k);
-	CHECK(smtp_parse_params(buf, p, SMTP_PARAMS_MAX, 0) ==
-	    SMTP_PARAMS_MAX);
+		w += snprintf(w, sizeof(buf) - (size_t)(w - buf), "K%d=%d ", k, k);
+	CHECK(smtp_parse_params(buf, p, SMTP_PARAMS_MAX, 0) == SMTP_PARAMS_MAX);
 	CHECK_STR(p[SMTP_PARAMS_MAX - 1].key, "K15");
 	CHECK_STR(p[SMTP_PARAMS_MAX - 1].value, "15");
 	for (w = buf, k = 0; k < SMTP_PARAMS_MAX + 1; k++)
@@ -467,9 +455,9 @@ test_params(void)
 }
 
 struct enh_case {
-	const char	*text;
-	size_t		 len;
-	size_t		 want;
+	const char *text;
+	size_t len;
+	size_t want;
 };
 
 static const struct enh_case enh_cases[] = {
@@ -491,32 +479,36 @@ static const struct enh_case enh_cases[] = {
 	{ BYTES("55.1.1 x"), 0 },
 	{ BYTES(" 5.1.1 x"), 0 },
 	{ BYTES(""), 0 },
-	{ "5.1.1 x", 5, 0 },	/* the SP is past len */
+	{ "5.1.1 x", 5, 0 }, /* the SP is past len */
 	{ "5.1.1 x", 6, 6 },
 };
 
 static void
 test_enhanced(void)
 {
-	size_t	i, got;
+	size_t i, got;
 
 	for (i = 0; i < sizeof(enh_cases) / sizeof(enh_cases[0]); i++) {
 		got = smtp_enhanced_len(enh_cases[i].text, enh_cases[i].len);
-		CHECK_MSG(got == enh_cases[i].want, "enhanced row %zu \"%s\": "
-		    "%zu", i, enh_cases[i].text, got);
+		CHECK_MSG(got == enh_cases[i].want,
+		    "enhanced row %zu \"%s\": "
+		    "%zu",
+		    i, enh_cases[i].text, got);
 	}
 }
 
 struct text_case {
-	const char	*text;
-	size_t		 len;
-	int		 want;
+	const char *text;
+	size_t len;
+	int want;
 };
 
 static const struct text_case text_cases[] = {
 	{ BYTES(""), 0 },
 	{ BYTES("Hello there"), 0 },
-	{ BYTES("Gr\xc3\xbc\xc3\x9f" "e ~!"), 0 },
+	{ BYTES("Gr\xc3\xbc\xc3\x9f"
+		"e ~!"),
+	    0 },
 	{ BYTES("a\rb"), -1 },
 	{ BYTES("a\nb"), -1 },
 	{ BYTES("ok\r\n250 forged"), -1 },
@@ -532,12 +524,12 @@ static const struct text_case text_cases[] = {
 static void
 test_reply_text(void)
 {
-	char	buf[SMTP_REPLY_TEXT_MAX + 8];
-	size_t	i;
+	char buf[SMTP_REPLY_TEXT_MAX + 8];
+	size_t i;
 
 	for (i = 0; i < sizeof(text_cases) / sizeof(text_cases[0]); i++)
-		CHECK_MSG(smtp_reply_text_ok(text_cases[i].text,
-		    text_cases[i].len) == text_cases[i].want,
+		CHECK_MSG(
+		    smtp_reply_text_ok(text_cases[i].text, text_cases[i].len) == text_cases[i].want,
 		    "reply text row %zu", i);
 
 	memset(buf, 'a', sizeof(buf));
@@ -554,56 +546,40 @@ test_reply_text(void)
 }
 
 static const struct text_case utf8_cases[] = {
-	{ BYTES(""), 0 },
-	{ BYTES("plain ascii\0with nul"), 0 },
-	{ BYTES("\xc2\x80"), 0 },			/* U+0080 */
-	{ BYTES("\xc3\xbc"), 0 },
-	{ BYTES("\xdf\xbf"), 0 },			/* U+07FF */
-	{ BYTES("\xe0\xa0\x80"), 0 },			/* U+0800 */
-	{ BYTES("\xe2\x82\xac"), 0 },			/* euro sign */
-	{ BYTES("\xed\x9f\xbf"), 0 },			/* U+D7FF */
-	{ BYTES("\xee\x80\x80"), 0 },			/* U+E000 */
-	{ BYTES("\xef\xbf\xbf"), 0 },			/* U+FFFF */
-	{ BYTES("\xf0\x90\x80\x80"), 0 },		/* U+10000 */
-	{ BYTES("\xf0\x9f\x98\x80"), 0 },
-	{ BYTES("\xf4\x8f\xbf\xbf"), 0 },		/* U+10FFFF */
+	{ BYTES(""), 0 }, { BYTES("plain ascii\0with nul"), 0 },
+	{ BYTES("\xc2\x80"), 0 },                                           /* U+0080 */
+	{ BYTES("\xc3\xbc"), 0 }, { BYTES("\xdf\xbf"), 0 },                 /* U+07FF */
+	{ BYTES("\xe0\xa0\x80"), 0 },                                       /* U+0800 */
+	{ BYTES("\xe2\x82\xac"), 0 },                                       /* euro sign */
+	{ BYTES("\xed\x9f\xbf"), 0 },                                       /* U+D7FF */
+	{ BYTES("\xee\x80\x80"), 0 },                                       /* U+E000 */
+	{ BYTES("\xef\xbf\xbf"), 0 },                                       /* U+FFFF */
+	{ BYTES("\xf0\x90\x80\x80"), 0 },                                   /* U+10000 */
+	{ BYTES("\xf0\x9f\x98\x80"), 0 }, { BYTES("\xf4\x8f\xbf\xbf"), 0 }, /* U+10FFFF */
 	/* Overlong forms. */
-	{ BYTES("\xc0\x80"), -1 },
-	{ BYTES("\xc0\xaf"), -1 },
-	{ BYTES("\xc1\xbf"), -1 },
-	{ BYTES("\xe0\x80\xaf"), -1 },
-	{ BYTES("\xe0\x9f\xbf"), -1 },
-	{ BYTES("\xf0\x80\x80\xaf"), -1 },
-	{ BYTES("\xf0\x8f\xbf\xbf"), -1 },
+	{ BYTES("\xc0\x80"), -1 }, { BYTES("\xc0\xaf"), -1 }, { BYTES("\xc1\xbf"), -1 },
+	{ BYTES("\xe0\x80\xaf"), -1 }, { BYTES("\xe0\x9f\xbf"), -1 },
+	{ BYTES("\xf0\x80\x80\xaf"), -1 }, { BYTES("\xf0\x8f\xbf\xbf"), -1 },
 	/* UTF-16 surrogates. */
-	{ BYTES("\xed\xa0\x80"), -1 },
-	{ BYTES("\xed\xbf\xbf"), -1 },
+	{ BYTES("\xed\xa0\x80"), -1 }, { BYTES("\xed\xbf\xbf"), -1 },
 	{ BYTES("\xed\xa0\xbd\xed\xb8\x80"), -1 },
 	/* Above U+10FFFF and never-valid octets. */
-	{ BYTES("\xf4\x90\x80\x80"), -1 },
-	{ BYTES("\xf5\x80\x80\x80"), -1 },
-	{ BYTES("\xf8\x88\x80\x80\x80"), -1 },
-	{ BYTES("\xfe"), -1 },
-	{ BYTES("\xff"), -1 },
+	{ BYTES("\xf4\x90\x80\x80"), -1 }, { BYTES("\xf5\x80\x80\x80"), -1 },
+	{ BYTES("\xf8\x88\x80\x80\x80"), -1 }, { BYTES("\xfe"), -1 }, { BYTES("\xff"), -1 },
 	/* Truncated, or a continuation octet where a lead is due. */
-	{ BYTES("\xc3"), -1 },
-	{ BYTES("\xe2\x82"), -1 },
-	{ BYTES("a\xf0\x9f\x98"), -1 },
-	{ BYTES("\xf0\x9f\x98z"), -1 },
-	{ BYTES("\xc3\x28"), -1 },
-	{ BYTES("\x80"), -1 },
-	{ BYTES("\xc3\xbc\xbc"), -1 },
-	{ "\xc3\xbc", 1, -1 },				/* cut by len */
+	{ BYTES("\xc3"), -1 }, { BYTES("\xe2\x82"), -1 }, { BYTES("a\xf0\x9f\x98"), -1 },
+	{ BYTES("\xf0\x9f\x98z"), -1 }, { BYTES("\xc3\x28"), -1 }, { BYTES("\x80"), -1 },
+	{ BYTES("\xc3\xbc\xbc"), -1 }, { "\xc3\xbc", 1, -1 }, /* cut by len */
 };
 
 static void
 test_utf8(void)
 {
-	size_t	i;
+	size_t i;
 
 	for (i = 0; i < sizeof(utf8_cases) / sizeof(utf8_cases[0]); i++)
-		CHECK_MSG(smtp_utf8_valid(utf8_cases[i].text,
-		    utf8_cases[i].len) == utf8_cases[i].want,
+		CHECK_MSG(
+		    smtp_utf8_valid(utf8_cases[i].text, utf8_cases[i].len) == utf8_cases[i].want,
 		    "utf8 row %zu", i);
 }
 
