@@ -17,7 +17,10 @@ static const char usage_text[] =
     "              [--data-timeout SECS] [--max-connections N] [--max-per-ip N]\n"
     "              [--bare-lf reject|fix|allow] [--log-level error|warn|info|debug]\n"
     "              [--ready-file FILE] [--hook-timeout SECS] [--hook-instructions N]\n"
-    "              [--lua-memory BYTES] [--check] [--version] [--help]\n";
+    "              [--lua-memory BYTES] [--listen-tls ADDR:PORT]... [--tls-cert FILE]\n"
+    "              [--tls-key FILE] [--tls-client-ca FILE] [--tls-timeout SECS]\n"
+    "              [--require-tls] [--auth-plaintext] [--max-auth-failures N]\n"
+    "              [--check] [--version] [--help]\n";
 
 enum {
 	OPT_LISTEN = 256,
@@ -38,6 +41,14 @@ enum {
 	OPT_CHECK,
 	OPT_VERSION,
 	OPT_HELP,
+	OPT_LISTEN_TLS,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_CLIENT_CA,
+	OPT_TLS_TIMEOUT,
+	OPT_REQUIRE_TLS,
+	OPT_AUTH_PLAINTEXT,
+	OPT_MAX_AUTH_FAILURES,
 };
 
 static const struct option long_opts[] = {
@@ -57,6 +68,14 @@ static const struct option long_opts[] = {
 	{ "hook-instructions", required_argument, NULL, OPT_HOOK_INSNS },
 	{ "lua-memory", required_argument, NULL, OPT_LUA_MEMORY },
 	{ "check", no_argument, NULL, OPT_CHECK },
+	{ "listen-tls", required_argument, NULL, OPT_LISTEN_TLS },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+	{ "tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA },
+	{ "tls-timeout", required_argument, NULL, OPT_TLS_TIMEOUT },
+	{ "require-tls", no_argument, NULL, OPT_REQUIRE_TLS },
+	{ "auth-plaintext", no_argument, NULL, OPT_AUTH_PLAINTEXT },
+	{ "max-auth-failures", required_argument, NULL, OPT_MAX_AUTH_FAILURES },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -81,7 +100,7 @@ parse_num(const char *opt, const char *s, double min, double max, double *out)
 /* "1.2.3.4:25", "[::1]:25". The address must be numeric: resolving names
  * at startup would make binding depend on DNS. */
 static int
-parse_listen(struct config *cfg, const char *s)
+parse_listen(struct config *cfg, const char *s, int tls)
 {
 	struct config_listen *l;
 	const char *colon, *host = s;
@@ -112,6 +131,7 @@ parse_listen(struct config *cfg, const char *s)
 	memcpy(l->host, host, hlen);
 	l->host[hlen] = '\0';
 	l->port = (int)port;
+	l->tls = tls;
 	return 0;
 bad:
 	fprintf(stderr, "luamta: --listen: expected ADDR:PORT or [ADDR6]:PORT, got '%s'\n", s);
@@ -139,12 +159,14 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->hook_timeout = 5;
 	cfg->hook_instructions = 100000000;
 	cfg->lua_memory = 256u << 20;
+	cfg->tls_timeout = 30;
+	cfg->max_auth_failures = 3;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_LISTEN:
-			if (parse_listen(cfg, optarg) == -1)
+			if (parse_listen(cfg, optarg, 0) == -1)
 				return -1;
 			break;
 		case OPT_SCRIPT:
@@ -223,6 +245,34 @@ config_parse(struct config *cfg, int argc, char **argv)
 		case OPT_CHECK:
 			cfg->check = 1;
 			break;
+		case OPT_LISTEN_TLS:
+			if (parse_listen(cfg, optarg, 1) == -1)
+				return -1;
+			break;
+		case OPT_TLS_CERT:
+			cfg->tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			cfg->tls_key = optarg;
+			break;
+		case OPT_TLS_CLIENT_CA:
+			cfg->tls_client_ca = optarg;
+			break;
+		case OPT_TLS_TIMEOUT:
+			if (parse_num("tls-timeout", optarg, 0.01, 3600, &cfg->tls_timeout) == -1)
+				return -1;
+			break;
+		case OPT_REQUIRE_TLS:
+			cfg->require_tls = 1;
+			break;
+		case OPT_AUTH_PLAINTEXT:
+			cfg->auth_plaintext = 1;
+			break;
+		case OPT_MAX_AUTH_FAILURES:
+			if (parse_num("max-auth-failures", optarg, 1, 1000, &v) == -1)
+				return -1;
+			cfg->max_auth_failures = (int)v;
+			break;
 		case OPT_VERSION:
 			printf("luamta %s\n", LUAMTA_VERSION);
 			return 1;
@@ -237,6 +287,19 @@ config_parse(struct config *cfg, int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "luamta: unexpected argument '%s'\n", argv[optind]);
 		fputs(usage_text, stderr);
+		return -1;
+	}
+	if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+		fprintf(stderr, "luamta: --tls-cert and --tls-key go together\n");
+		return -1;
+	}
+	for (int i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].tls && cfg->tls_cert == NULL) {
+			fprintf(stderr, "luamta: --listen-tls needs --tls-cert and --tls-key\n");
+			return -1;
+		}
+	if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL) {
+		fprintf(stderr, "luamta: --tls-client-ca needs --tls-cert and --tls-key\n");
 		return -1;
 	}
 	if (cfg->nlisten == 0) {

@@ -12,6 +12,7 @@
 struct config_listen {
 	char host[64]; /* numeric address, without brackets */
 	int port;      /* 0: the kernel picks one */
+	int tls;       /* implicit TLS (RFC 8314): handshake before the greeting */
 };
 
 struct config {
@@ -31,7 +32,14 @@ struct config {
 	double hook_timeout;    /* wall clock per hook resume */
 	long hook_instructions;
 	size_t lua_memory;
-	int check; /* --check: load the script and exit */
+	int check;                 /* --check: load the script and exit */
+	const char *tls_cert;      /* PEM chain, or NULL: no STARTTLS */
+	const char *tls_key;       /* PEM key for tls_cert */
+	const char *tls_client_ca; /* verify client certificates, or NULL */
+	double tls_timeout;        /* seconds for a TLS handshake */
+	int require_tls;           /* MAIL needs TLS first (RFC 3207 4) */
+	int auth_plaintext;        /* offer AUTH without TLS (test servers) */
+	int max_auth_failures;     /* then 421 and close */
 };
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when the

@@ -307,6 +307,7 @@ hook_map_result(struct hook_run *run, int nres)
 	if (nres == 0 || lua_isnil(co, base) ||
 	    (lua_isboolean(co, base) && lua_toboolean(co, base))) {
 		run->res.verdict = HOOK_ACCEPT;
+		run->res.truth = nres > 0 && lua_isboolean(co, base);
 		goto out;
 	}
 	if (lua_isboolean(co, base)) {

@@ -31,6 +31,7 @@ struct hook_result {
 	enum hook_verdict verdict;
 	int code;   /* HOOK_CUSTOM, HOOK_CLOSE with a reply; else 0 */
 	char *text; /* owned: reply lines joined by '\n', or NULL for the default */
+	int truth;  /* HOOK_ACCEPT from a literal true (not from nothing) */
 };
 void hook_result_reset(struct hook_result *);
 

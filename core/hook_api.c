@@ -123,6 +123,10 @@ session_index(lua_State *L)
 		lua_pushinteger(L, s->messages);
 	else if (strcmp(k, "state") == 0)
 		lua_pushstring(L, smtp_state_str(s->state));
+	else if (strcmp(k, "user") == 0)
+		s->user != NULL ? (void)lua_pushstring(L, s->user) : lua_pushnil(L);
+	else if (strcmp(k, "require_tls") == 0)
+		lua_pushboolean(L, s->require_tls || s->srv->cfg->require_tls);
 	else if (strcmp(k, "vars") == 0)
 		lua_getiuservalue(L, 1, 1);
 	else if (strcmp(k, "log") == 0)
@@ -143,6 +147,10 @@ session_newindex(lua_State *L)
 		if (v < 1)
 			return luaL_error(L, "max_size must be a positive integer");
 		s->max_size = (size_t)v;
+		return 0;
+	}
+	if (strcmp(k, "require_tls") == 0) {
+		s->require_tls = lua_toboolean(L, 3);
 		return 0;
 	}
 	return luaL_error(L, "session field '%s' is read-only (keep your own data in s.vars)", k);

@@ -27,6 +27,8 @@ static const char *const hook_kind_names[HOOK__COUNT] = {
 	"on_quit",
 	"on_unknown",
 	"on_disconnect",
+	"on_auth",
+	"on_starttls",
 	"verbs",
 };
 

@@ -27,6 +27,8 @@ enum hook_kind {
 	HOOK_QUIT,
 	HOOK_UNKNOWN,
 	HOOK_DISCONNECT,
+	HOOK_AUTH,
+	HOOK_STARTTLS,
 	HOOK_VERB, /* a function of the verbs table */
 	HOOK__COUNT,
 };

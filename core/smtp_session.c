@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <lauxlib.h>
+#include <mbedtls/base64.h>
 
 #include "conn.h"
 #include "hook_api.h"
@@ -24,9 +25,10 @@
 #include "smtp_parse.h"
 #include "smtp_session_types.h"
 
-#define SMTP_OUTPUT_HIGH  65536 /* stop reading commands while replies pile up */
-#define SMTP_CLOSE_LINGER 5.0   /* seconds to get the last reply out */
-#define SMTP_REPLY_MAX    8192  /* one (multi-line) reply */
+#define SMTP_OUTPUT_HIGH   65536 /* stop reading commands while replies pile up */
+#define SMTP_CLOSE_LINGER  5.0   /* seconds to get the last reply out */
+#define SMTP_REPLY_MAX     8192  /* one (multi-line) reply */
+#define SMTP_AUTH_LINE_MAX 12288 /* RFC 4954 4: AUTH lines and SASL responses */
 
 #define S(st)      (1u << (st))
 #define ST_SESSION (S(ST_GREETED) | S(ST_READY) | S(ST_MAIL) | S(ST_RCPT))
@@ -47,6 +49,7 @@ static void smtp_session_process(struct smtp_session *);
 static void smtp_session_close(struct smtp_session *, const char *reason);
 static void smtp_hook_finish(struct smtp_session *, const struct hook_result *);
 static void smtp_session_free(struct smtp_session *);
+static void smtp_hook_run(struct smtp_session *);
 
 static const char *const smtp_state_names[] = {
 	"connected",
@@ -190,6 +193,9 @@ static void
 smtp_pending_reset(struct smtp_session *s)
 {
 	free(s->pend.arg);
+	/* For AUTH this is the password: leave no copy in freed memory. */
+	if (s->pend.params != NULL)
+		explicit_bzero(s->pend.params, strlen(s->pend.params));
 	free(s->pend.params);
 	if (s->pend.keywords_ref != LUA_NOREF && s->script != NULL)
 		luaL_unref(s->script->L, LUA_REGISTRYINDEX, s->pend.keywords_ref);
@@ -318,6 +324,10 @@ check_mail(struct smtp_session *s, const char *arg, size_t len)
 	struct smtp_param p[SMTP_PARAMS_MAX];
 	int n, utf8 = 0;
 
+	if ((s->require_tls || s->srv->cfg->require_tls) && !s->tls_active) {
+		smtp_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+		return -1;
+	}
 	if (check_path(s, arg, len, "FROM:", 1, path) == -1 || check_params(s, copy, p, &n) == -1)
 		return -1;
 	for (int i = 0; i < n; i++) {
@@ -344,6 +354,10 @@ check_mail(struct smtp_session *s, const char *arg, size_t len)
 				smtp_reply(s, 501, "5.5.4", "Error: BODY must be 7BIT or 8BITMIME");
 				return -1;
 			}
+		} else if (strcasecmp(p[i].key, "AUTH") == 0 && p[i].value != NULL &&
+		    (s->ext & SMTP_EXT_AUTH)) {
+			/* RFC 4954 5: the original submitter, as xtext; we
+			 * accept it and keep it among the parameters. */
 		} else if (strcasecmp(p[i].key, "SMTPUTF8") == 0 && p[i].value == NULL &&
 		    (s->ext & SMTP_EXT_SMTPUTF8)) {
 			utf8 = 1;
@@ -397,14 +411,29 @@ do_helo(struct smtp_session *s, const struct hook_result *res)
 	smtp_reply_hook(s, res, 250, NULL, s->srv->cfg->hostname);
 }
 
+/* RFC 4954 and aiosmtpd's auth_require_tls: AUTH only over TLS, unless the
+ * operator runs a local test server (--auth-plaintext); never without an
+ * on_auth hook to decide. */
+static int
+smtp_auth_offered(const struct smtp_session *s)
+{
+	return script_has(s->script, HOOK_AUTH) && (s->tls_active || s->srv->cfg->auth_plaintext);
+}
+
+static int
+smtp_starttls_offered(const struct smtp_session *s)
+{
+	return s->srv->tls != NULL && !s->tls_active;
+}
+
 /* The keywords we advertise, '\n'-separated, as on_ehlo sees them. */
 static void
 smtp_ehlo_keywords(struct smtp_session *s, char *out, size_t outsz)
 {
 	snprintf(out, outsz,
-	    "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\n"
-	    "SMTPUTF8\nHELP",
-	    s->max_size);
+	    "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8%s%s\nHELP", s->max_size,
+	    smtp_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "",
+	    smtp_starttls_offered(s) ? "\nSTARTTLS" : "");
 }
 
 /* Which parameter-bearing extensions the final keyword list offers. */
@@ -418,6 +447,7 @@ smtp_ehlo_ext(const char *keywords)
 		{ "SIZE", SMTP_EXT_SIZE },
 		{ "8BITMIME", SMTP_EXT_8BITMIME },
 		{ "SMTPUTF8", SMTP_EXT_SMTPUTF8 },
+		{ "AUTH", SMTP_EXT_AUTH },
 	};
 	unsigned ext = 0;
 
@@ -585,6 +615,206 @@ rejected_close(struct smtp_session *s)
 	smtp_session_close(s, "rejected");
 }
 
+/* AUTH (RFC 4954) ------------------------------------------------------- */
+
+/* Decodes one base64 SASL response into out (NUL-terminated; outsz bytes).
+ * "=" is the empty response (RFC 4954 4). Returns the length, or -1. */
+static int
+smtp_b64_decode(const char *in, size_t inlen, char *out, size_t outsz)
+{
+	size_t n = 0;
+
+	if (inlen == 1 && in[0] == '=') {
+		out[0] = '\0';
+		return 0;
+	}
+	if (inlen == 0 ||
+	    mbedtls_base64_decode(
+		(unsigned char *)out, outsz - 1, &n, (const unsigned char *)in, inlen) != 0)
+		return -1;
+	out[n] = '\0';
+	return (int)n;
+}
+
+/* Takes a decoded PLAIN response "authzid NUL authcid NUL passwd" (RFC
+ * 4616 2) apart into the pending user and password. Replies and returns
+ * -1 when it is malformed. */
+static int
+smtp_sasl_plain(struct smtp_session *s, const char *msg, size_t len)
+{
+	const char *authcid, *passwd, *nul1, *nul2;
+
+	if ((nul1 = memchr(msg, '\0', len)) == NULL ||
+	    (nul2 = memchr(nul1 + 1, '\0', len - (size_t)(nul1 + 1 - msg))) == NULL ||
+	    memchr(nul2 + 1, '\0', len - (size_t)(nul2 + 1 - msg)) != NULL) {
+		smtp_reply(s, 501, "5.5.2", "Error: malformed PLAIN response");
+		return -1;
+	}
+	authcid = nul1 + 1;
+	passwd = nul2 + 1;
+	/* Acting as another identity would need a policy of its own; refuse
+	 * an authorization identity other than the user itself. */
+	if (nul1 != msg && strcmp(msg, authcid) != 0) {
+		smtp_reply(s, 535, "5.7.8", "Error: authorization identity not allowed");
+		return -1;
+	}
+	if (*authcid == '\0') {
+		smtp_reply(s, 501, "5.5.2", "Error: empty user name");
+		return -1;
+	}
+	if ((s->pend.arg = strdup(authcid)) == NULL || (s->pend.params = strdup(passwd)) == NULL) {
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_auth(struct smtp_session *s, const char *arg, size_t len)
+{
+	char mech[16], buf[SMTP_AUTH_LINE_MAX];
+	const char *sp = memchr(arg, ' ', len), *ir = NULL;
+	size_t ml = sp != NULL ? (size_t)(sp - arg) : len;
+	int n;
+
+	if (!s->esmtp) {
+		smtp_reply(s, 503, "5.5.1", "Error: send EHLO first");
+		return -1;
+	}
+	if (s->user != NULL) {
+		smtp_reply(s, 503, "5.5.1", "Error: already authenticated");
+		return -1;
+	}
+	if (!script_has(s->script, HOOK_AUTH)) {
+		smtp_reply(s, 503, "5.5.1", "Error: authentication not enabled");
+		return -1;
+	}
+	if (!smtp_auth_offered(s)) {
+		smtp_reply(
+		    s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
+		return -1;
+	}
+	if (len == 0 || ml >= sizeof(mech)) {
+		smtp_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+		return -1;
+	}
+	for (size_t i = 0; i <= ml; i++)
+		mech[i] = i < ml ? (char)toupper((unsigned char)arg[i]) : '\0';
+	if (ml < len)
+		ir = arg + ml + 1;
+	snprintf(s->pend.verb, sizeof(s->pend.verb), "%s", mech);
+	if (strcmp(mech, "PLAIN") == 0) {
+		if (ir == NULL) {
+			s->sasl = SASL_PLAIN;
+			smtp_reply(s, 334, NULL, "%s", "");
+			return 1;
+		}
+		if ((n = smtp_b64_decode(ir, len - ml - 1, buf, sizeof(buf))) == -1) {
+			smtp_reply(s, 501, "5.5.2", "Error: invalid base64 data");
+			return -1;
+		}
+		return smtp_sasl_plain(s, buf, (size_t)n);
+	}
+	if (strcmp(mech, "LOGIN") == 0) {
+		if (ir == NULL) {
+			s->sasl = SASL_LOGIN_USER;
+			smtp_reply(s, 334, NULL, "VXNlcm5hbWU6"); /* "Username:" */
+			return 1;
+		}
+		/* An initial response carries the user name (RFC 4954 4). */
+		if ((n = smtp_b64_decode(ir, len - ml - 1, buf, sizeof(buf))) <= 0 ||
+		    (s->pend.arg = strdup(buf)) == NULL) {
+			smtp_reply(s, 501, "5.5.2", "Error: invalid base64 data");
+			return -1;
+		}
+		s->sasl = SASL_LOGIN_PASS;
+		smtp_reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
+		return 1;
+	}
+	smtp_reply(s, 504, "5.5.4", "Error: unsupported authentication mechanism");
+	return -1;
+}
+
+/* A line of an AUTH exchange: cancel, more of LOGIN, or the end. */
+static void
+smtp_sasl_line(struct smtp_session *s, const char *line, size_t len)
+{
+	char buf[SMTP_AUTH_LINE_MAX];
+	enum smtp_sasl step = s->sasl;
+	int n;
+
+	s->sasl = SASL_NONE;
+	if (len == 1 && line[0] == '*') {
+		smtp_reply(s, 501, "5.7.0", "Authentication aborted");
+		goto fail;
+	}
+	if ((n = smtp_b64_decode(line, len, buf, sizeof(buf))) == -1) {
+		smtp_reply(s, 501, "5.5.2", "Error: invalid base64 data");
+		goto fail;
+	}
+	switch (step) {
+	case SASL_PLAIN:
+		if (smtp_sasl_plain(s, buf, (size_t)n) == -1)
+			goto fail;
+		break;
+	case SASL_LOGIN_USER:
+		if (n == 0 || memchr(buf, '\0', (size_t)n) != NULL ||
+		    (s->pend.arg = strdup(buf)) == NULL) {
+			smtp_reply(s, 501, "5.5.2", "Error: bad user name");
+			goto fail;
+		}
+		s->sasl = SASL_LOGIN_PASS;
+		smtp_reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
+		return;
+	case SASL_LOGIN_PASS:
+		if (memchr(buf, '\0', (size_t)n) != NULL ||
+		    (s->pend.params = strdup(buf)) == NULL) {
+			smtp_reply(s, 501, "5.5.2", "Error: bad password");
+			goto fail;
+		}
+		break;
+	case SASL_NONE:
+		break;
+	}
+	explicit_bzero(buf, sizeof(buf));
+	smtp_hook_run(s);
+	return;
+fail:
+	explicit_bzero(buf, sizeof(buf));
+	smtp_pending_reset(s);
+}
+
+static void
+do_auth(struct smtp_session *s, const struct hook_result *res)
+{
+	char esc[128];
+
+	free(s->user);
+	s->user = s->pend.arg;
+	s->pend.arg = NULL;
+	log_info(s->sid, "smtp.auth result=accept mech=%s user=\"%s\"", s->pend.verb,
+	    log_escape(esc, sizeof(esc), s->user, strlen(s->user)));
+	smtp_reply_hook(s, res, 235, "2.7.0", "Authentication successful");
+}
+
+static void
+rejected_auth(struct smtp_session *s)
+{
+	char esc[128];
+
+	s->auth_failures++;
+	log_info(s->sid, "smtp.auth result=reject mech=%s user=\"%s\" failures=%d", s->pend.verb,
+	    log_escape(esc, sizeof(esc), s->pend.arg != NULL ? s->pend.arg : "",
+		s->pend.arg != NULL ? strlen(s->pend.arg) : 0),
+	    s->auth_failures);
+	if (s->auth_failures >= s->srv->cfg->max_auth_failures) {
+		/* RFC 5321 3.8: 421 may come at any time before closing. */
+		smtp_reply(s, 421, "4.7.0", "%s Error: too many failed authentication attempts",
+		    s->srv->cfg->hostname);
+		smtp_session_close(s, "auth_failures");
+	}
+}
+
 static void do_message(struct smtp_session *, const struct hook_result *);
 static void rejected_message(struct smtp_session *);
 
@@ -611,6 +841,8 @@ static const struct smtp_cmd smtp_cmds[] = {
 	  221, "2.0.0", "Bye" },
 	{ "VRFY", ST_SESSION,             HOOK_VRFY,    check_vrfy,   do_vrfy,    NULL,
 	  550, "5.1.1", "Rejected" },
+	{ "AUTH", S(ST_READY),            HOOK_AUTH,    check_auth,   do_auth,    rejected_auth,
+	  535, "5.7.8", "Authentication credentials invalid" },
 	{ "HELP", ST_SESSION,             HOOK__COUNT,  check_anyarg, do_help,    NULL,
 	  0, NULL, NULL },
 };
@@ -667,6 +899,11 @@ smtp_hook_push_args(struct smtp_session *s, lua_State *co, enum hook_kind kind)
 	case HOOK_MESSAGE:
 		hook_api_push_message(co, s);
 		return 1;
+	case HOOK_AUTH:
+		lua_pushstring(co, s->pend.verb);
+		lua_pushstring(co, s->pend.arg);
+		lua_pushstring(co, s->pend.params != NULL ? s->pend.params : "");
+		return 3;
 	case HOOK_UNKNOWN:
 		lua_pushstring(co, s->pend.verb);
 		lua_pushstring(co, s->pend.arg != NULL ? s->pend.arg : "");
@@ -752,6 +989,10 @@ smtp_hook_finish(struct smtp_session *s, const struct hook_result *res)
 		    hook_kind_str(cmd->hook), res->code);
 		v = HOOK_ERROR;
 	}
+	/* Credentials are accepted only by an explicit true or 2xx: an
+	 * on_auth that forgets to return must not let everybody in. */
+	if (cmd->hook == HOOK_AUTH && v == HOOK_ACCEPT && !res->truth)
+		v = HOOK_REJECT;
 	/* The message handle lives for on_message only. */
 	if (cmd == &smtp_cmd_message && s->script != NULL)
 		hook_api_end_message(s->script->L, s);
@@ -917,9 +1158,12 @@ smtp_command(struct smtp_session *s, const char *line, size_t len)
 		return;
 	}
 	s->pend.cmd = cmd;
-	if (cmd->check(s, arg, arglen) == -1) {
+	switch (cmd->check(s, arg, arglen)) {
+	case -1:
 		smtp_pending_reset(s);
 		return;
+	case 1:
+		return; /* an AUTH exchange goes on over the next lines */
 	}
 	smtp_hook_run(s);
 }
@@ -959,14 +1203,27 @@ smtp_session_process(struct smtp_session *s)
 			smtp_reply(s, 500, "5.5.2", "Error: line too long");
 			continue;
 		}
-		switch (buf_getline(in, SMTP_CMD_LINE_MAX, &line, &len, &crlf)) {
+		/* Lines may reach SMTP_AUTH_LINE_MAX only for AUTH and its
+		 * responses (RFC 4954 4); others keep the RFC 5321 limit. */
+		switch (buf_getline(in, SMTP_AUTH_LINE_MAX, &line, &len, &crlf)) {
 		case BUF_NEED_MORE:
-			goto out;
+			if (buf_avail(in) < SMTP_CMD_LINE_MAX || s->sasl != SASL_NONE ||
+			    strncasecmp(buf_head(in), "AUTH ", 5) == 0)
+				goto out;
+			s->skip_line = 1;
+			continue;
 		case BUF_TOO_LONG:
 			s->skip_line = 1;
 			continue;
 		case BUF_LINE:
-			smtp_command(s, line, len);
+			if (s->sasl != SASL_NONE)
+				smtp_sasl_line(s, line, len);
+			else if (len + 2 > SMTP_CMD_LINE_MAX &&
+			    strncasecmp(line, "AUTH ", 5) != 0) {
+				log_info(s->sid, "smtp.line_too_long");
+				smtp_reply(s, 500, "5.5.2", "Error: line too long");
+			} else
+				smtp_command(s, line, len);
 			break;
 		}
 	}
@@ -1206,6 +1463,7 @@ smtp_session_free(struct smtp_session *s)
 	smtp_pending_reset(s);
 	smtp_tx_free(s->tx);
 	free(s->helo);
+	free(s->user);
 	conn_free(s->conn);
 	script_unref(s->script);
 	if (s->prev != NULL)

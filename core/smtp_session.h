@@ -14,6 +14,7 @@
 #include "script.h"
 
 struct smtp_session;
+struct tls_config;
 
 struct smtp_server {
 	struct ev_loop *loop;
@@ -25,6 +26,7 @@ struct smtp_server {
 	ev_idle reaper;
 	uint64_t ids; /* id generator state */
 	int stopping;
+	struct tls_config *tls; /* own reference, or NULL: no TLS */
 };
 
 /* Borrows cfg; takes over the caller's reference to script (may be NULL). */

@@ -27,6 +27,15 @@ const char *smtp_state_str(enum smtp_state);
 #define SMTP_EXT_SIZE     0x01u
 #define SMTP_EXT_8BITMIME 0x02u
 #define SMTP_EXT_SMTPUTF8 0x04u
+#define SMTP_EXT_AUTH     0x08u
+
+/* Where an AUTH exchange (RFC 4954) is waiting for the client's next line. */
+enum smtp_sasl {
+	SASL_NONE = 0,
+	SASL_PLAIN,      /* 334 sent, waiting for the PLAIN response */
+	SASL_LOGIN_USER, /* 334 Username: */
+	SASL_LOGIN_PASS, /* 334 Password: */
+};
 
 struct smtp_tx {
 	char qid[17]; /* queue id, 16 hex digits */
@@ -66,7 +75,12 @@ struct smtp_session {
 	int peer_port, local_port;
 	char *helo; /* owned, or NULL */
 	int esmtp;
-	unsigned ext; /* SMTP_EXT_* advertised in the last EHLO */
+	unsigned ext;        /* SMTP_EXT_* advertised in the last EHLO */
+	char *user;          /* owned: the authenticated identity, or NULL */
+	int auth_failures;   /* failed AUTH attempts */
+	enum smtp_sasl sasl; /* AUTH exchange in progress */
+	int require_tls;     /* MAIL needs TLS (config or a hook) */
+	int tls_active;      /* the connection is encrypted */
 	size_t max_size;
 	unsigned messages;  /* accepted in this session */
 	struct smtp_tx *tx; /* owned, or NULL */
