@@ -1,15 +1,26 @@
-/* conn.c - socket I/O on libev for one client. The owner reacts to events;
- * this file decides only when to read and write. */
+/* conn.c - socket I/O on libev for one client, plaintext or TLS. The owner
+ * reacts to events; this file decides only when to read and write, and
+ * drives the TLS handshake (tls.c does the cryptography). */
 #include "conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "tls.h"
+
+enum conn_tls_state {
+	CONN_TLS_NONE = 0, /* plaintext */
+	CONN_TLS_FLUSH,    /* STARTTLS: the 220 still goes out in plaintext */
+	CONN_TLS_HANDSHAKE,
+	CONN_TLS_ON,
+};
 
 struct conn {
 	struct ev_loop *loop;
@@ -19,9 +30,14 @@ struct conn {
 	struct buf in, out;
 	conn_cb *cb;
 	void *arg;
-	int paused; /* owner asked us not to read */
-	int eof;    /* peer closed, or input shut down */
-	int err;    /* errno of the failure, 0 if none */
+	int paused;      /* owner asked us not to read */
+	int eof;         /* peer closed, or input shut down */
+	int err;         /* errno of the failure, 0 if none */
+	struct tls *tls; /* owned, or NULL */
+	enum conn_tls_state tls_state;
+	int tls_failed;  /* err describes a TLS failure: see tls_strerror */
+	size_t tls_wlen; /* length of a TLS write to retry after WANT_WRITE */
+	char tls_err[128];
 };
 
 static const char *const conn_event_names[] = {
@@ -30,23 +46,115 @@ static const char *const conn_event_names[] = {
 	"timeout",
 	"closed",
 	"error",
+	"tls_ready",
 };
 
 const char *
 conn_event_str(enum conn_event e)
 {
-	return (unsigned)e < 5 ? conn_event_names[e] : "?";
+	return (unsigned)e < 6 ? conn_event_names[e] : "?";
 }
 
 static void
 conn_update_read(struct conn *c)
 {
-	int want = !c->paused && !c->eof && c->err == 0 && buf_avail(&c->in) < CONN_INPUT_HIGH;
+	int want = !c->paused && !c->eof && c->err == 0 && buf_avail(&c->in) < CONN_INPUT_HIGH &&
+	    c->tls_state != CONN_TLS_FLUSH;
 
-	if (want && !ev_is_active(&c->rio))
+	if (want && !ev_is_active(&c->rio)) {
 		ev_io_start(c->loop, &c->rio);
-	else if (!want && ev_is_active(&c->rio))
+		/* Bytes mbedTLS already decrypted will not make the fd
+		 * readable again: go and get them. */
+		if (c->tls_state == CONN_TLS_ON && tls_pending(c->tls) > 0)
+			ev_feed_event(c->loop, &c->rio, EV_READ);
+	} else if (!want && ev_is_active(&c->rio))
 		ev_io_stop(c->loop, &c->rio);
+}
+
+static void
+conn_fail(struct conn *c, int err)
+{
+	c->err = err;
+	if (c->tls_failed && c->tls != NULL)
+		snprintf(c->tls_err, sizeof(c->tls_err), "TLS: %s", tls_strerror(c->tls));
+	ev_io_stop(c->loop, &c->rio);
+	ev_io_stop(c->loop, &c->wio);
+	c->cb(c, CONN_ERROR, c->arg);
+}
+
+/* Moves the handshake on. Returns 0 while it is in progress or done, -1
+ * when it failed (reported). */
+static int
+conn_handshake(struct conn *c)
+{
+	switch (tls_handshake(c->tls)) {
+	case TLS_OK:
+		c->tls_state = CONN_TLS_ON;
+		ev_io_stop(c->loop, &c->wio);
+		conn_update_read(c);
+		c->cb(c, CONN_TLS_READY, c->arg);
+		return 0;
+	case TLS_WANT_READ:
+		ev_io_stop(c->loop, &c->wio);
+		if (!ev_is_active(&c->rio))
+			ev_io_start(c->loop, &c->rio);
+		return 0;
+	case TLS_WANT_WRITE:
+		if (!ev_is_active(&c->wio))
+			ev_io_start(c->loop, &c->wio);
+		return 0;
+	case TLS_CLOSED:
+		c->eof = 1;
+		ev_io_stop(c->loop, &c->rio);
+		c->cb(c, CONN_CLOSED, c->arg);
+		return -1;
+	case TLS_ERROR:
+		break;
+	}
+	c->tls_failed = 1;
+	conn_fail(c, EPROTO);
+	return -1;
+}
+
+/* One read: from the socket, or through TLS until it has nothing more.
+ * Returns bytes added, 0 for "nothing now", -1 on EOF or error (errno). */
+static ssize_t
+conn_read_some(struct conn *c)
+{
+	size_t total = 0, n;
+
+	if (c->tls_state != CONN_TLS_ON) {
+		ssize_t r = read(c->fd, buf_tail(&c->in), CONN_READ_CHUNK);
+		if (r == 0) {
+			errno = 0;
+			return -1;
+		}
+		if (r < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+		buf_commit(&c->in, (size_t)r);
+		return r;
+	}
+	while (total < CONN_READ_CHUNK) {
+		switch (tls_read(c->tls, buf_tail(&c->in), CONN_READ_CHUNK - total, &n)) {
+		case TLS_OK:
+			buf_commit(&c->in, n);
+			total += n;
+			continue;
+		case TLS_WANT_READ:
+		case TLS_WANT_WRITE:
+			return (ssize_t)total;
+		case TLS_CLOSED:
+			if (total > 0)
+				return (ssize_t)total; /* EOF comes on the next read */
+			errno = 0;
+			return -1;
+		case TLS_ERROR:
+			c->tls_failed = 1;
+			errno = EPROTO;
+			return -1;
+		}
+	}
+	return (ssize_t)total;
 }
 
 static void
@@ -57,51 +165,81 @@ conn_on_read(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (buf_reserve(&c->in, CONN_READ_CHUNK) == -1) {
-		c->err = ENOMEM;
-		ev_io_stop(c->loop, &c->rio);
-		c->cb(c, CONN_ERROR, c->arg);
+	if (c->tls_state == CONN_TLS_HANDSHAKE) {
+		(void)conn_handshake(c);
 		return;
 	}
-	n = read(c->fd, buf_tail(&c->in), CONN_READ_CHUNK);
+	if (buf_reserve(&c->in, CONN_READ_CHUNK) == -1) {
+		conn_fail(c, ENOMEM);
+		return;
+	}
+	n = conn_read_some(c);
 	if (n > 0) {
-		buf_commit(&c->in, (size_t)n);
 		if (ev_is_active(&c->timer))
 			ev_timer_again(c->loop, &c->timer);
 		conn_update_read(c);
 		c->cb(c, CONN_DATAIN, c->arg);
 		return;
 	}
-	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+	if (n == 0)
 		return;
 	ev_io_stop(c->loop, &c->rio);
 	buf_trim(&c->in);
-	if (n == 0) {
+	if (errno == 0) {
 		c->eof = 1;
 		c->cb(c, CONN_CLOSED, c->arg);
-	} else {
-		c->err = errno;
-		c->cb(c, CONN_ERROR, c->arg);
-	}
+	} else
+		conn_fail(c, errno);
 }
 
+/* Writes queued output. Returns 0 (all written or would block) or -1. */
 static int
 conn_write_some(struct conn *c)
 {
 	while (buf_avail(&c->out) > 0) {
-		ssize_t n = write(c->fd, buf_head(&c->out), buf_avail(&c->out));
-		if (n > 0) {
-			buf_consume(&c->out, (size_t)n);
+		size_t n, len;
+
+		if (c->tls_state == CONN_TLS_ON) {
+			/* After WANT_WRITE mbedTLS must see the same buffer and
+			 * length again; appending meanwhile does not change the
+			 * bytes at the head. */
+			len = c->tls_wlen != 0 ? c->tls_wlen : buf_avail(&c->out);
+			switch (tls_write(c->tls, buf_head(&c->out), len, &n)) {
+			case TLS_OK:
+				c->tls_wlen = 0;
+				buf_consume(&c->out, n);
+				continue;
+			case TLS_WANT_WRITE:
+			case TLS_WANT_READ:
+				c->tls_wlen = len;
+				return 0;
+			case TLS_CLOSED:
+			case TLS_ERROR:
+				c->tls_failed = 1;
+				c->err = EPROTO;
+				return -1;
+			}
+		}
+		ssize_t r = write(c->fd, buf_head(&c->out), buf_avail(&c->out));
+		if (r > 0) {
+			buf_consume(&c->out, (size_t)r);
 			continue;
 		}
-		if (n == -1 && errno == EINTR)
+		if (r == -1 && errno == EINTR)
 			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
-		c->err = n == -1 ? errno : EIO;
+		c->err = r == -1 ? errno : EIO;
 		return -1;
 	}
 	buf_reset(&c->out);
+	/* STARTTLS: the plaintext 220 is out, now the handshake. */
+	if (c->tls_state == CONN_TLS_FLUSH) {
+		c->tls_state = CONN_TLS_HANDSHAKE;
+		if (!ev_is_active(&c->rio))
+			ev_io_start(c->loop, &c->rio);
+		ev_feed_event(c->loop, &c->rio, EV_READ);
+	}
 	return 0;
 }
 
@@ -112,9 +250,16 @@ conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (c->err != 0) {
+		conn_fail(c, c->err);
+		return;
+	}
+	if (c->tls_state == CONN_TLS_HANDSHAKE) {
+		(void)conn_handshake(c);
+		return;
+	}
 	if (conn_write_some(c) == -1) {
-		ev_io_stop(c->loop, &c->wio);
-		c->cb(c, CONN_ERROR, c->arg);
+		conn_fail(c, c->err);
 		return;
 	}
 	if (buf_avail(&c->out) == 0) {
@@ -171,10 +316,34 @@ conn_free(struct conn *c)
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
 	ev_timer_stop(c->loop, &c->timer);
+	tls_free(c->tls);
 	close(c->fd);
 	buf_reset(&c->in);
 	buf_reset(&c->out);
 	free(c);
+}
+
+int
+conn_starttls(struct conn *c, struct tls_config *cfg)
+{
+	if (c->tls != NULL || (c->tls = tls_new(cfg, c->fd)) == NULL)
+		return -1;
+	/* Nothing the client sent in plaintext survives the switch
+	 * (CVE-2011-0411 class): the owner has already looked at it. */
+	buf_reset(&c->in);
+	c->tls_state = CONN_TLS_FLUSH;
+	ev_io_stop(c->loop, &c->rio);
+	if (buf_avail(&c->out) == 0)
+		(void)conn_write_some(c); /* starts the handshake now */
+	else if (!ev_is_active(&c->wio))
+		ev_io_start(c->loop, &c->wio);
+	return 0;
+}
+
+struct tls *
+conn_tls(const struct conn *c)
+{
+	return c->tls_state == CONN_TLS_ON ? c->tls : NULL;
 }
 
 struct buf *
@@ -192,18 +361,19 @@ conn_write(struct conn *c, const void *p, size_t n)
 void
 conn_flush(struct conn *c)
 {
-	if (c->err != 0 || ev_is_active(&c->wio))
+	if (c->err != 0 || ev_is_active(&c->wio) || c->tls_state == CONN_TLS_HANDSHAKE)
 		return;
 	if (conn_write_some(c) == -1) {
 		/* Reported from the loop, not from inside the caller's stack. */
-		ev_feed_event(c->loop, &c->wio, EV_WRITE);
 		ev_io_start(c->loop, &c->wio);
+		ev_feed_event(c->loop, &c->wio, EV_WRITE);
 		return;
 	}
 	if (buf_avail(&c->out) > 0)
 		ev_io_start(c->loop, &c->wio);
 	/* Consuming input may have brought us back under the high mark. */
-	conn_update_read(c);
+	if (c->tls_state != CONN_TLS_HANDSHAKE)
+		conn_update_read(c);
 }
 
 size_t
@@ -232,6 +402,7 @@ conn_shutdown_input(struct conn *c)
 	c->eof = 1;
 	buf_reset(&c->in);
 	conn_update_read(c);
+	/* With TLS, the rest of the input is records we no longer decrypt. */
 	(void)shutdown(c->fd, SHUT_RD);
 }
 
@@ -245,6 +416,8 @@ conn_trim(struct conn *c)
 const char *
 conn_strerror(const struct conn *c)
 {
+	if (c->tls_failed && c->tls_err[0] != '\0')
+		return c->tls_err;
 	return c->err != 0 ? strerror(c->err) : "no error";
 }
 

@@ -17,13 +17,16 @@
 #define CONN_INPUT_HIGH 65536 /* stop reading past this much unprocessed input */
 
 struct conn; /* opaque */
+struct tls;
+struct tls_config;
 
 enum conn_event {
 	CONN_DATAIN = 0, /* new bytes in conn_input() */
 	CONN_DRAINED,    /* the output queue became empty */
 	CONN_TIMEOUT,    /* the idle timer expired */
 	CONN_CLOSED,     /* the peer closed its side (after any buffered input) */
-	CONN_ERROR,      /* read/write error, see conn_strerror() */
+	CONN_ERROR,      /* read/write/TLS error, see conn_strerror() */
+	CONN_TLS_READY,  /* the TLS handshake finished */
 };
 const char *conn_event_str(enum conn_event);
 
@@ -55,6 +58,14 @@ void conn_set_timeout(struct conn *, double secs);
 void conn_shutdown_input(struct conn *);
 /* Gives idle buffers back to the allocator. */
 void conn_trim(struct conn *);
+
+/* Switches to TLS (server side): drops buffered plaintext input (it came
+ * before the switch; RFC 3207 5, CVE-2011-0411), sends what is queued in
+ * plaintext, then runs the handshake. CONN_TLS_READY or CONN_ERROR follows.
+ * Takes a reference on cfg. 0, or -1 when out of memory or already TLS. */
+int conn_starttls(struct conn *, struct tls_config *);
+/* The TLS context once the handshake finished, else NULL. */
+struct tls *conn_tls(const struct conn *);
 
 const char *conn_strerror(const struct conn *);
 int conn_fd(const struct conn *);

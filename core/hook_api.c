@@ -17,6 +17,8 @@
 #include "log.h"
 #include "smtp_parse.h"
 #include "smtp_session_types.h"
+#include "conn.h"
+#include "tls.h"
 
 #define HOOK_API_SESSION "luamta.session"
 #define HOOK_API_MESSAGE "luamta.message"
@@ -91,6 +93,43 @@ session_log(lua_State *L)
 	return 0;
 }
 
+/* s.tls: nil in plaintext, else { version, cipher, client_cert = nil or
+ * { subject, fingerprint, verified, error } }. */
+static void
+hook_api_push_tls(lua_State *L, struct smtp_session *s)
+{
+	struct tls *t = s->tls_active ? conn_tls(s->conn) : NULL;
+	char buf[1024];
+
+	if (t == NULL) {
+		lua_pushnil(L);
+		return;
+	}
+	lua_createtable(L, 0, 3);
+	lua_pushstring(L, tls_version(t));
+	lua_setfield(L, -2, "version");
+	lua_pushstring(L, tls_cipher(t));
+	lua_setfield(L, -2, "cipher");
+	if (!tls_peer_cert_present(t))
+		return;
+	lua_createtable(L, 0, 4);
+	if (tls_peer_subject(t, buf, sizeof(buf)) == 0) {
+		lua_pushstring(L, buf);
+		lua_setfield(L, -2, "subject");
+	}
+	if (tls_peer_fingerprint(t, buf, sizeof(buf)) == 0) {
+		lua_pushstring(L, buf);
+		lua_setfield(L, -2, "fingerprint");
+	}
+	lua_pushboolean(L, tls_peer_cert_verified(t));
+	lua_setfield(L, -2, "verified");
+	if (!tls_peer_cert_verified(t)) {
+		lua_pushstring(L, tls_peer_verify_str(t, buf, sizeof(buf)));
+		lua_setfield(L, -2, "error");
+	}
+	lua_setfield(L, -2, "client_cert");
+}
+
 static int
 session_index(lua_State *L)
 {
@@ -123,6 +162,8 @@ session_index(lua_State *L)
 		lua_pushinteger(L, s->messages);
 	else if (strcmp(k, "state") == 0)
 		lua_pushstring(L, smtp_state_str(s->state));
+	else if (strcmp(k, "tls") == 0)
+		hook_api_push_tls(L, s);
 	else if (strcmp(k, "user") == 0)
 		s->user != NULL ? (void)lua_pushstring(L, s->user) : lua_pushnil(L);
 	else if (strcmp(k, "require_tls") == 0)

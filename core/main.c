@@ -14,6 +14,7 @@
 #include "log.h"
 #include "script.h"
 #include "smtp_session.h"
+#include "tls.h"
 
 struct main_ctx {
 	struct smtp_server srv;
@@ -64,6 +65,7 @@ main(int argc, char **argv)
 	struct main_ctx ctx;
 	struct ev_loop *loop;
 	struct script *script = NULL;
+	struct tls_config *tls = NULL;
 	struct hook_budget budget;
 	char err[2048];
 	int rc;
@@ -86,7 +88,18 @@ main(int argc, char **argv)
 		ev_loop_destroy(loop);
 		return 1;
 	}
+	if (cfg.tls_cert != NULL &&
+	    (tls = tls_config_new(
+		 cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca, err, sizeof(err))) == NULL) {
+		if (cfg.check)
+			printf("%s\n", err);
+		log_error(NULL, "tls.load_failed error=\"%s\"", err);
+		script_unref(script);
+		ev_loop_destroy(loop);
+		return 1;
+	}
 	if (cfg.check) {
+		tls_config_unref(tls);
 		printf("OK %s\n", cfg.script != NULL ? cfg.script : "(no script)");
 		script_unref(script);
 		ev_loop_destroy(loop);
@@ -95,13 +108,16 @@ main(int argc, char **argv)
 
 	memset(&ctx, 0, sizeof(ctx));
 	smtp_server_init(&ctx.srv, loop, &cfg, script);
+	ctx.srv.tls = tls;
 	for (int i = 0; i < cfg.nlisten; i++) {
 		struct listener *l = listener_new(loop, cfg.listen[i].host, cfg.listen[i].port,
-		    smtp_server_accept, &ctx.srv, err, sizeof(err));
+		    cfg.listen[i].tls ? smtp_server_accept_tls : smtp_server_accept, &ctx.srv, err,
+		    sizeof(err));
 		if (l == NULL)
 			fatalx("%s", err);
 		ctx.listeners[ctx.nlisteners++] = l;
-		log_info(NULL, "server.listen addr=%s port=%d", listener_host(l), listener_port(l));
+		log_info(NULL, "server.listen addr=%s port=%d tls=%s", listener_host(l),
+		    listener_port(l), cfg.listen[i].tls ? "implicit" : "starttls");
 	}
 	ev_signal_init(&ctx.sigterm, main_on_signal, SIGTERM);
 	ev_signal_init(&ctx.sigint, main_on_signal, SIGINT);

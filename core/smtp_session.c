@@ -20,6 +20,7 @@
 #include <mbedtls/base64.h>
 
 #include "conn.h"
+#include "tls.h"
 #include "hook_api.h"
 #include "log.h"
 #include "smtp_parse.h"
@@ -817,6 +818,76 @@ rejected_auth(struct smtp_session *s)
 
 static void do_message(struct smtp_session *, const struct hook_result *);
 static void rejected_message(struct smtp_session *);
+static const struct smtp_cmd smtp_cmd_connect;
+
+/* STARTTLS (RFC 3207) -------------------------------------------------- */
+
+static int
+check_starttls(struct smtp_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	if (s->srv->tls == NULL) {
+		smtp_reply(s, 502, "5.5.1", "Error: command not implemented");
+		return -1;
+	}
+	if (s->tls_active) {
+		smtp_reply(s, 503, "5.5.1", "Error: TLS already active");
+		return -1;
+	}
+	if (len != 0) {
+		smtp_reply(s, 501, "5.5.4", "Syntax: STARTTLS");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+do_starttls(struct smtp_session *s, const struct hook_result *res)
+{
+	size_t injected = buf_avail(conn_input(s->conn));
+
+	smtp_reply_hook(s, res, 220, "2.0.0", "Ready to start TLS");
+	/* Whatever the client pipelined after STARTTLS was sent in plaintext
+	 * and must not be executed (CVE-2011-0411); conn_starttls drops it. */
+	if (injected > 0)
+		log_warn(s->sid, "smtp.starttls_injection discarded=%zu", injected);
+	if (conn_starttls(s->conn, s->srv->tls) == -1) {
+		smtp_session_close(s, "out of memory");
+		return;
+	}
+	/* RFC 3207 4.2: forget everything learnt before the handshake. */
+	smtp_tx_end(s);
+	free(s->helo);
+	free(s->user);
+	s->helo = s->user = NULL;
+	s->esmtp = 0;
+	s->ext = 0;
+	smtp_enter_state(s, ST_GREETED);
+	s->tls_wait = 1;
+	conn_set_timeout(s->conn, s->srv->cfg->tls_timeout);
+}
+
+/* The handshake finished: STARTTLS goes on with the greeted session, an
+ * implicit-TLS session starts with its greeting. */
+static void
+smtp_tls_ready(struct smtp_session *s)
+{
+	struct tls *t = conn_tls(s->conn);
+
+	s->tls_wait = 0;
+	s->tls_active = 1;
+	log_info(s->sid, "smtp.tls version=%s cipher=%s client_cert=%s", tls_version(t),
+	    tls_cipher(t),
+	    !tls_peer_cert_present(t)     ? "none" :
+		tls_peer_cert_verified(t) ? "verified" :
+					    "unverified");
+	conn_set_timeout(s->conn, s->srv->cfg->timeout);
+	if (s->state == ST_CONNECTED) {
+		s->pend.cmd = &smtp_cmd_connect;
+		smtp_hook_run(s);
+	}
+	smtp_session_process(s);
+}
 
 /* The one command table. Phases without a verb (connect, message) use the
  * same check/hook/proceed path. */
@@ -843,6 +914,8 @@ static const struct smtp_cmd smtp_cmds[] = {
 	  550, "5.1.1", "Rejected" },
 	{ "AUTH", S(ST_READY),            HOOK_AUTH,    check_auth,   do_auth,    rejected_auth,
 	  535, "5.7.8", "Authentication credentials invalid" },
+	{ "STARTTLS", S(ST_GREETED) | S(ST_READY), HOOK_STARTTLS, check_starttls, do_starttls, NULL,
+	  454, "4.7.0", "TLS not available" },
 	{ "HELP", ST_SESSION,             HOOK__COUNT,  check_anyarg, do_help,    NULL,
 	  0, NULL, NULL },
 };
@@ -1182,7 +1255,7 @@ smtp_session_process(struct smtp_session *s)
 	if (s->in_process)
 		return;
 	s->in_process = 1;
-	while (!s->closing && s->run == NULL && s->state != ST_CONNECTED &&
+	while (!s->closing && s->run == NULL && s->state != ST_CONNECTED && !s->tls_wait &&
 	    conn_output_pending(s->conn) < SMTP_OUTPUT_HIGH && buf_avail(in) > 0) {
 		if (s->state == ST_DATA) {
 			size_t n = smtp_data_feed(s->tx->data, buf_head(in), buf_avail(in), &done);
@@ -1303,9 +1376,18 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 		else
 			smtp_session_process(s);
 		break;
+	case CONN_TLS_READY:
+		smtp_tls_ready(s);
+		break;
 	case CONN_TIMEOUT:
 		if (s->closing) {
 			smtp_reap(s);
+			break;
+		}
+		if (s->tls_wait) {
+			/* No plaintext reply fits in the middle of a handshake. */
+			log_info(s->sid, "smtp.tls_timeout");
+			smtp_session_close(s, "tls_timeout");
 			break;
 		}
 		log_info(s->sid, "smtp.timeout state=%s", smtp_state_str(s->state));
@@ -1360,10 +1442,25 @@ smtp_refuse(int fd, const char *ip, const char *why)
 	close(fd);
 }
 
+static void smtp_session_start(int, const struct sockaddr *, struct smtp_server *, int);
+
 void
 smtp_server_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
-	struct smtp_server *srv = arg;
+	(void)salen;
+	smtp_session_start(fd, sa, arg, 0);
+}
+
+void
+smtp_server_accept_tls(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+	(void)salen;
+	smtp_session_start(fd, sa, arg, 1);
+}
+
+static void
+smtp_session_start(int fd, const struct sockaddr *sa, struct smtp_server *srv, int tls)
+{
 	const struct config *cfg = srv->cfg;
 	struct smtp_session *s;
 	struct sockaddr_storage local;
@@ -1371,7 +1468,6 @@ smtp_server_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg
 	char ip[INET6_ADDRSTRLEN];
 	int port;
 
-	(void)salen;
 	smtp_sockaddr_str(sa, ip, sizeof(ip), &port);
 	if (srv->stopping) {
 		close(fd);
@@ -1417,7 +1513,19 @@ smtp_server_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
-	log_info(s->sid, "smtp.connect peer=%s port=%d", s->peer_ip, s->peer_port);
+	log_info(s->sid, "smtp.connect peer=%s port=%d tls=%s", s->peer_ip, s->peer_port,
+	    tls ? "implicit" : "no");
+	if (tls) {
+		/* RFC 8314 3.3: the handshake comes first; the greeting (and
+		 * on_connect) follow in smtp_tls_ready(). */
+		if (conn_starttls(s->conn, srv->tls) == -1) {
+			smtp_session_close(s, "out of memory");
+			return;
+		}
+		s->tls_wait = 1;
+		conn_set_timeout(s->conn, cfg->tls_timeout);
+		return;
+	}
 	conn_set_timeout(s->conn, cfg->timeout);
 	s->pend.cmd = &smtp_cmd_connect;
 	smtp_hook_run(s);
@@ -1507,4 +1615,6 @@ smtp_server_shutdown(struct smtp_server *srv)
 	}
 	script_unref(srv->script);
 	srv->script = NULL;
+	tls_config_unref(srv->tls);
+	srv->tls = NULL;
 }

@@ -29,12 +29,15 @@ struct smtp_server {
 	struct tls_config *tls; /* own reference, or NULL: no TLS */
 };
 
-/* Borrows cfg; takes over the caller's reference to script (may be NULL). */
+/* Borrows cfg; takes over the caller's reference to script (may be NULL).
+ * The caller may then set srv->tls (taking over a reference). */
 void smtp_server_init(
     struct smtp_server *, struct ev_loop *, const struct config *, struct script *);
 /* A listener_cb: takes ownership of fd and starts a session on it (or
  * answers 421 and closes when a connection cap is reached). */
 void smtp_server_accept(int fd, const struct sockaddr *, socklen_t, void *srv);
+/* The same for an implicit-TLS listener (RFC 8314): handshake first. */
+void smtp_server_accept_tls(int fd, const struct sockaddr *, socklen_t, void *srv);
 /* Answers every session 421 4.3.2 and frees them all, then the script. */
 void smtp_server_shutdown(struct smtp_server *);
 

@@ -81,6 +81,7 @@ struct smtp_session {
 	enum smtp_sasl sasl; /* AUTH exchange in progress */
 	int require_tls;     /* MAIL needs TLS (config or a hook) */
 	int tls_active;      /* the connection is encrypted */
+	int tls_wait;        /* a handshake is under way: no commands */
 	size_t max_size;
 	unsigned messages;  /* accepted in this session */
 	struct smtp_tx *tx; /* owned, or NULL */
