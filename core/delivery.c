@@ -166,6 +166,31 @@ delivery_path(char *buf, size_t bufsz, const char *a, const char *b, const char 
  * may be there already, or another process may have won a race to make it.
  * Only dir itself is created, not its parents, so a typo in the
  * configuration fails loudly instead of growing a tree somewhere. */
+/* mkdir -p: creates the missing parents of a Maildir too, as Postfix's
+ * local(8) does for a home directory's Maildir, so "users/alice/Maildir"
+ * works on first delivery. A component that exists as a file still fails. */
+static int
+delivery_mkdir_p(const char *dir)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(dir);
+
+	if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+		return 0;
+	if (errno != ENOENT || len >= sizeof(path))
+		return -1;
+	memcpy(path, dir, len + 1);
+	for (char *p = path + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0700) == -1 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(path, 0700) == -1 && errno != EEXIST ? -1 : 0;
+}
+
 static int
 delivery_maildir_mkdirs(const char *dir, char *err, size_t errsz)
 {
@@ -173,7 +198,7 @@ delivery_maildir_mkdirs(const char *dir, char *err, size_t errsz)
 	char path[PATH_MAX];
 	size_t i;
 
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+	if (delivery_mkdir_p(dir) == -1) {
 		delivery_syserr(err, errsz, "maildir", "mkdir", dir);
 		return -1;
 	}

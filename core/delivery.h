@@ -9,9 +9,9 @@
 
 #include <stddef.h>
 
-/* Creates dir and its tmp/, new/, cur/ subdirectories when missing (mode
- * 0700), writes the message to tmp/<unique>, fsyncs it, links/renames it
- * into new/<unique> and fsyncs new/. The unique name follows the Maildir
+/* Creates dir (and its missing parents) and its tmp/, new/, cur/
+ * subdirectories when missing (mode 0700), writes the message to tmp/<unique>, fsyncs it,
+ * links/renames it into new/<unique> and fsyncs new/. The unique name follows the Maildir
  * convention: "<secs>.M<usecs>P<pid>Q<counter>.<hostname>" with "/" and ":"
  * in the hostname escaped as \057 and \072. On success copies the file name
  * (without directory) into name (namesz bytes) when name is not NULL.

@@ -56,7 +56,7 @@ void script_unref(struct script *); /* frees at zero; NULL is a no-op */
 static inline int
 script_has(const struct script *sc, enum hook_kind k)
 {
-	return sc != NULL && sc->ref[k] != LUA_NOREF;
+	return sc != NULL && (unsigned)k < HOOK__COUNT && sc->ref[k] != LUA_NOREF;
 }
 
 /* Whether the verbs table has a function for verb (upper case). */

@@ -275,9 +275,8 @@ check_path(struct smtp_session *s, const char *arg, size_t len, const char *pref
 		return -1;
 	}
 	if (perr != SMTP_PATH_OK) {
-		smtp_reply(s, 501, perr == SMTP_PATH_TOO_LONG ? "5.1.3" : "5.1.7",
-		    "Error: bad %s address syntax (%s)", is_mail ? "sender" : "recipient",
-		    smtp_path_err_str(perr));
+		smtp_reply(s, 501, is_mail ? "5.1.7" : "5.1.3", "Error: bad %s address syntax (%s)",
+		    is_mail ? "sender" : "recipient", smtp_path_err_str(perr));
 		return -1;
 	}
 	if (rest < end && *rest != ' ') {
@@ -948,6 +947,13 @@ smtp_on_hook_done(struct hook_run *run, void *arg)
 	smtp_session_process(s);
 }
 
+/* The pending hook's name for logs: the verb for custom verbs. */
+static const char *
+smtp_hook_name(const struct smtp_session *s)
+{
+	return s->pend.cmd->hook == HOOK_VERB ? s->pend.verb : hook_kind_str(s->pend.cmd->hook);
+}
+
 /* Pushes the arguments of the pending command's hook after the session. */
 static int
 smtp_hook_push_args(struct smtp_session *s, lua_State *co, enum hook_kind kind)
@@ -1005,8 +1011,7 @@ smtp_hook_run(struct smtp_session *s)
 		return;
 	}
 	run = hook_run_new(s->script->L, s->srv->loop, HOOK_MODE_POLICY, &s->script->budget,
-	    cmd->hook == HOOK_VERB ? s->pend.verb : hook_kind_str(cmd->hook), s->sid,
-	    smtp_on_hook_done, s);
+	    smtp_hook_name(s), s->sid, smtp_on_hook_done, s);
 	if (run == NULL) {
 		res.verdict = HOOK_ERROR;
 		smtp_hook_finish(s, &res);
@@ -1059,7 +1064,7 @@ smtp_hook_finish(struct smtp_session *s, const struct hook_result *res)
 	    !smtp_code_allowed(cmd, res->code)) {
 		log_warn(s->sid,
 		    "hook.invalid hook=%s error=\"reply code %d does not fit the verb\"",
-		    hook_kind_str(cmd->hook), res->code);
+		    smtp_hook_name(s), res->code);
 		v = HOOK_ERROR;
 	}
 	/* Credentials are accepted only by an explicit true or 2xx: an
@@ -1070,8 +1075,7 @@ smtp_hook_finish(struct smtp_session *s, const struct hook_result *res)
 	if (cmd == &smtp_cmd_message && s->script != NULL)
 		hook_api_end_message(s->script->L, s);
 	if (v != HOOK_ACCEPT)
-		log_info(s->sid, "smtp.hook hook=%s result=%s code=%d",
-		    cmd->hook == HOOK_VERB ? s->pend.verb : hook_kind_str(cmd->hook),
+		log_info(s->sid, "smtp.hook hook=%s result=%s code=%d", smtp_hook_name(s),
 		    hook_verdict_str(v), res->code);
 	switch (v) {
 	case HOOK_ACCEPT:
@@ -1273,7 +1277,7 @@ smtp_session_process(struct smtp_session *s)
 			buf_consume(in, (size_t)(lf - buf_head(in)) + 1);
 			s->skip_line = 0;
 			log_info(s->sid, "smtp.line_too_long");
-			smtp_reply(s, 500, "5.5.2", "Error: line too long");
+			smtp_reply(s, 500, "5.5.2", "Line too long");
 			continue;
 		}
 		/* Lines may reach SMTP_AUTH_LINE_MAX only for AUTH and its
@@ -1294,7 +1298,7 @@ smtp_session_process(struct smtp_session *s)
 			else if (len + 2 > SMTP_CMD_LINE_MAX &&
 			    strncasecmp(line, "AUTH ", 5) != 0) {
 				log_info(s->sid, "smtp.line_too_long");
-				smtp_reply(s, 500, "5.5.2", "Error: line too long");
+				smtp_reply(s, 500, "5.5.2", "Line too long");
 			} else
 				smtp_command(s, line, len);
 			break;
