@@ -19,7 +19,7 @@ static const char usage_text[] =
     "              [--ready-file FILE] [--hook-timeout SECS] [--hook-instructions N]\n"
     "              [--lua-memory BYTES] [--listen-tls ADDR:PORT]... [--tls-cert FILE]\n"
     "              [--tls-key FILE] [--tls-client-ca FILE] [--tls-timeout SECS]\n"
-    "              [--require-tls] [--auth-plaintext] [--max-auth-failures N]\n"
+    "              [--require-tls] [--auth-plaintext] [--max-auth-failures N] [--watch]\n"
     "              [--check] [--version] [--help]\n";
 
 enum {
@@ -49,6 +49,7 @@ enum {
 	OPT_REQUIRE_TLS,
 	OPT_AUTH_PLAINTEXT,
 	OPT_MAX_AUTH_FAILURES,
+	OPT_WATCH,
 };
 
 static const struct option long_opts[] = {
@@ -76,6 +77,7 @@ static const struct option long_opts[] = {
 	{ "require-tls", no_argument, NULL, OPT_REQUIRE_TLS },
 	{ "auth-plaintext", no_argument, NULL, OPT_AUTH_PLAINTEXT },
 	{ "max-auth-failures", required_argument, NULL, OPT_MAX_AUTH_FAILURES },
+	{ "watch", no_argument, NULL, OPT_WATCH },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -264,6 +266,9 @@ config_parse(struct config *cfg, int argc, char **argv)
 			break;
 		case OPT_REQUIRE_TLS:
 			cfg->require_tls = 1;
+			break;
+		case OPT_WATCH:
+			cfg->watch = 1;
 			break;
 		case OPT_AUTH_PLAINTEXT:
 			cfg->auth_plaintext = 1;

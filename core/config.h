@@ -40,6 +40,7 @@ struct config {
 	int require_tls;           /* MAIL needs TLS first (RFC 3207 4) */
 	int auth_plaintext;        /* offer AUTH without TLS (test servers) */
 	int max_auth_failures;     /* then 421 and close */
+	int watch;                 /* reload when the policy files change */
 };
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when the

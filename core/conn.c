@@ -37,6 +37,7 @@ struct conn {
 	enum conn_tls_state tls_state;
 	int tls_failed;  /* err describes a TLS failure: see tls_strerror */
 	size_t tls_wlen; /* length of a TLS write to retry after WANT_WRITE */
+	int tls_more;    /* mbedTLS holds more (bytes or a close) than we took */
 	char tls_err[128];
 };
 
@@ -65,7 +66,7 @@ conn_update_read(struct conn *c)
 		ev_io_start(c->loop, &c->rio);
 		/* Bytes mbedTLS already decrypted will not make the fd
 		 * readable again: go and get them. */
-		if (c->tls_state == CONN_TLS_ON && tls_pending(c->tls) > 0)
+		if (c->tls_more)
 			ev_feed_event(c->loop, &c->rio, EV_READ);
 	} else if (!want && ev_is_active(&c->rio))
 		ev_io_stop(c->loop, &c->rio);
@@ -134,6 +135,7 @@ conn_read_some(struct conn *c)
 		buf_commit(&c->in, (size_t)r);
 		return r;
 	}
+	c->tls_more = 0;
 	while (total < CONN_READ_CHUNK) {
 		switch (tls_read(c->tls, buf_tail(&c->in), CONN_READ_CHUNK - total, &n)) {
 		case TLS_OK:
@@ -144,8 +146,10 @@ conn_read_some(struct conn *c)
 		case TLS_WANT_WRITE:
 			return (ssize_t)total;
 		case TLS_CLOSED:
-			if (total > 0)
-				return (ssize_t)total; /* EOF comes on the next read */
+			if (total > 0) {
+				c->tls_more = 1; /* the close comes on the next read */
+				return (ssize_t)total;
+			}
 			errno = 0;
 			return -1;
 		case TLS_ERROR:
@@ -154,6 +158,7 @@ conn_read_some(struct conn *c)
 			return -1;
 		}
 	}
+	c->tls_more = tls_pending(c->tls) > 0;
 	return (ssize_t)total;
 }
 
@@ -178,6 +183,9 @@ conn_on_read(struct ev_loop *loop, ev_io *w, int revents)
 		if (ev_is_active(&c->timer))
 			ev_timer_again(c->loop, &c->timer);
 		conn_update_read(c);
+		/* What mbedTLS still holds will not wake the fd up. */
+		if (c->tls_more && ev_is_active(&c->rio))
+			ev_feed_event(c->loop, &c->rio, EV_READ);
 		c->cb(c, CONN_DATAIN, c->arg);
 		return;
 	}

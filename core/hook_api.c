@@ -614,6 +614,8 @@ hook_api_open(lua_State *L, const char *hostname)
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, hostname);
 	lua_setfield(L, -2, "hostname");
+	lua_newtable(L); /* survives reloads: see script_carry_shared() */
+	lua_setfield(L, -2, "shared");
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -3, "luamta"); /* package.loaded.luamta */
 	lua_setglobal(L, "luamta");

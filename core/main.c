@@ -1,5 +1,6 @@
-/* main.c - wiring: parse the command line, load the policy, bind the
- * listeners, handle signals and run the loop. */
+/* main.c - wiring: parse the command line, load the policy and the TLS
+ * files, bind the listeners, handle signals (TERM/INT stop, HUP reloads),
+ * watch the policy files (--watch) and run the loop. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,13 +16,83 @@
 #include "script.h"
 #include "smtp_session.h"
 #include "tls.h"
+#include "watch.h"
+
+#define MAIN_WATCH_SETTLE 0.2 /* editors write in steps: reload once it is quiet */
 
 struct main_ctx {
+	struct ev_loop *loop;
+	const struct config *cfg;
+	struct hook_budget budget;
 	struct smtp_server srv;
 	struct listener *listeners[CONFIG_LISTEN_MAX];
 	int nlisteners;
-	ev_signal sigterm, sigint;
+	ev_signal sigterm, sigint, sighup;
+	struct watch *watch; /* --watch, or NULL */
 };
+
+static void main_watch_arm(struct main_ctx *);
+
+/* Loads the policy (and the TLS files) again. The new generation serves
+ * new connections at once; sessions already running finish on the one they
+ * started with, which is freed after the last of them. A script or
+ * certificate that fails to load leaves the one in force untouched. */
+static void
+main_reload(struct main_ctx *ctx, const char *why)
+{
+	const struct config *cfg = ctx->cfg;
+	struct script *sc;
+	struct tls_config *tls;
+	char err[2048];
+
+	if (cfg->script != NULL) {
+		sc = script_load(cfg->script, ctx->loop, cfg->lua_memory, &ctx->budget,
+		    cfg->hostname, ctx->srv.script, err, sizeof(err));
+		if (sc == NULL)
+			log_error(
+			    NULL, "server.reload result=failed why=%s error=\"%s\"", why, err);
+		else {
+			log_info(NULL, "server.reload result=ok why=%s generation=%u", why,
+			    sc->generation);
+			smtp_server_set_script(&ctx->srv, sc);
+		}
+	}
+	/* A renewed certificate needs no restart; a bad one keeps the old. */
+	if (cfg->tls_cert != NULL) {
+		tls = tls_config_new(
+		    cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err, sizeof(err));
+		if (tls == NULL)
+			log_error(NULL, "tls.reload result=failed error=\"%s\"", err);
+		else {
+			tls_config_unref(ctx->srv.tls);
+			ctx->srv.tls = tls;
+		}
+	}
+	main_watch_arm(ctx);
+}
+
+static void
+main_on_watch(void *arg)
+{
+	main_reload(arg, "watch");
+}
+
+/* Watches the policy file and the Lua files the generation in force
+ * required (they may change with each reload). */
+static void
+main_watch_arm(struct main_ctx *ctx)
+{
+	char *only[2] = { (char *)ctx->cfg->script, NULL };
+
+	if (ctx->watch == NULL)
+		return;
+	/* Without a generation (cannot happen after a good start) watch the
+	 * policy file alone. */
+	if (watch_set(ctx->watch,
+		ctx->srv.script != NULL && ctx->srv.script->files != NULL ? ctx->srv.script->files :
+									    only) == -1)
+		log_warn(NULL, "server.watch error=\"some policy files cannot be watched\"");
+}
 
 static void
 main_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -29,15 +100,22 @@ main_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	struct main_ctx *ctx = w->data;
 
 	(void)revents;
+	if (w->signum == SIGHUP) {
+		main_reload(ctx, "signal");
+		return;
+	}
 	log_info(NULL, "server.stop signal=%s", w->signum == SIGTERM ? "TERM" : "INT");
 	for (int i = 0; i < ctx->nlisteners; i++) {
 		listener_free(ctx->listeners[i]);
 		ctx->listeners[i] = NULL;
 	}
 	ctx->nlisteners = 0;
+	watch_free(ctx->watch);
+	ctx->watch = NULL;
 	smtp_server_shutdown(&ctx->srv);
 	ev_signal_stop(loop, &ctx->sigterm);
 	ev_signal_stop(loop, &ctx->sigint);
+	ev_signal_stop(loop, &ctx->sighup);
 }
 
 /* Written after every listener is bound, renamed into place so a reader
@@ -66,7 +144,6 @@ main(int argc, char **argv)
 	struct ev_loop *loop;
 	struct script *script = NULL;
 	struct tls_config *tls = NULL;
-	struct hook_budget budget;
 	char err[2048];
 	int rc;
 
@@ -77,11 +154,14 @@ main(int argc, char **argv)
 	if ((loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
 		fatalx("cannot initialise libev");
 
-	budget.instructions = cfg.hook_instructions;
-	budget.seconds = cfg.hook_timeout;
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.loop = loop;
+	ctx.cfg = &cfg;
+	ctx.budget.instructions = cfg.hook_instructions;
+	ctx.budget.seconds = cfg.hook_timeout;
 	if (cfg.script != NULL &&
-	    (script = script_load(cfg.script, loop, cfg.lua_memory, &budget, cfg.hostname, err,
-		 sizeof(err))) == NULL) {
+	    (script = script_load(cfg.script, loop, cfg.lua_memory, &ctx.budget, cfg.hostname, NULL,
+		 err, sizeof(err))) == NULL) {
 		if (cfg.check)
 			printf("%s\n", err);
 		log_error(NULL, "script.load_failed error=\"%s\"", err);
@@ -106,7 +186,6 @@ main(int argc, char **argv)
 		return 0;
 	}
 
-	memset(&ctx, 0, sizeof(ctx));
 	smtp_server_init(&ctx.srv, loop, &cfg, script);
 	ctx.srv.tls = tls;
 	for (int i = 0; i < cfg.nlisten; i++) {
@@ -121,9 +200,16 @@ main(int argc, char **argv)
 	}
 	ev_signal_init(&ctx.sigterm, main_on_signal, SIGTERM);
 	ev_signal_init(&ctx.sigint, main_on_signal, SIGINT);
-	ctx.sigterm.data = ctx.sigint.data = &ctx;
+	ev_signal_init(&ctx.sighup, main_on_signal, SIGHUP);
+	ctx.sigterm.data = ctx.sigint.data = ctx.sighup.data = &ctx;
 	ev_signal_start(loop, &ctx.sigterm);
 	ev_signal_start(loop, &ctx.sigint);
+	ev_signal_start(loop, &ctx.sighup);
+	if (cfg.watch && cfg.script != NULL) {
+		if ((ctx.watch = watch_new(loop, MAIN_WATCH_SETTLE, main_on_watch, &ctx)) == NULL)
+			fatal("--watch: inotify");
+		main_watch_arm(&ctx);
+	}
 	if (cfg.ready_file != NULL)
 		main_write_ready(cfg.ready_file, &ctx);
 	log_info(NULL, "server.ready version=%s script=%s pid=%d", LUAMTA_VERSION,

@@ -170,9 +170,142 @@ script_resolve(struct script *sc, lua_State *co, int idx, char *err, size_t errs
 	return 0;
 }
 
+/* Copies the value at idx of from onto to's stack. Tables are copied
+ * deeply; memo (a table on to's stack at memo_idx) maps each source table
+ * to its copy, so shared and cyclic tables stay shared and cyclic. Returns
+ * the number of values dropped (functions, userdata, coroutines, or tables
+ * nested deeper than SCRIPT_SHARED_DEPTH). */
+static int
+script_copy_value(lua_State *from, int idx, lua_State *to, int memo_idx, int depth)
+{
+	int dropped = 0;
+
+	idx = lua_absindex(from, idx);
+	if (!lua_checkstack(from, 3) || !lua_checkstack(to, 4)) {
+		lua_pushnil(to);
+		return 1;
+	}
+	switch (lua_type(from, idx)) {
+	case LUA_TBOOLEAN:
+		lua_pushboolean(to, lua_toboolean(from, idx));
+		return 0;
+	case LUA_TNUMBER:
+		if (lua_isinteger(from, idx))
+			lua_pushinteger(to, lua_tointeger(from, idx));
+		else
+			lua_pushnumber(to, lua_tonumber(from, idx));
+		return 0;
+	case LUA_TSTRING: {
+		size_t len;
+		const char *s = lua_tolstring(from, idx, &len);
+		lua_pushlstring(to, s, len);
+		return 0;
+	}
+	case LUA_TTABLE:
+		break;
+	default:
+		lua_pushnil(to);
+		return lua_isnil(from, idx) ? 0 : 1;
+	}
+	lua_pushlightuserdata(to, (void *)lua_topointer(from, idx));
+	if (lua_rawget(to, memo_idx) == LUA_TTABLE)
+		return 0;
+	lua_pop(to, 1);
+	if (depth >= SCRIPT_SHARED_DEPTH) {
+		lua_pushnil(to);
+		return 1;
+	}
+	lua_newtable(to);
+	lua_pushlightuserdata(to, (void *)lua_topointer(from, idx));
+	lua_pushvalue(to, -2);
+	lua_rawset(to, memo_idx);
+	lua_pushnil(from);
+	while (lua_next(from, idx) != 0) {
+		/* [.. key value] on from; [.. copy] on to */
+		dropped += script_copy_value(from, -2, to, memo_idx, depth + 1);
+		dropped += script_copy_value(from, -1, to, memo_idx, depth + 1);
+		if (lua_isnil(to, -2) || lua_isnil(to, -1))
+			lua_pop(to, 2);
+		else
+			lua_rawset(to, -3);
+		lua_pop(from, 1);
+	}
+	return dropped;
+}
+
+/* Carries luamta.shared over from the generation in force (a reload), so a
+ * greylisting table or counters survive a policy edit. */
+static void
+script_carry_shared(const struct script *prev, struct script *sc)
+{
+	lua_State *from = prev->L, *to = sc->L;
+	int dropped, memo;
+
+	lua_getglobal(from, "package");
+	lua_getfield(from, -1, "loaded");
+	lua_getfield(from, -1, "luamta");
+	lua_getfield(from, -1, "shared");
+	lua_getglobal(to, "luamta");
+	lua_newtable(to);
+	memo = lua_gettop(to);
+	dropped = script_copy_value(from, -1, to, memo, 0);
+	if (lua_istable(to, -1))
+		lua_setfield(to, -3, "shared");
+	else
+		lua_pop(to, 1);
+	lua_pop(to, 2);
+	lua_pop(from, 4);
+	if (dropped > 0)
+		log_warn(NULL,
+		    "script.shared dropped=%d reason=\"only strings, numbers, booleans "
+		    "and tables survive a reload\"",
+		    dropped);
+}
+
+/* Appends a copy of file to sc->files (kept NULL-terminated). */
+static void
+script_add_file(struct script *sc, size_t *n, const char *file)
+{
+	char **f;
+
+	if ((f = realloc(sc->files, (*n + 2) * sizeof(char *))) == NULL)
+		return;
+	sc->files = f;
+	if ((f[*n] = strdup(file)) != NULL)
+		(*n)++;
+	f[*n] = NULL;
+}
+
+/* The policy file and every Lua module it required that package.path
+ * resolves to a file: what --watch watches. */
+static void
+script_collect_files(struct script *sc)
+{
+	lua_State *L = sc->L;
+	size_t n = 0;
+
+	script_add_file(sc, &n, sc->path);
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, "loaded");
+	lua_pushnil(L);
+	while (lua_next(L, -2) != 0) {
+		lua_pop(L, 1); /* [package loaded name] */
+		if (lua_type(L, -1) != LUA_TSTRING)
+			continue;
+		lua_getfield(L, -3, "searchpath");
+		lua_pushvalue(L, -2);
+		lua_getfield(L, -5, "path");
+		if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+			script_add_file(sc, &n, lua_tostring(L, -1));
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 2);
+}
+
 struct script *
 script_load(const char *path, struct ev_loop *loop, size_t mem_max,
-    const struct hook_budget *budget, const char *hostname, char *err, size_t errsz)
+    const struct hook_budget *budget, const char *hostname, const struct script *prev, char *err,
+    size_t errsz)
 {
 	struct script *sc;
 	struct hook_run *run = NULL;
@@ -185,6 +318,7 @@ script_load(const char *path, struct ev_loop *loop, size_t mem_max,
 		return NULL;
 	}
 	sc->refcount = 1;
+	sc->generation = prev != NULL ? prev->generation + 1 : 1;
 	sc->mem_max = mem_max;
 	sc->budget = *budget;
 	for (int i = 0; i < HOOK__COUNT; i++)
@@ -197,6 +331,8 @@ script_load(const char *path, struct ev_loop *loop, size_t mem_max,
 	luaL_openlibs(sc->L);
 	script_set_path(sc->L);
 	hook_api_open(sc->L, hostname);
+	if (prev != NULL)
+		script_carry_shared(prev, sc);
 
 	/* The top level runs under the same budget as a hook, so a script
 	 * that loops while loading fails instead of hanging the start. */
@@ -221,6 +357,7 @@ script_load(const char *path, struct ev_loop *loop, size_t mem_max,
 	if (script_resolve(sc, co, lua_gettop(co) - hook_run_nresults(run) + 1, err, errsz) == -1)
 		goto fail;
 	hook_run_free(run);
+	script_collect_files(sc);
 	return sc;
 fail:
 	hook_run_free(run);
@@ -241,6 +378,10 @@ script_unref(struct script *sc)
 		return;
 	if (sc->L != NULL)
 		lua_close(sc->L);
+	log_debug(NULL, "script.free generation=%u", sc->generation);
+	for (char **f = sc->files; f != NULL && *f != NULL; f++)
+		free(*f);
+	free(sc->files);
 	free(sc->path);
 	free(sc);
 }

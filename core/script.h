@@ -42,14 +42,24 @@ struct script {
 	size_t mem_max;
 	struct hook_budget budget;
 	int ref[HOOK__COUNT]; /* functions; HOOK_VERB: the verbs table */
-	int refcount;
+	int refcount;         /* the server's current pointer and each session */
+	unsigned generation;  /* 1 for the first load, +1 per reload */
+	char **files;         /* owned, NULL-terminated: the policy and the Lua
+			       * files it required (for --watch) */
 };
+
+#define SCRIPT_SHARED_DEPTH 64 /* nesting kept when luamta.shared is carried over */
 
 /* Loads and runs the policy file at path in a fresh state (under the
  * budget), checks that it returned a table of known hooks, and keeps
- * references to them. Returns NULL with "file:line: message" in err. */
+ * references to them. With prev (the generation in force, borrowed), this is
+ * a reload: prev's luamta.shared is copied into the new state before the
+ * file runs (strings, numbers, booleans and tables; functions, userdata and
+ * coroutines are dropped), and the generation number follows prev's.
+ * Returns NULL with "file:line: message" in err; prev is untouched then. */
 struct script *script_load(const char *path, struct ev_loop *, size_t mem_max,
-    const struct hook_budget *, const char *hostname, char *err, size_t errsz);
+    const struct hook_budget *, const char *hostname, const struct script *prev, char *err,
+    size_t errsz);
 void script_ref(struct script *);
 void script_unref(struct script *); /* frees at zero; NULL is a no-op */
 

@@ -1603,6 +1603,13 @@ smtp_server_init(
 }
 
 void
+smtp_server_set_script(struct smtp_server *srv, struct script *sc)
+{
+	script_unref(srv->script);
+	srv->script = sc;
+}
+
+void
 smtp_server_shutdown(struct smtp_server *srv)
 {
 	struct smtp_session *s;

@@ -38,6 +38,9 @@ void smtp_server_init(
 void smtp_server_accept(int fd, const struct sockaddr *, socklen_t, void *srv);
 /* The same for an implicit-TLS listener (RFC 8314): handshake first. */
 void smtp_server_accept_tls(int fd, const struct sockaddr *, socklen_t, void *srv);
+/* Makes sc (taking over the caller's reference) the generation new
+ * sessions start on; the previous one lives on in its sessions. */
+void smtp_server_set_script(struct smtp_server *, struct script *sc);
 /* Answers every session 421 4.3.2 and frees them all, then the script. */
 void smtp_server_shutdown(struct smtp_server *);
 
