@@ -118,8 +118,8 @@ tls_config_fail(char *err, size_t errsz, const char *what, const char *file, int
 	if (ret > 0) {
 		/* mbedtls_x509_crt_parse_file() counts the certificates it
 		 * skipped; a chain with a hole in it is not what was meant. */
-		tls_config_msg(err, errsz, "%s %s: %d certificate(s) could not be parsed", what,
-		    file, ret);
+		tls_config_msg(
+		    err, errsz, "%s %s: %d certificate(s) could not be parsed", what, file, ret);
 		return;
 	}
 	mbedtls_strerror(ret, mbed, sizeof(mbed));

@@ -56,8 +56,9 @@ void tls_free(struct tls *);
  * TLS_ERROR. */
 enum tls_status tls_handshake(struct tls *);
 
-/* Reads decrypted bytes after the handshake: TLS_OK with 0 < *n <= len, or
- * TLS_WANT_READ/WANT_WRITE (*n = 0), TLS_CLOSED, TLS_ERROR. */
+/* Reads decrypted bytes: TLS_OK with 0 < *n <= len (len 0 gives TLS_OK and
+ * *n = 0), or TLS_WANT_READ/WANT_WRITE, TLS_CLOSED, TLS_ERROR with *n = 0.
+ * Like tls_write(), it first finishes the handshake if that is not done. */
 enum tls_status tls_read(struct tls *, void *buf, size_t len, size_t *n);
 /* Bytes already decrypted and buffered inside mbedTLS. When a tls_read()
  * filled its buffer, read again while this is non-zero: the fd will not
