@@ -20,6 +20,7 @@ static const char usage_text[] =
     "              [--lua-memory BYTES] [--listen-tls ADDR:PORT]... [--tls-cert FILE]\n"
     "              [--tls-key FILE] [--tls-client-ca FILE] [--tls-timeout SECS]\n"
     "              [--require-tls] [--auth-plaintext] [--max-auth-failures N] [--watch]\n"
+    "              [--workers N] [--foreground] [--shutdown-timeout SECS] [--user NAME]\n"
     "              [--check] [--version] [--help]\n";
 
 enum {
@@ -50,6 +51,10 @@ enum {
 	OPT_AUTH_PLAINTEXT,
 	OPT_MAX_AUTH_FAILURES,
 	OPT_WATCH,
+	OPT_WORKERS,
+	OPT_FOREGROUND,
+	OPT_SHUTDOWN_TIMEOUT,
+	OPT_USER,
 };
 
 static const struct option long_opts[] = {
@@ -78,6 +83,10 @@ static const struct option long_opts[] = {
 	{ "auth-plaintext", no_argument, NULL, OPT_AUTH_PLAINTEXT },
 	{ "max-auth-failures", required_argument, NULL, OPT_MAX_AUTH_FAILURES },
 	{ "watch", no_argument, NULL, OPT_WATCH },
+	{ "workers", required_argument, NULL, OPT_WORKERS },
+	{ "foreground", no_argument, NULL, OPT_FOREGROUND },
+	{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
+	{ "user", required_argument, NULL, OPT_USER },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -163,6 +172,11 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->lua_memory = 256u << 20;
 	cfg->tls_timeout = 30;
 	cfg->max_auth_failures = 3;
+	cfg->shutdown_timeout = 30;
+	{
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg->workers = n > 0 && n <= 256 ? (int)n : 1;
+	}
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
@@ -269,6 +283,22 @@ config_parse(struct config *cfg, int argc, char **argv)
 			break;
 		case OPT_WATCH:
 			cfg->watch = 1;
+			break;
+		case OPT_WORKERS:
+			if (parse_num("workers", optarg, 1, 256, &v) == -1)
+				return -1;
+			cfg->workers = (int)v;
+			break;
+		case OPT_FOREGROUND:
+			cfg->foreground = 1;
+			break;
+		case OPT_SHUTDOWN_TIMEOUT:
+			if (parse_num(
+				"shutdown-timeout", optarg, 0, 86400, &cfg->shutdown_timeout) == -1)
+				return -1;
+			break;
+		case OPT_USER:
+			cfg->user = optarg;
 			break;
 		case OPT_AUTH_PLAINTEXT:
 			cfg->auth_plaintext = 1;

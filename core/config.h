@@ -41,6 +41,10 @@ struct config {
 	int auth_plaintext;        /* offer AUTH without TLS (test servers) */
 	int max_auth_failures;     /* then 421 and close */
 	int watch;                 /* reload when the policy files change */
+	int workers;               /* serving processes under a master */
+	int foreground;            /* no master: serve in this process */
+	double shutdown_timeout;   /* SIGTERM: time sessions get to finish */
+	const char *user;          /* drop privileges to this user after binding */
 };
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when the

@@ -68,11 +68,9 @@ listener_on_pause(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_io_start(loop, &l->io);
 }
 
-struct listener *
-listener_new(struct ev_loop *loop, const char *host, int port, listener_cb *cb, void *arg,
-    char *err, size_t errsz)
+int
+listener_bind(const char *host, int port, char *err, size_t errsz)
 {
-	struct listener *l = NULL;
 	struct sockaddr_storage ss;
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
@@ -91,7 +89,7 @@ listener_new(struct ev_loop *loop, const char *host, int port, listener_cb *cb, 
 	} else {
 		snprintf(
 		    err, errsz, "listen %s:%d: not a numeric IPv4 or IPv6 address", host, port);
-		return NULL;
+		return -1;
 	}
 	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
 		goto fail;
@@ -100,32 +98,53 @@ listener_new(struct ev_loop *loop, const char *host, int port, listener_cb *cb, 
 		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, LISTENER_BACKLOG) == -1)
 		goto fail;
-	len = sizeof(ss);
+	return fd;
+fail:
+	snprintf(err, errsz, "listen %s:%d: %s", host, port, strerror(errno));
+	if (fd != -1)
+		close(fd);
+	return -1;
+}
+
+int
+listener_sockname(int fd, char *host, size_t hostsz, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
-		goto fail;
+		return -1;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &sin->sin_addr, host, (socklen_t)hostsz);
+		*port = ntohs(sin->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, (socklen_t)hostsz);
+		*port = ntohs(sin6->sin6_port);
+	} else
+		return -1;
+	return 0;
+}
+
+struct listener *
+listener_new(struct ev_loop *loop, int fd, listener_cb *cb, void *arg)
+{
+	struct listener *l;
+
 	if ((l = calloc(1, sizeof(*l))) == NULL)
-		goto fail;
+		return NULL;
 	l->loop = loop;
 	l->fd = fd;
 	l->cb = cb;
 	l->arg = arg;
-	if (ss.ss_family == AF_INET) {
-		inet_ntop(AF_INET, &sin->sin_addr, l->host, sizeof(l->host));
-		l->port = ntohs(sin->sin_port);
-	} else {
-		inet_ntop(AF_INET6, &sin6->sin6_addr, l->host, sizeof(l->host));
-		l->port = ntohs(sin6->sin6_port);
-	}
+	if (listener_sockname(fd, l->host, sizeof(l->host), &l->port) == -1)
+		snprintf(l->host, sizeof(l->host), "?");
 	ev_io_init(&l->io, listener_on_accept, fd, EV_READ);
 	ev_init(&l->pause, listener_on_pause);
 	l->io.data = l->pause.data = l;
 	ev_io_start(loop, &l->io);
 	return l;
-fail:
-	snprintf(err, errsz, "listen %s:%d: %s", host, port, strerror(errno));
-	if (fd != -1)
-		close(fd);
-	return NULL;
 }
 
 void

@@ -13,10 +13,18 @@ struct listener; /* opaque */
 /* Takes ownership of fd; the callback owns it from then on. */
 typedef void listener_cb(int fd, const struct sockaddr *peer, socklen_t len, void *arg);
 
-/* Binds host:port (numeric IPv4 or IPv6), listens and starts accepting.
- * Returns NULL with a message in err on failure. */
-struct listener *listener_new(struct ev_loop *, const char *host, int port, listener_cb *,
-    void *arg, char *err, size_t errsz);
+/* Binds and listens on host:port (numeric IPv4 or IPv6; port 0 picks a
+ * free one). Returns the non-blocking socket, or -1 with a message in err.
+ * Done once, before any fork: every worker accepts from the same socket. */
+int listener_bind(const char *host, int port, char *err, size_t errsz);
+
+/* The address a socket is bound to ("127.0.0.1", "::1") and its port
+ * (useful after port 0). 0 or -1. */
+int listener_sockname(int fd, char *host, size_t hostsz, int *port);
+
+/* Starts accepting on a socket from listener_bind(); takes ownership of
+ * this process's copy of fd. Returns NULL when out of memory. */
+struct listener *listener_new(struct ev_loop *, int fd, listener_cb *, void *arg);
 void listener_free(struct listener *); /* closes the socket; NULL is a no-op */
 
 /* The bound address ("127.0.0.1", "::1") and port (useful after port 0). */

@@ -628,6 +628,13 @@ smtp_b64_decode(const char *in, size_t inlen, char *out, size_t outsz)
 		out[0] = '\0';
 		return 0;
 	}
+	/* Strict RFC 4648 4: padded to a multiple of 4, the alphabet only
+	 * (mbedTLS would also skip spaces and line breaks). */
+	if (inlen % 4 != 0)
+		return -1;
+	for (size_t i = 0; i < inlen; i++)
+		if (!isalnum((unsigned char)in[i]) && in[i] != '+' && in[i] != '/' && in[i] != '=')
+			return -1;
 	if (inlen == 0 ||
 	    mbedtls_base64_decode(
 		(unsigned char *)out, outsz - 1, &n, (const unsigned char *)in, inlen) != 0)
@@ -1587,6 +1594,8 @@ smtp_session_free(struct smtp_session *s)
 	srv->nsessions--;
 	log_debug(s->sid, "smtp.free");
 	free(s);
+	if (srv->nsessions == 0 && srv->on_drained != NULL)
+		srv->on_drained(srv);
 }
 
 void
@@ -1607,6 +1616,13 @@ smtp_server_set_script(struct smtp_server *srv, struct script *sc)
 {
 	script_unref(srv->script);
 	srv->script = sc;
+}
+
+void
+smtp_server_drain(struct smtp_server *srv, void (*cb)(struct smtp_server *))
+{
+	srv->stopping = 1;
+	srv->on_drained = cb;
 }
 
 void

@@ -26,7 +26,8 @@ struct smtp_server {
 	ev_idle reaper;
 	uint64_t ids; /* id generator state */
 	int stopping;
-	struct tls_config *tls; /* own reference, or NULL: no TLS */
+	struct tls_config *tls;                   /* own reference, or NULL: no TLS */
+	void (*on_drained)(struct smtp_server *); /* draining: called at 0 sessions */
 };
 
 /* Borrows cfg; takes over the caller's reference to script (may be NULL).
@@ -41,6 +42,8 @@ void smtp_server_accept_tls(int fd, const struct sockaddr *, socklen_t, void *sr
 /* Makes sc (taking over the caller's reference) the generation new
  * sessions start on; the previous one lives on in its sessions. */
 void smtp_server_set_script(struct smtp_server *, struct script *sc);
+/* Stops taking sessions; cb runs when the last one has ended. */
+void smtp_server_drain(struct smtp_server *, void (*cb)(struct smtp_server *));
 /* Answers every session 421 4.3.2 and frees them all, then the script. */
 void smtp_server_shutdown(struct smtp_server *);
 

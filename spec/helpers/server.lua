@@ -10,6 +10,7 @@
 -- The binary is $LUAMTA_BIN (absolute path, set by ctest). Every server gets
 -- a fresh temporary directory that is also its working directory and is
 -- exported to the server as $LUAMTA_TEST_DIR. LUAMTA_TEST_KEEP=1 keeps it.
+-- The server runs --foreground unless opts.workers asks for a master.
 local socket = require "socket"
 
 local M = {}
@@ -178,6 +179,11 @@ function Server:exited()
   return read_file(self.dir .. "/exit") ~= nil
 end
 
+-- Sends sig (default TERM) and returns at once.
+function Server:signal(sig)
+  assert(os_execute("kill -" .. (sig or "TERM") .. " " .. tostring(self.pid)))
+end
+
 -- Sends sig (default TERM), waits for the exit, returns the exit status
 -- (a number; 128+n when killed by signal n) without asserting anything.
 function Server:terminate(sig)
@@ -246,6 +252,13 @@ function M.start(opts)
     insert(args, "--listen"); insert(args, l)
   end
   insert(args, "--ready-file"); insert(args, dir .. "/ready")
+  -- One process unless a spec asks for workers: signals then go straight
+  -- to the serving process and log lines are not multiplied by workers.
+  if opts.workers then
+    insert(args, "--workers"); insert(args, tostring(opts.workers))
+  else
+    insert(args, "--foreground")
+  end
   for _, a in ipairs(opts.args or {}) do insert(args, a) end
 
   local quoted = {}

@@ -209,7 +209,7 @@ end
 -- Result: { greeting_features, starttls = {code, text}, features (after
 -- TLS), tls = { version, cipher }, login = {code, text}, refused, sendmail_error,
 -- quit = {code, text}, error }.
-M.SMTPLIB = [[
+M.SMTPLIB = [==[
 import json, smtplib, ssl, sys
 a = json.loads(sys.argv[1])
 out = {}
@@ -255,7 +255,7 @@ try:
 except Exception as e:
     out["error"] = type(e).__name__ + ": " + str(e)
 print(json.dumps(out))
-]]
+]==]
 
 function M.smtplib(args, opts)
   return M.python_json(M.SMTPLIB, args, opts)
@@ -268,7 +268,7 @@ end
 -- one reply it reads. It also records whether the server sent anything
 -- before the first command (args.expect_greeting reads a greeting first).
 -- Result: { tls = {version, cipher}, greeting, replies = { raw... }, error }.
-M.TAKEOVER = [[
+M.TAKEOVER = [==[
 import json, socket, ssl, sys
 a = json.loads(sys.argv[1])
 out = {"replies": []}
@@ -293,16 +293,23 @@ try:
     for line in a["lines"]:
         t.sendall(line.encode() + b"\r\n")
         out["replies"].append(read_reply(f))
+    # Anything more the server sends (nothing is expected unless it closes):
+    # read through the same buffered reader, until a short quiet spell.
     t.settimeout(0.5)
+    extra = []
     try:
-        extra = t.recv(4096)
-        out["extra"] = extra.decode("utf-8", "replace")
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            extra.append(line.decode("utf-8", "replace"))
     except (socket.timeout, ssl.SSLError, OSError):
-        out["extra"] = ""
+        pass
+    out["extra"] = "".join(extra)
 except Exception as e:
     out["error"] = type(e).__name__ + ": " + str(e)
 print(json.dumps(out))
-]]
+]==]
 
 function M.takeover(c, args)
   local fd = math.tointeger(c.sock:getfd())

@@ -1,0 +1,229 @@
+/* worker.c - a serving process. Owns the event loop's SMTP side: listeners,
+ * the smtp_server, reloads and the stop sequence:
+ *   1st SIGTERM/SIGINT: stop accepting, let sessions finish for
+ *                       --shutdown-timeout, then 421 4.3.2 the rest;
+ *   2nd SIGTERM/SIGINT: 421 4.3.2 everybody now. */
+#include "worker.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "listener.h"
+#include "log.h"
+#include "script.h"
+#include "smtp_session.h"
+#include "tls.h"
+#include "watch.h"
+
+#define WORKER_WATCH_SETTLE 0.2 /* editors write in steps: reload once it is quiet */
+
+struct worker {
+	struct ev_loop *loop;
+	const struct config *cfg;
+	struct hook_budget budget;
+	struct smtp_server srv;
+	struct listener *listeners[CONFIG_LISTEN_MAX];
+	int nlisteners;
+	int index;
+	int stopping;
+	ev_signal sigterm, sigint, sighup;
+	ev_timer drain;
+	struct watch *watch; /* --watch, or NULL */
+};
+
+static void
+worker_watch_arm(struct worker *w)
+{
+	char *only[2] = { (char *)w->cfg->script, NULL };
+
+	if (w->watch == NULL)
+		return;
+	if (watch_set(w->watch,
+		w->srv.script != NULL && w->srv.script->files != NULL ? w->srv.script->files :
+									only) == -1)
+		log_warn(NULL, "server.watch error=\"some policy files cannot be watched\"");
+}
+
+/* Loads the policy (and the TLS files) again. The new generation serves
+ * new connections at once; sessions already running finish on the one they
+ * started with, which is freed after the last of them. A script or
+ * certificate that fails to load leaves the one in force untouched. */
+static void
+worker_reload(struct worker *w, const char *why)
+{
+	const struct config *cfg = w->cfg;
+	struct script *sc;
+	struct tls_config *tls;
+	char err[2048];
+
+	if (cfg->script != NULL) {
+		sc = script_load(cfg->script, w->loop, cfg->lua_memory, &w->budget, cfg->hostname,
+		    w->srv.script, err, sizeof(err));
+		if (sc == NULL)
+			log_error(NULL, "server.reload result=failed why=%s worker=%d error=\"%s\"",
+			    why, w->index, err);
+		else {
+			log_info(NULL, "server.reload result=ok why=%s worker=%d generation=%u",
+			    why, w->index, sc->generation);
+			smtp_server_set_script(&w->srv, sc);
+		}
+	}
+	/* A renewed certificate needs no restart; a bad one keeps the old. */
+	if (cfg->tls_cert != NULL) {
+		tls = tls_config_new(
+		    cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err, sizeof(err));
+		if (tls == NULL)
+			log_error(
+			    NULL, "tls.reload result=failed worker=%d error=\"%s\"", w->index, err);
+		else {
+			tls_config_unref(w->srv.tls);
+			w->srv.tls = tls;
+		}
+	}
+	worker_watch_arm(w);
+}
+
+static void
+worker_on_watch(void *arg)
+{
+	worker_reload(arg, "watch");
+}
+
+static void
+worker_on_drained(struct smtp_server *srv)
+{
+	ev_break(srv->loop, EVBREAK_ALL);
+}
+
+static void
+worker_on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+
+	(void)revents;
+	log_info(NULL, "server.drain_timeout worker=%d sessions=%d", w->index, w->srv.nsessions);
+	smtp_server_shutdown(&w->srv);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+	struct worker *w = sig->data;
+
+	(void)revents;
+	if (sig->signum == SIGHUP) {
+		worker_reload(w, "signal");
+		return;
+	}
+	if (w->stopping) {
+		/* A second TERM/INT: no more waiting. */
+		log_info(NULL, "server.stop worker=%d now=yes", w->index);
+		smtp_server_shutdown(&w->srv);
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	w->stopping = 1;
+	log_info(NULL, "server.stop worker=%d signal=%s sessions=%d", w->index,
+	    sig->signum == SIGTERM ? "TERM" : "INT", w->srv.nsessions);
+	for (int i = 0; i < w->nlisteners; i++)
+		listener_free(w->listeners[i]);
+	w->nlisteners = 0;
+	watch_free(w->watch);
+	w->watch = NULL;
+	ev_signal_stop(loop, &w->sighup);
+	if (w->srv.nsessions == 0) {
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	smtp_server_drain(&w->srv, worker_on_drained);
+	ev_timer_set(&w->drain, w->cfg->shutdown_timeout, 0);
+	ev_timer_start(loop, &w->drain);
+}
+
+void
+worker_block_signals(int block)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+int
+worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten, int index,
+    struct script *sc, struct tls_config *tls)
+{
+	struct worker w;
+	char err[2048];
+
+	memset(&w, 0, sizeof(w));
+	w.loop = EV_DEFAULT;
+	w.cfg = cfg;
+	w.index = index;
+	w.budget.instructions = cfg->hook_instructions;
+	w.budget.seconds = cfg->hook_timeout;
+	if (sc == NULL && cfg->script != NULL &&
+	    (sc = script_load(cfg->script, w.loop, cfg->lua_memory, &w.budget, cfg->hostname, NULL,
+		 err, sizeof(err))) == NULL) {
+		log_error(NULL, "script.load_failed worker=%d error=\"%s\"", index, err);
+		return 1;
+	}
+	if (tls == NULL && cfg->tls_cert != NULL &&
+	    (tls = tls_config_new(
+		 cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err, sizeof(err))) == NULL) {
+		log_error(NULL, "tls.load_failed worker=%d error=\"%s\"", index, err);
+		script_unref(sc);
+		return 1;
+	}
+	smtp_server_init(&w.srv, w.loop, cfg, sc);
+	w.srv.tls = tls;
+	for (int i = 0; i < nlisten; i++) {
+		struct listener *l = listener_new(w.loop, ls[i].fd,
+		    ls[i].tls ? smtp_server_accept_tls : smtp_server_accept, &w.srv);
+		if (l == NULL)
+			fatalx("out of memory");
+		w.listeners[w.nlisteners++] = l;
+	}
+	ev_signal_init(&w.sigterm, worker_on_signal, SIGTERM);
+	ev_signal_init(&w.sigint, worker_on_signal, SIGINT);
+	ev_signal_init(&w.sighup, worker_on_signal, SIGHUP);
+	w.sigterm.data = w.sigint.data = w.sighup.data = &w;
+	ev_signal_start(w.loop, &w.sigterm);
+	ev_signal_start(w.loop, &w.sigint);
+	ev_signal_start(w.loop, &w.sighup);
+	worker_block_signals(0);
+	ev_init(&w.drain, worker_on_drain_timeout);
+	w.drain.data = &w;
+	if (cfg->watch && cfg->script != NULL) {
+		if ((w.watch = watch_new(w.loop, WORKER_WATCH_SETTLE, worker_on_watch, &w)) == NULL)
+			fatal("--watch: inotify");
+		worker_watch_arm(&w);
+	}
+	log_info(NULL, "worker.ready worker=%d pid=%d", index, (int)getpid());
+
+	ev_run(w.loop, 0);
+
+	for (int i = 0; i < w.nlisteners; i++)
+		listener_free(w.listeners[i]);
+	watch_free(w.watch);
+	ev_timer_stop(w.loop, &w.drain);
+	ev_signal_stop(w.loop, &w.sigterm);
+	ev_signal_stop(w.loop, &w.sigint);
+	ev_signal_stop(w.loop, &w.sighup);
+	/* Stopping the watchers restored the default actions: another TERM
+	 * while we clean up must not turn a clean exit into death by signal. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	smtp_server_shutdown(&w.srv);
+	log_info(NULL, "worker.exit worker=%d", index);
+	return 0;
+}

@@ -1,0 +1,31 @@
+/* worker.h - one serving process: the policy and TLS files, the accepting
+ * listeners, SMTP sessions, reload on SIGHUP (or --watch) and a graceful
+ * stop on SIGTERM. The same code serves in the foreground (no master) and
+ * in every worker a master forks. */
+#ifndef LUAMTA_WORKER_H
+#define LUAMTA_WORKER_H
+
+#include "config.h"
+
+struct script;
+struct tls_config;
+
+struct worker_listen {
+	int fd;  /* from listener_bind(); this process's copy becomes the worker's */
+	int tls; /* implicit TLS */
+};
+
+/* Serves until stopped. sc and tls are a generation already loaded (their
+ * references are taken over), or NULL to load them here. index numbers the
+ * worker in logs (0 in the foreground). Returns the exit status: 0 after a
+ * clean stop, 1 when the script or TLS files do not load. */
+/* Blocks (1) or unblocks (0) the signals a serving process handles. They
+ * stay blocked from before the ready file is written (or a fork) until the
+ * process's own watchers are in place, so an early TERM waits instead of
+ * killing it or being lost. */
+void worker_block_signals(int block);
+
+int worker_run(const struct config *, const struct worker_listen *, int nlisten, int index,
+    struct script *sc, struct tls_config *tls);
+
+#endif
