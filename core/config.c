@@ -21,6 +21,7 @@ static const char usage_text[] =
     "              [--tls-key FILE] [--tls-client-ca FILE] [--tls-timeout SECS]\n"
     "              [--require-tls] [--auth-plaintext] [--max-auth-failures N] [--watch]\n"
     "              [--workers N] [--foreground] [--shutdown-timeout SECS] [--user NAME]\n"
+    "              [--capture DIR]\n"
     "              [--check] [--version] [--help]\n";
 
 enum {
@@ -55,6 +56,7 @@ enum {
 	OPT_FOREGROUND,
 	OPT_SHUTDOWN_TIMEOUT,
 	OPT_USER,
+	OPT_CAPTURE,
 };
 
 static const struct option long_opts[] = {
@@ -87,6 +89,7 @@ static const struct option long_opts[] = {
 	{ "foreground", no_argument, NULL, OPT_FOREGROUND },
 	{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
 	{ "user", required_argument, NULL, OPT_USER },
+	{ "capture", required_argument, NULL, OPT_CAPTURE },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -299,6 +302,9 @@ config_parse(struct config *cfg, int argc, char **argv)
 			break;
 		case OPT_USER:
 			cfg->user = optarg;
+			break;
+		case OPT_CAPTURE:
+			cfg->capture_dir = optarg;
 			break;
 		case OPT_AUTH_PLAINTEXT:
 			cfg->auth_plaintext = 1;

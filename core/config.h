@@ -45,7 +45,15 @@ struct config {
 	int foreground;            /* no master: serve in this process */
 	double shutdown_timeout;   /* SIGTERM: time sessions get to finish */
 	const char *user;          /* drop privileges to this user after binding */
+	const char *capture_dir;   /* --capture: store accepted messages here */
 };
+
+/* Whether a Lua policy runs: a --script, or --capture's wrapper alone. */
+static inline int
+config_has_policy(const struct config *cfg)
+{
+	return cfg->script != NULL || cfg->capture_dir != NULL;
+}
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when the
  * caller should exit 0 (--help, --version: already printed), -1 on a usage

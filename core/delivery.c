@@ -514,3 +514,61 @@ fail:
 	errno = saved;
 	return ret;
 }
+
+int
+delivery_file(const char *path, const char *data, size_t len, char *err, size_t errsz)
+{
+	char tmp[PATH_MAX];
+	int fd = -1;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp)) {
+		delivery_err(err, errsz, "file: path too long: %s", path);
+		return -1;
+	}
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1) {
+		delivery_syserr(err, errsz, "file", "open", tmp);
+		return -1;
+	}
+	if (delivery_write(fd, data, len) == -1 || fsync(fd) == -1) {
+		delivery_syserr(err, errsz, "file", "write", tmp);
+		goto fail;
+	}
+	if (close(fd) == -1) {
+		fd = -1;
+		delivery_syserr(err, errsz, "file", "close", tmp);
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) == -1) {
+		delivery_syserr(err, errsz, "file", "rename", path);
+		goto fail;
+	}
+	return 0;
+fail:
+	if (fd != -1)
+		close(fd);
+	unlink(tmp);
+	return -1;
+}
+
+int
+delivery_append(const char *path, const char *data, size_t len, char *err, size_t errsz)
+{
+	int fd;
+
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+		delivery_syserr(err, errsz, "append", "open", path);
+		return -1;
+	}
+	/* One write with O_APPEND: lines from several workers never mix. */
+	if (delivery_write(fd, data, len) == -1 || fsync(fd) == -1) {
+		delivery_syserr(err, errsz, "append", "write", path);
+		close(fd);
+		return -1;
+	}
+	if (close(fd) == -1) {
+		delivery_syserr(err, errsz, "append", "close", path);
+		return -1;
+	}
+	return 0;
+}

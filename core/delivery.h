@@ -36,4 +36,12 @@ int delivery_mbox(
 int delivery_print(int fd, const char *peer, const char *sender, const char *const *rcpts,
     size_t nrcpts, const char *data, size_t len);
 
+/* Writes data to path whole or not at all: a temporary file beside it,
+ * fsync, rename over path. 0, or -1 with a message in err. */
+int delivery_file(const char *path, const char *data, size_t len, char *err, size_t errsz);
+
+/* Appends data to path (created 0600) with one O_APPEND write, then fsync,
+ * so records appended by several processes never interleave. 0 or -1. */
+int delivery_append(const char *path, const char *data, size_t len, char *err, size_t errsz);
+
 #endif

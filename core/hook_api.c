@@ -412,6 +412,44 @@ message_print(lua_State *L)
 	return message_delivery_result(L, s, rc, "print", "stdout", err);
 }
 
+/* msg:save(path): the message as one file, whole or not at all (fsync'ed).
+ * Unlike the deliverers it does not turn a failure into a 451 by itself:
+ * it returns nil, err for the caller (e.g. luamta.capture) to decide. */
+static int
+message_save(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+	const char *path = luaL_checkstring(L, 2);
+	char err[512];
+
+	if (delivery_file(path, tx->msg != NULL ? tx->msg : "", tx->msglen, err, sizeof(err)) ==
+	    -1) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* luamta.append(path, text): one O_APPEND write and fsync. */
+static int
+api_append(lua_State *L)
+{
+	size_t len;
+	const char *path = luaL_checkstring(L, 1);
+	const char *text = luaL_checklstring(L, 2, &len);
+	char err[512];
+
+	if (delivery_append(path, text, len, err, sizeof(err)) == -1) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int
 message_index(lua_State *L)
 {
@@ -576,6 +614,7 @@ static const luaL_Reg api_funcs[] = {
 	{ "disconnect", api_disconnect },
 	{ "sleep", api_sleep },
 	{ "log", api_log },
+	{ "append", api_append },
 	{ NULL, NULL },
 };
 
@@ -586,6 +625,7 @@ static const luaL_Reg message_methods[] = {
 	{ "deliver_maildir", message_deliver_maildir },
 	{ "deliver_mbox", message_deliver_mbox },
 	{ "print", message_print },
+	{ "save", message_save },
 	{ NULL, NULL },
 };
 

@@ -68,7 +68,7 @@ main(int argc, char **argv)
 	struct worker_listen ls[CONFIG_LISTEN_MAX];
 	struct script *script = NULL;
 	struct tls_config *tls = NULL;
-	struct hook_budget budget;
+	struct script_opts so;
 	char err[2048];
 	int rc;
 
@@ -81,11 +81,9 @@ main(int argc, char **argv)
 
 	/* Load everything once here, so a broken script or certificate stops
 	 * the start with its reason (and --check is just this). */
-	budget.instructions = cfg.hook_instructions;
-	budget.seconds = cfg.hook_timeout;
-	if (cfg.script != NULL &&
-	    (script = script_load(cfg.script, EV_DEFAULT, cfg.lua_memory, &budget, cfg.hostname,
-		 NULL, err, sizeof(err))) == NULL) {
+	worker_script_opts(&cfg, &so);
+	if (config_has_policy(&cfg) &&
+	    (script = script_load(&so, EV_DEFAULT, NULL, err, sizeof(err))) == NULL) {
 		if (cfg.check)
 			printf("%s\n", err);
 		log_error(NULL, "script.load_failed error=\"%s\"", err);

@@ -151,19 +151,19 @@ static void
 master_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 {
 	struct master *m = sig->data;
-	struct hook_budget budget = { m->cfg->hook_instructions, m->cfg->hook_timeout };
+	struct script_opts so;
 	struct script *sc;
 	char err[2048];
 
 	(void)revents;
 	if (sig->signum == SIGHUP) {
-		if (m->cfg->script != NULL &&
-		    (sc = script_load(m->cfg->script, loop, m->cfg->lua_memory, &budget,
-			 m->cfg->hostname, NULL, err, sizeof(err))) == NULL) {
+		worker_script_opts(m->cfg, &so);
+		if (config_has_policy(m->cfg) &&
+		    (sc = script_load(&so, loop, NULL, err, sizeof(err))) == NULL) {
 			log_error(NULL, "server.reload result=failed why=signal error=\"%s\"", err);
 			return;
 		}
-		if (m->cfg->script != NULL)
+		if (config_has_policy(m->cfg))
 			script_unref(sc);
 		master_signal_workers(m, SIGHUP);
 		return;

@@ -134,10 +134,11 @@ static int
 script_resolve(struct script *sc, lua_State *co, int idx, char *err, size_t errsz)
 {
 	lua_State *L = sc->L;
+	const char *name = sc->path != NULL ? sc->path : "(policy)";
 
 	if (lua_type(co, idx) != LUA_TTABLE) {
-		snprintf(err, errsz, "%s: the script must return a table of hooks, got %s",
-		    sc->path, luaL_typename(co, idx));
+		snprintf(err, errsz, "%s: the script must return a table of hooks, got %s", name,
+		    luaL_typename(co, idx));
 		return -1;
 	}
 	lua_pushnil(co);
@@ -150,17 +151,17 @@ script_resolve(struct script *sc, lua_State *co, int idx, char *err, size_t errs
 				kind = i;
 		if (kind == -1) {
 			if (k != NULL && strncmp(k, "on_", 3) == 0) {
-				snprintf(err, errsz, "%s: unknown hook '%s'", sc->path, k);
+				snprintf(err, errsz, "%s: unknown hook '%s'", name, k);
 				return -1;
 			}
 			lua_pop(co, 1); /* other keys are the script's business */
 			continue;
 		}
 		if (kind == HOOK_VERB) {
-			if (script_check_verbs(co, lua_gettop(co), sc->path, err, errsz) == -1)
+			if (script_check_verbs(co, lua_gettop(co), name, err, errsz) == -1)
 				return -1;
 		} else if (lua_type(co, -1) != LUA_TFUNCTION) {
-			snprintf(err, errsz, "%s: %s must be a function, got %s", sc->path, k,
+			snprintf(err, errsz, "%s: %s must be a function, got %s", name, k,
 			    luaL_typename(co, -1));
 			return -1;
 		}
@@ -284,7 +285,8 @@ script_collect_files(struct script *sc)
 	lua_State *L = sc->L;
 	size_t n = 0;
 
-	script_add_file(sc, &n, sc->path);
+	if (sc->path != NULL)
+		script_add_file(sc, &n, sc->path);
 	lua_getglobal(L, "package");
 	lua_getfield(L, -1, "loaded");
 	lua_pushnil(L);
@@ -302,25 +304,92 @@ script_collect_files(struct script *sc)
 	lua_pop(L, 2);
 }
 
+/* Runs the policy file on co (leaving its table on top), or pushes an empty
+ * policy when there is none (--capture without --script). */
+static int
+script_run_file(struct script *sc, struct hook_run *run, char *err, size_t errsz)
+{
+	lua_State *co = hook_run_thread(run);
+
+	if (sc->path == NULL) {
+		lua_newtable(co);
+		return 0;
+	}
+	if (luaL_loadfilex(co, sc->path, "t") != LUA_OK) {
+		snprintf(err, errsz, "%s", lua_tostring(co, -1));
+		return -1;
+	}
+	if (hook_run_start(run, 0) != HOOK_DONE) {
+		snprintf(err, errsz, "%s", hook_run_error(run));
+		return -1;
+	}
+	if (hook_run_nresults(run) < 1) {
+		snprintf(err, errsz, "%s: the script must return a table of hooks", sc->path);
+		return -1;
+	}
+	lua_settop(co, lua_gettop(co) - hook_run_nresults(run) + 1);
+	return 0;
+}
+
+/* --capture: the policy becomes require("luamta.capture").wrap(policy, dir),
+ * run under the budget like the file itself. Replaces the table on top of
+ * co by the wrapped one. */
+static int
+script_wrap_capture(struct script *sc, struct ev_loop *loop, lua_State *co, const char *dir,
+    char *err, size_t errsz)
+{
+	static const char wrap[] = "local policy, dir = ...\n"
+				   "return require('luamta.capture').wrap(policy, dir)\n";
+	struct hook_run *run;
+	lua_State *wco;
+	int rc = -1;
+
+	if ((run = hook_run_new(
+		 sc->L, loop, HOOK_MODE_RAW, &sc->budget, "capture", NULL, NULL, NULL)) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	wco = hook_run_thread(run);
+	if (luaL_loadbufferx(wco, wrap, sizeof(wrap) - 1, "=capture", "t") != LUA_OK) {
+		snprintf(err, errsz, "%s", lua_tostring(wco, -1));
+		goto out;
+	}
+	lua_xmove(co, wco, 1);
+	lua_pushstring(wco, dir);
+	if (hook_run_start(run, 2) != HOOK_DONE) {
+		snprintf(err, errsz, "--capture: %s", hook_run_error(run));
+		goto out;
+	}
+	if (hook_run_nresults(run) < 1 || !lua_istable(wco, -1)) {
+		snprintf(err, errsz, "--capture: luamta.capture.wrap did not return a table");
+		goto out;
+	}
+	lua_settop(wco, lua_gettop(wco) - hook_run_nresults(run) + 1);
+	lua_xmove(wco, co, 1);
+	rc = 0;
+out:
+	hook_run_free(run);
+	return rc;
+}
+
 struct script *
-script_load(const char *path, struct ev_loop *loop, size_t mem_max,
-    const struct hook_budget *budget, const char *hostname, const struct script *prev, char *err,
+script_load(const struct script_opts *o, struct ev_loop *loop, const struct script *prev, char *err,
     size_t errsz)
 {
 	struct script *sc;
 	struct hook_run *run = NULL;
 	lua_State *co;
-	int rc;
 
-	if ((sc = calloc(1, sizeof(*sc))) == NULL || (sc->path = strdup(path)) == NULL) {
+	if ((sc = calloc(1, sizeof(*sc))) == NULL ||
+	    (o->path != NULL && (sc->path = strdup(o->path)) == NULL)) {
 		snprintf(err, errsz, "out of memory");
 		free(sc);
 		return NULL;
 	}
 	sc->refcount = 1;
 	sc->generation = prev != NULL ? prev->generation + 1 : 1;
-	sc->mem_max = mem_max;
-	sc->budget = *budget;
+	sc->mem_max = o->mem_max;
+	sc->budget = o->budget;
 	for (int i = 0; i < HOOK__COUNT; i++)
 		sc->ref[i] = LUA_NOREF;
 	if ((sc->L = lua_newstate(script_alloc, sc)) == NULL) {
@@ -330,31 +399,24 @@ script_load(const char *path, struct ev_loop *loop, size_t mem_max,
 	lua_atpanic(sc->L, script_panic);
 	luaL_openlibs(sc->L);
 	script_set_path(sc->L);
-	hook_api_open(sc->L, hostname);
+	hook_api_open(sc->L, o->hostname);
 	if (prev != NULL)
 		script_carry_shared(prev, sc);
 
 	/* The top level runs under the same budget as a hook, so a script
 	 * that loops while loading fails instead of hanging the start. */
-	if ((run = hook_run_new(sc->L, loop, HOOK_MODE_RAW, budget, "load", NULL, NULL, NULL)) ==
-	    NULL) {
+	if ((run = hook_run_new(
+		 sc->L, loop, HOOK_MODE_RAW, &sc->budget, "load", NULL, NULL, NULL)) == NULL) {
 		snprintf(err, errsz, "out of memory");
 		goto fail;
 	}
 	co = hook_run_thread(run);
-	if ((rc = luaL_loadfilex(co, path, "t")) != LUA_OK) {
-		snprintf(err, errsz, "%s", lua_tostring(co, -1));
+	if (script_run_file(sc, run, err, errsz) == -1)
 		goto fail;
-	}
-	if (hook_run_start(run, 0) != HOOK_DONE) {
-		snprintf(err, errsz, "%s", hook_run_error(run));
+	if (o->capture_dir != NULL &&
+	    script_wrap_capture(sc, loop, co, o->capture_dir, err, errsz) == -1)
 		goto fail;
-	}
-	if (hook_run_nresults(run) < 1) {
-		snprintf(err, errsz, "%s: the script must return a table of hooks", path);
-		goto fail;
-	}
-	if (script_resolve(sc, co, lua_gettop(co) - hook_run_nresults(run) + 1, err, errsz) == -1)
+	if (script_resolve(sc, co, lua_gettop(co), err, errsz) == -1)
 		goto fail;
 	hook_run_free(run);
 	script_collect_files(sc);

@@ -37,7 +37,7 @@ const char *hook_kind_str(enum hook_kind);
 
 struct script {
 	lua_State *L;
-	char *path; /* owned */
+	char *path; /* owned; NULL for the empty policy */
 	size_t mem_used;
 	size_t mem_max;
 	struct hook_budget budget;
@@ -50,6 +50,13 @@ struct script {
 
 #define SCRIPT_SHARED_DEPTH 64 /* nesting kept when luamta.shared is carried over */
 
+struct script_opts {
+	const char *path; /* the policy file, or NULL for an empty policy */
+	size_t mem_max;   /* --lua-memory */
+	struct hook_budget budget;
+	const char *hostname;    /* luamta.hostname */
+	const char *capture_dir; /* --capture: wrap the policy with luamta.capture */
+};
 /* Loads and runs the policy file at path in a fresh state (under the
  * budget), checks that it returned a table of known hooks, and keeps
  * references to them. With prev (the generation in force, borrowed), this is
@@ -57,9 +64,8 @@ struct script {
  * file runs (strings, numbers, booleans and tables; functions, userdata and
  * coroutines are dropped), and the generation number follows prev's.
  * Returns NULL with "file:line: message" in err; prev is untouched then. */
-struct script *script_load(const char *path, struct ev_loop *, size_t mem_max,
-    const struct hook_budget *, const char *hostname, const struct script *prev, char *err,
-    size_t errsz);
+struct script *script_load(const struct script_opts *, struct ev_loop *, const struct script *prev,
+    char *err, size_t errsz);
 void script_ref(struct script *);
 void script_unref(struct script *); /* frees at zero; NULL is a no-op */
 

@@ -24,7 +24,6 @@
 struct worker {
 	struct ev_loop *loop;
 	const struct config *cfg;
-	struct hook_budget budget;
 	struct smtp_server srv;
 	struct listener *listeners[CONFIG_LISTEN_MAX];
 	int nlisteners;
@@ -60,9 +59,11 @@ worker_reload(struct worker *w, const char *why)
 	struct tls_config *tls;
 	char err[2048];
 
-	if (cfg->script != NULL) {
-		sc = script_load(cfg->script, w->loop, cfg->lua_memory, &w->budget, cfg->hostname,
-		    w->srv.script, err, sizeof(err));
+	if (config_has_policy(cfg)) {
+		struct script_opts o;
+
+		worker_script_opts(cfg, &o);
+		sc = script_load(&o, w->loop, w->srv.script, err, sizeof(err));
 		if (sc == NULL)
 			log_error(NULL, "server.reload result=failed why=%s worker=%d error=\"%s\"",
 			    why, w->index, err);
@@ -146,6 +147,18 @@ worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 }
 
 void
+worker_script_opts(const struct config *cfg, struct script_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->path = cfg->script;
+	o->mem_max = cfg->lua_memory;
+	o->budget.instructions = cfg->hook_instructions;
+	o->budget.seconds = cfg->hook_timeout;
+	o->hostname = cfg->hostname;
+	o->capture_dir = cfg->capture_dir;
+}
+
+void
 worker_block_signals(int block)
 {
 	sigset_t set;
@@ -162,17 +175,16 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
     struct script *sc, struct tls_config *tls)
 {
 	struct worker w;
+	struct script_opts so;
 	char err[2048];
 
 	memset(&w, 0, sizeof(w));
 	w.loop = EV_DEFAULT;
 	w.cfg = cfg;
 	w.index = index;
-	w.budget.instructions = cfg->hook_instructions;
-	w.budget.seconds = cfg->hook_timeout;
-	if (sc == NULL && cfg->script != NULL &&
-	    (sc = script_load(cfg->script, w.loop, cfg->lua_memory, &w.budget, cfg->hostname, NULL,
-		 err, sizeof(err))) == NULL) {
+	worker_script_opts(cfg, &so);
+	if (sc == NULL && config_has_policy(cfg) &&
+	    (sc = script_load(&so, w.loop, NULL, err, sizeof(err))) == NULL) {
 		log_error(NULL, "script.load_failed worker=%d error=\"%s\"", index, err);
 		return 1;
 	}

@@ -19,6 +19,10 @@ struct worker_listen {
  * references are taken over), or NULL to load them here. index numbers the
  * worker in logs (0 in the foreground). Returns the exit status: 0 after a
  * clean stop, 1 when the script or TLS files do not load. */
+struct script_opts;
+/* The script loading options cfg asks for. */
+void worker_script_opts(const struct config *, struct script_opts *);
+
 /* Blocks (1) or unblocks (0) the signals a serving process handles. They
  * stay blocked from before the ready file is written (or a fork) until the
  * process's own watchers are in place, so an early TERM waits instead of
