@@ -44,7 +44,7 @@ struct hook_run {
  * on_budget which run they belong to. Only one run executes at a time. */
 static struct hook_run *hook_current;
 
-static char hook_disconnect_tok;
+static char hook_disconnect_tok, hook_reply_tok;
 
 static const char *const hook_status_names[] = { "done", "pending", "failed" };
 static const char *const hook_verdict_names[] = {
@@ -65,6 +65,12 @@ const char *
 hook_verdict_str(enum hook_verdict v)
 {
 	return (unsigned)v < 5 ? hook_verdict_names[v] : "?";
+}
+
+void *
+hook_reply_token(void)
+{
+	return &hook_reply_tok;
 }
 
 void *
@@ -90,6 +96,36 @@ hook_result_reset(struct hook_result *r)
 {
 	free(r->text);
 	memset(r, 0, sizeof(*r));
+	r->drop_after = -1;
+}
+
+/* luamta.reply(code, text, { line_delay = s, drop_after = n }): the
+ * options of a paced reply, for fault injection. 0 or -1 (invalid). */
+static int
+hook_reply_opts(struct hook_run *run, int idx)
+{
+	lua_State *co = run->co;
+	int isnum;
+
+	if (lua_isnoneornil(co, idx))
+		return 0;
+	if (!lua_istable(co, idx))
+		return -1;
+	lua_getfield(co, idx, "line_delay");
+	if (!lua_isnil(co, -1)) {
+		run->res.line_delay = lua_tonumberx(co, -1, &isnum);
+		if (!isnum || !(run->res.line_delay >= 0) || run->res.line_delay > 3600)
+			return -1;
+	}
+	lua_getfield(co, idx, "drop_after");
+	if (!lua_isnil(co, -1)) {
+		lua_Integer n = lua_tointegerx(co, -1, &isnum);
+		if (!isnum || n < 0 || n > 64)
+			return -1;
+		run->res.drop_after = (int)n;
+	}
+	lua_pop(co, 2);
+	return 0;
 }
 
 static void
@@ -319,6 +355,15 @@ hook_map_result(struct hook_run *run, int nres)
 		if (nres == 1 || lua_isnil(co, base + 1))
 			goto out;
 		idx = base + 1;
+	} else if (lua_touserdata(co, base) == hook_reply_token()) {
+		run->res.verdict = HOOK_CUSTOM;
+		idx = base + 1;
+		if (hook_reply_opts(run, base + 3) == -1) {
+			hook_invalid(run,
+			    "luamta.reply options: line_delay 0-3600 seconds, "
+			    "drop_after 0-64 lines");
+			goto out;
+		}
 	} else
 		run->res.verdict = HOOK_CUSTOM;
 	if (lua_type(co, idx) != LUA_TNUMBER) {

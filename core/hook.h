@@ -29,9 +29,11 @@ const char *hook_verdict_str(enum hook_verdict);
 
 struct hook_result {
 	enum hook_verdict verdict;
-	int code;   /* HOOK_CUSTOM, HOOK_CLOSE with a reply; else 0 */
-	char *text; /* owned: reply lines joined by '\n', or NULL for the default */
-	int truth;  /* HOOK_ACCEPT from a literal true (not from nothing) */
+	int code;          /* HOOK_CUSTOM, HOOK_CLOSE with a reply; else 0 */
+	char *text;        /* owned: reply lines joined by '\n', or NULL for the default */
+	int truth;         /* HOOK_ACCEPT from a literal true (not from nothing) */
+	double line_delay; /* luamta.reply{line_delay}: seconds between reply lines */
+	int drop_after;    /* luamta.reply{drop_after}: lines sent before hanging up, or -1 */
 };
 void hook_result_reset(struct hook_result *);
 
@@ -79,5 +81,7 @@ const char *hook_current_sid(void);
 
 /* The value luamta.disconnect() returns first, recognised by result mapping. */
 void *hook_disconnect_token(void);
+/* The value luamta.reply() returns first (a custom reply with options). */
+void *hook_reply_token(void);
 
 #endif

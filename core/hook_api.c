@@ -59,6 +59,18 @@ api_disconnect(lua_State *L)
 	return n + 1;
 }
 
+/* luamta.reply(code, text [, opts]): a custom reply with options (paced
+ * lines, a drop mid-reply); the token, then the arguments as given. */
+static int
+api_reply(lua_State *L)
+{
+	luaL_checkinteger(L, 1);
+	lua_settop(L, 3);
+	lua_pushlightuserdata(L, hook_reply_token());
+	lua_insert(L, 1);
+	return 4;
+}
+
 static int
 api_sleep(lua_State *L)
 {
@@ -612,6 +624,7 @@ hook_api_take_keywords(lua_State *L, int ref)
 
 static const luaL_Reg api_funcs[] = {
 	{ "disconnect", api_disconnect },
+	{ "reply", api_reply },
 	{ "sleep", api_sleep },
 	{ "log", api_log },
 	{ "append", api_append },

@@ -47,6 +47,8 @@ struct smtp_cmd {
 };
 
 static void smtp_session_process(struct smtp_session *);
+static void smtp_reap(struct smtp_session *);
+static void smtp_reply_lines(struct smtp_session *, int, const char *, const char *);
 static void smtp_session_close(struct smtp_session *, const char *reason);
 static void smtp_hook_finish(struct smtp_session *, const struct hook_result *);
 static void smtp_session_free(struct smtp_session *);
@@ -90,13 +92,14 @@ smtp_next_id(struct smtp_server *srv)
 
 /* Replies --------------------------------------------------------------- */
 
-/* Queues one reply. text holds '\n'-separated lines. When enh is not NULL,
- * every line carries an enhanced status code (RFC 2034 3): its own if it
- * has one, else that of the first line, else enh. */
-static void
-smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *text)
+/* Formats one reply into out and returns its length. text holds
+ * '\n'-separated lines. When enh is not NULL, every line carries an
+ * enhanced status code (RFC 2034 3): its own if it has one, else that of the
+ * first line, else enh. */
+static size_t
+smtp_format_reply(char *out, size_t outsz, int code, const char *enh, const char *text)
 {
-	char out[SMTP_REPLY_MAX], first_enh[16] = "";
+	char first_enh[16] = "";
 	size_t o = 0;
 	const char *line = text;
 
@@ -114,19 +117,123 @@ smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *
 		int r;
 
 		if (enh != NULL && smtp_enhanced_len(line, ll) == 0)
-			r = snprintf(out + o, sizeof(out) - o, "%d%c%s %.*s\r\n", code,
+			r = snprintf(out + o, outsz - o, "%d%c%s %.*s\r\n", code,
 			    nl != NULL ? '-' : ' ', enh, (int)ll, line);
 		else
-			r = snprintf(out + o, sizeof(out) - o, "%d%c%.*s\r\n", code,
+			r = snprintf(out + o, outsz - o, "%d%c%.*s\r\n", code,
 			    nl != NULL ? '-' : ' ', (int)ll, line);
-		if (r < 0 || (size_t)r >= sizeof(out) - o)
+		if (r < 0 || (size_t)r >= outsz - o)
 			break; /* bounded by hook validation; never cut mid-line */
 		o += (size_t)r;
 		line = nl != NULL ? nl + 1 : NULL;
 	}
-	if (conn_write(s->conn, out, o) == -1)
+	return o;
+}
+
+/* Queues one reply (see smtp_format_reply). */
+static void
+smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+	char out[SMTP_REPLY_MAX];
+	size_t n = smtp_format_reply(out, sizeof(out), code, enh, text);
+
+	if (conn_write(s->conn, out, n) == -1)
 		smtp_session_close(s, "out of memory");
 	log_debug(s->sid, "smtp.reply code=%d", code);
+}
+
+/* Paced replies (luamta.reply options, for testing clients): the lines go
+ * out one at a time, line_delay apart, and with drop_after the connection
+ * is cut after that many lines. Commands wait until the reply is over. */
+struct smtp_pace {
+	char buf[SMTP_REPLY_MAX]; /* the formatted reply */
+	size_t len, off;          /* off: released so far */
+	int lines;                /* released so far */
+	int drop_after;           /* -1: send it all */
+	ev_timer timer;
+	struct smtp_session *s; /* borrowed: the session frees the pace first */
+};
+
+static void
+smtp_pace_free(struct smtp_session *s)
+{
+	if (s->pace == NULL)
+		return;
+	ev_timer_stop(s->srv->loop, &s->pace->timer);
+	free(s->pace);
+	s->pace = NULL;
+}
+
+/* Releases the next line; returns 1 while more are to come. */
+static int
+smtp_pace_step(struct smtp_session *s)
+{
+	struct smtp_pace *p = s->pace;
+	const char *lf;
+	size_t n;
+
+	if (p->drop_after >= 0 && p->lines >= p->drop_after) {
+		log_info(s->sid, "smtp.reply_dropped lines=%d", p->lines);
+		smtp_pace_free(s);
+		smtp_session_close(s, "hook_drop");
+		return 0;
+	}
+	lf = memchr(p->buf + p->off, '\n', p->len - p->off);
+	n = lf != NULL ? (size_t)(lf - (p->buf + p->off)) + 1 : p->len - p->off;
+	if (conn_write(s->conn, p->buf + p->off, n) == -1) {
+		smtp_pace_free(s);
+		smtp_session_close(s, "out of memory");
+		return 0;
+	}
+	conn_flush(s->conn);
+	p->off += n;
+	p->lines++;
+	if (p->off < p->len || (p->drop_after >= 0 && p->lines >= p->drop_after))
+		return 1;
+	smtp_pace_free(s);
+	return 0;
+}
+
+static void
+smtp_on_pace(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct smtp_pace *p = t->data;
+	struct smtp_session *s = p->s;
+
+	(void)loop;
+	(void)revents;
+	if (smtp_pace_step(s))
+		return;
+	/* The reply is over: what the client sent meanwhile is next, or the
+	 * close that was waiting for it. */
+	if (s->closing)
+		smtp_reap(s);
+	else
+		smtp_session_process(s);
+}
+
+static void
+smtp_reply_paced(struct smtp_session *s, int code, const char *enh, const char *text,
+    const struct hook_result *res)
+{
+	struct smtp_pace *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		smtp_reply_lines(s, code, enh, text);
+		return;
+	}
+	p->len = smtp_format_reply(p->buf, sizeof(p->buf), code, enh, text);
+	p->drop_after = res->drop_after;
+	p->s = s;
+	ev_timer_init(&p->timer, smtp_on_pace, res->line_delay, res->line_delay);
+	p->timer.data = p;
+	smtp_pace_free(s);
+	s->pace = p;
+	while (smtp_pace_step(s))
+		if (res->line_delay > 0) {
+			ev_timer_start(s->srv->loop, &p->timer);
+			return;
+		}
 }
 
 static void smtp_reply(struct smtp_session *, int, const char *, const char *, ...)
@@ -154,11 +261,16 @@ smtp_reply_hook(struct smtp_session *s, const struct hook_result *res, int code,
 			"4.0.0", "5.0.0" };
 		/* Every custom reply carries an enhanced code (RFC 2034 3) but
 		 * the greeting, which RFC 2034 leaves without one. */
-		smtp_reply_lines(s, res->code, res->code == 220 ? NULL : class_enh[res->code / 100],
-		    res->text != NULL ? res->text :
-					(res->code < 400        ? "Ok" :
-						res->code < 500 ? "Try again later" :
-								  "Rejected"));
+		const char *renh = res->code == 220 ? NULL : class_enh[res->code / 100];
+		const char *rtext = res->text != NULL ? res->text :
+		    res->code < 400                   ? "Ok" :
+		    res->code < 500                   ? "Try again later" :
+							"Rejected";
+
+		if (res->line_delay > 0 || res->drop_after >= 0)
+			smtp_reply_paced(s, res->code, renh, rtext, res);
+		else
+			smtp_reply_lines(s, res->code, renh, rtext);
 	} else
 		smtp_reply_lines(s, code, enh, text);
 }
@@ -1266,8 +1378,8 @@ smtp_session_process(struct smtp_session *s)
 	if (s->in_process)
 		return;
 	s->in_process = 1;
-	while (!s->closing && s->run == NULL && s->state != ST_CONNECTED && !s->tls_wait &&
-	    conn_output_pending(s->conn) < SMTP_OUTPUT_HIGH && buf_avail(in) > 0) {
+	while (!s->closing && s->run == NULL && s->pace == NULL && s->state != ST_CONNECTED &&
+	    !s->tls_wait && conn_output_pending(s->conn) < SMTP_OUTPUT_HIGH && buf_avail(in) > 0) {
 		if (s->state == ST_DATA) {
 			size_t n = smtp_data_feed(s->tx->data, buf_head(in), buf_avail(in), &done);
 			buf_consume(in, n);
@@ -1331,9 +1443,12 @@ smtp_on_reap(struct ev_loop *loop, ev_idle *w, int revents)
 	while ((s = srv->reap) != NULL) {
 		srv->reap = s->reap_next;
 		s->reaping = 0;
-		/* Let the last reply drain first; CONN_DRAINED, an error or
-		 * the linger timer brings the session back here. */
-		if (conn_output_pending(s->conn) > 0) {
+		/* Let the last reply (paced or not) drain first; the end of
+		 * the pace, CONN_DRAINED, an error or the linger timer brings
+		 * the session back here, and the last two end the wait. */
+		if (!s->linger_over && s->pace != NULL)
+			continue;
+		if (!s->linger_over && conn_output_pending(s->conn) > 0) {
 			conn_flush(s->conn);
 			if (conn_output_pending(s->conn) > 0)
 				continue;
@@ -1392,6 +1507,7 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 		break;
 	case CONN_TIMEOUT:
 		if (s->closing) {
+			s->linger_over = 1;
 			smtp_reap(s);
 			break;
 		}
@@ -1410,6 +1526,7 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 	case CONN_ERROR:
 		if (s->closing) {
 			/* Nothing more can be written. */
+			s->linger_over = 1;
 			smtp_reap(s);
 			break;
 		}
@@ -1575,6 +1692,7 @@ smtp_session_free(struct smtp_session *s)
 
 	hook_run_free(s->run);
 	s->run = NULL;
+	smtp_pace_free(s);
 	if (s->script != NULL) {
 		smtp_hook_disconnect(s);
 		hook_api_release(s->script->L, s);

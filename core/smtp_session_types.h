@@ -75,13 +75,14 @@ struct smtp_session {
 	int peer_port, local_port;
 	char *helo; /* owned, or NULL */
 	int esmtp;
-	unsigned ext;        /* SMTP_EXT_* advertised in the last EHLO */
-	char *user;          /* owned: the authenticated identity, or NULL */
-	int auth_failures;   /* failed AUTH attempts */
-	enum smtp_sasl sasl; /* AUTH exchange in progress */
-	int require_tls;     /* MAIL needs TLS (config or a hook) */
-	int tls_active;      /* the connection is encrypted */
-	int tls_wait;        /* a handshake is under way: no commands */
+	unsigned ext;           /* SMTP_EXT_* advertised in the last EHLO */
+	char *user;             /* owned: the authenticated identity, or NULL */
+	int auth_failures;      /* failed AUTH attempts */
+	enum smtp_sasl sasl;    /* AUTH exchange in progress */
+	int require_tls;        /* MAIL needs TLS (config or a hook) */
+	int tls_active;         /* the connection is encrypted */
+	int tls_wait;           /* a handshake is under way: no commands */
+	struct smtp_pace *pace; /* owned: a paced reply going out, or NULL */
 	size_t max_size;
 	unsigned messages;  /* accepted in this session */
 	struct smtp_tx *tx; /* owned, or NULL */
@@ -92,6 +93,7 @@ struct smtp_session {
 	int skip_line;        /* discarding the rest of a too-long line */
 	int closing;          /* smtp_session_close() was called */
 	int reaping;          /* on the reap list */
+	int linger_over;      /* closing: stop waiting for the last reply to drain */
 	int in_process;       /* inside smtp_session_process() */
 };
 
