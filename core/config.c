@@ -21,7 +21,7 @@ static const char usage_text[] =
     "              [--tls-key FILE] [--tls-client-ca FILE] [--tls-timeout SECS]\n"
     "              [--require-tls] [--auth-plaintext] [--max-auth-failures N] [--watch]\n"
     "              [--workers N] [--foreground] [--shutdown-timeout SECS] [--user NAME]\n"
-    "              [--capture DIR]\n"
+    "              [--capture DIR] [--stdio]\n"
     "              [--check] [--version] [--help]\n";
 
 enum {
@@ -57,6 +57,7 @@ enum {
 	OPT_SHUTDOWN_TIMEOUT,
 	OPT_USER,
 	OPT_CAPTURE,
+	OPT_STDIO,
 };
 
 static const struct option long_opts[] = {
@@ -90,6 +91,7 @@ static const struct option long_opts[] = {
 	{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "capture", required_argument, NULL, OPT_CAPTURE },
+	{ "stdio", no_argument, NULL, OPT_STDIO },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -305,6 +307,9 @@ config_parse(struct config *cfg, int argc, char **argv)
 			break;
 		case OPT_CAPTURE:
 			cfg->capture_dir = optarg;
+			break;
+		case OPT_STDIO:
+			cfg->stdio = 1;
 			break;
 		case OPT_AUTH_PLAINTEXT:
 			cfg->auth_plaintext = 1;

@@ -46,6 +46,7 @@ struct config {
 	double shutdown_timeout;   /* SIGTERM: time sessions get to finish */
 	const char *user;          /* drop privileges to this user after binding */
 	const char *capture_dir;   /* --capture: store accepted messages here */
+	int stdio;                 /* one session on stdin/stdout, no listeners */
 };
 
 /* Whether a Lua policy runs: a --script, or --capture's wrapper alone. */

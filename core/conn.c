@@ -24,7 +24,8 @@ enum conn_tls_state {
 
 struct conn {
 	struct ev_loop *loop;
-	int fd;
+	int fd;  /* read side, and the socket */
+	int wfd; /* write side: fd, or stdout for --stdio over pipes */
 	ev_io rio, wio;
 	ev_timer timer;
 	struct buf in, out;
@@ -228,7 +229,7 @@ conn_write_some(struct conn *c)
 				return -1;
 			}
 		}
-		ssize_t r = write(c->fd, buf_head(&c->out), buf_avail(&c->out));
+		ssize_t r = write(c->wfd, buf_head(&c->out), buf_avail(&c->out));
 		if (r > 0) {
 			buf_consume(&c->out, (size_t)r);
 			continue;
@@ -290,24 +291,35 @@ conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 struct conn *
 conn_new(struct ev_loop *loop, int fd, conn_cb *cb, void *arg)
 {
+	return conn_new_pair(loop, fd, fd, cb, arg);
+}
+
+struct conn *
+conn_new_pair(struct ev_loop *loop, int fd, int wfd, conn_cb *cb, void *arg)
+{
 	struct conn *c;
 	int one = 1, fl;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
+		if (wfd != fd)
+			close(wfd);
 		return NULL;
 	}
 	if ((fl = fcntl(fd, F_GETFL)) != -1)
 		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	if (wfd != fd && (fl = fcntl(wfd, F_GETFL)) != -1)
+		(void)fcntl(wfd, F_SETFL, fl | O_NONBLOCK);
 	/* One write per reply batch, no Nagle delay against the client's
 	 * delayed ACK (STYLE 12). Fails harmlessly on a non-TCP socket. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->loop = loop;
 	c->fd = fd;
+	c->wfd = wfd;
 	c->cb = cb;
 	c->arg = arg;
 	ev_io_init(&c->rio, conn_on_read, fd, EV_READ);
-	ev_io_init(&c->wio, conn_on_write, fd, EV_WRITE);
+	ev_io_init(&c->wio, conn_on_write, wfd, EV_WRITE);
 	ev_init(&c->timer, conn_on_timer);
 	c->rio.data = c->wio.data = c->timer.data = c;
 	buf_init(&c->in);
@@ -326,6 +338,8 @@ conn_free(struct conn *c)
 	ev_timer_stop(c->loop, &c->timer);
 	tls_free(c->tls);
 	close(c->fd);
+	if (c->wfd != c->fd)
+		close(c->wfd);
 	buf_reset(&c->in);
 	buf_reset(&c->out);
 	free(c);
@@ -334,7 +348,7 @@ conn_free(struct conn *c)
 int
 conn_starttls(struct conn *c, struct tls_config *cfg)
 {
-	if (c->tls != NULL || (c->tls = tls_new(cfg, c->fd)) == NULL)
+	if (c->tls != NULL || c->wfd != c->fd || (c->tls = tls_new(cfg, c->fd)) == NULL)
 		return -1;
 	/* Nothing the client sent in plaintext survives the switch
 	 * (CVE-2011-0411 class): the owner has already looked at it. */

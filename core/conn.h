@@ -37,6 +37,9 @@ typedef void conn_cb(struct conn *, enum conn_event, void *arg);
 /* Takes ownership of fd (made non-blocking, TCP_NODELAY); conn_free()
  * closes it. Returns NULL when out of memory (fd is then closed). */
 struct conn *conn_new(struct ev_loop *, int fd, conn_cb *, void *arg);
+/* The same with separate read and write descriptors (--stdio over pipes:
+ * stdin and stdout); takes ownership of both. TLS needs one socket. */
+struct conn *conn_new_pair(struct ev_loop *, int fd, int wfd, conn_cb *, void *arg);
 void conn_free(struct conn *); /* NULL is a no-op */
 
 /* Unprocessed input; the owner consumes what it parsed. */

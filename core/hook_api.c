@@ -418,8 +418,9 @@ message_print(lua_State *L)
 	char err[128];
 	int rc;
 
-	rc = delivery_print(STDOUT_FILENO, s->peer_ip, tx->sender, (const char *const *)tx->rcpts,
-	    tx->nrcpts, tx->msg != NULL ? tx->msg : "", tx->msglen);
+	/* With --stdio, stdout carries the SMTP replies: print to stderr. */
+	rc = delivery_print(s->srv->stdio ? STDERR_FILENO : STDOUT_FILENO, s->peer_ip, tx->sender,
+	    (const char *const *)tx->rcpts, tx->nrcpts, tx->msg != NULL ? tx->msg : "", tx->msglen);
 	snprintf(err, sizeof(err), "cannot write to stdout");
 	return message_delivery_result(L, s, rc, "print", "stdout", err);
 }

@@ -105,6 +105,11 @@ main(int argc, char **argv)
 		return 0;
 	}
 
+	if (cfg.stdio) {
+		rc = worker_run(&cfg, NULL, 0, 0, script, tls);
+		ev_loop_destroy(EV_DEFAULT);
+		return rc;
+	}
 	for (int i = 0; i < cfg.nlisten; i++) {
 		if ((ls[i].fd = listener_bind(
 			 cfg.listen[i].host, cfg.listen[i].port, err, sizeof(err))) == -1)

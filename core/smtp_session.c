@@ -1425,6 +1425,9 @@ smtp_session_process(struct smtp_session *s)
 	}
 out:
 	s->in_process = 0;
+	if (s->input_eof && !s->closing && s->run == NULL && s->pace == NULL &&
+	    conn_output_pending(s->conn) < SMTP_OUTPUT_HIGH)
+		smtp_session_close(s, "eof");
 	conn_flush(s->conn);
 	if (buf_avail(in) == 0)
 		conn_trim(s->conn);
@@ -1530,6 +1533,13 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 			smtp_reap(s);
 			break;
 		}
+		if (ev == CONN_CLOSED && s->srv->stdio) {
+			/* A file or pipe on stdin ends where the session's
+			 * input ends: answer everything read, then close. */
+			s->input_eof = 1;
+			smtp_session_process(s);
+			break;
+		}
 		/* A transaction in progress (mid-DATA, or a hook pending) is
 		 * abandoned: nothing gets delivered after the client left. */
 		if (ev == CONN_ERROR)
@@ -1552,7 +1562,7 @@ smtp_sockaddr_str(const struct sockaddr *sa, char *ip, size_t ipsz, int *port)
 		inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)ipsz);
 		*port = ntohs(s4->sin_port);
 	} else {
-		snprintf(ip, ipsz, "unix");
+		snprintf(ip, ipsz, sa->sa_family == AF_UNSPEC ? "stdio" : "local");
 		*port = 0;
 	}
 }
@@ -1570,24 +1580,40 @@ smtp_refuse(int fd, const char *ip, const char *why)
 	close(fd);
 }
 
-static void smtp_session_start(int, const struct sockaddr *, struct smtp_server *, int);
+static void smtp_session_start(int, int, const struct sockaddr *, struct smtp_server *, int);
 
 void
 smtp_server_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
 	(void)salen;
-	smtp_session_start(fd, sa, arg, 0);
+	smtp_session_start(fd, fd, sa, arg, 0);
 }
 
 void
 smtp_server_accept_tls(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
 	(void)salen;
-	smtp_session_start(fd, sa, arg, 1);
+	smtp_session_start(fd, fd, sa, arg, 1);
 }
 
+void
+smtp_server_stdio(struct smtp_server *srv, int rfd, int wfd)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+
+	/* Under inetd or systemd socket activation stdin is the client's
+	 * socket: its address is the peer's. Over pipes there is none. */
+	memset(&peer, 0, sizeof(peer));
+	if (getpeername(rfd, (struct sockaddr *)&peer, &len) == -1)
+		peer.ss_family = AF_UNSPEC;
+	srv->stdio = 1;
+	smtp_session_start(rfd, wfd, (struct sockaddr *)&peer, srv, 0);
+}
+
+/* Starts a session on a socket (fd == wfd) or a pair of descriptors. */
 static void
-smtp_session_start(int fd, const struct sockaddr *sa, struct smtp_server *srv, int tls)
+smtp_session_start(int fd, int wfd, const struct sockaddr *sa, struct smtp_server *srv, int tls)
 {
 	const struct config *cfg = srv->cfg;
 	struct smtp_session *s;
@@ -1629,7 +1655,7 @@ smtp_session_start(int fd, const struct sockaddr *sa, struct smtp_server *srv, i
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
 		smtp_sockaddr_str(
 		    (struct sockaddr *)&local, s->local_ip, sizeof(s->local_ip), &s->local_port);
-	if ((s->conn = conn_new(srv->loop, fd, smtp_on_conn, s)) == NULL) {
+	if ((s->conn = conn_new_pair(srv->loop, fd, wfd, smtp_on_conn, s)) == NULL) {
 		free(s);
 		return;
 	}

@@ -26,7 +26,8 @@ struct smtp_server {
 	ev_idle reaper;
 	uint64_t ids; /* id generator state */
 	int stopping;
-	struct tls_config *tls;                   /* own reference, or NULL: no TLS */
+	int stdio;              /* --stdio: at EOF, answer what was read before closing */
+	struct tls_config *tls; /* own reference, or NULL: no TLS */
 	void (*on_drained)(struct smtp_server *); /* draining: called at 0 sessions */
 };
 
@@ -37,6 +38,8 @@ void smtp_server_init(
 /* A listener_cb: takes ownership of fd and starts a session on it (or
  * answers 421 and closes when a connection cap is reached). */
 void smtp_server_accept(int fd, const struct sockaddr *, socklen_t, void *srv);
+/* --stdio: one session on rfd/wfd (stdin and stdout, or one socket). */
+void smtp_server_stdio(struct smtp_server *, int rfd, int wfd);
 /* The same for an implicit-TLS listener (RFC 8314): handshake first. */
 void smtp_server_accept_tls(int fd, const struct sockaddr *, socklen_t, void *srv);
 /* Makes sc (taking over the caller's reference) the generation new

@@ -94,6 +94,7 @@ struct smtp_session {
 	int closing;          /* smtp_session_close() was called */
 	int reaping;          /* on the reap list */
 	int linger_over;      /* closing: stop waiting for the last reply to drain */
+	int input_eof;        /* --stdio: input ended; close once it is answered */
 	int in_process;       /* inside smtp_session_process() */
 };
 

@@ -6,6 +6,7 @@
 #include "worker.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -170,6 +171,25 @@ worker_block_signals(int block)
 	sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
+/* --stdio: one session on standard input and output, then exit. Under
+ * inetd or systemd socket activation stdin is the socket itself (and TLS
+ * works); over pipes replies go to stdout and STARTTLS is not offered. */
+static void
+worker_stdio(struct worker *w)
+{
+	struct stat st;
+	int wfd = STDOUT_FILENO;
+
+	if (fstat(STDIN_FILENO, &st) == 0 && S_ISSOCK(st.st_mode))
+		wfd = STDIN_FILENO;
+	else {
+		tls_config_unref(w->srv.tls);
+		w->srv.tls = NULL;
+	}
+	w->srv.on_drained = worker_on_drained;
+	smtp_server_stdio(&w->srv, STDIN_FILENO, wfd);
+}
+
 int
 worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten, int index,
     struct script *sc, struct tls_config *tls)
@@ -220,6 +240,8 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 		worker_watch_arm(&w);
 	}
 	log_info(NULL, "worker.ready worker=%d pid=%d", index, (int)getpid());
+	if (cfg->stdio)
+		worker_stdio(&w);
 
 	ev_run(w.loop, 0);
 
