@@ -2,9 +2,12 @@
  * Workers share the master's listening sockets rather than one
  * SO_REUSEPORT socket each: the kernel hands a connection to whichever
  * worker calls accept() first, so a worker stuck in a blocking hook simply
- * takes no new clients while the others do. With SO_REUSEPORT a fixed share
- * of new connections would queue behind the stuck worker (see the closing
- * note of the workers change for the measurement). */
+ * takes no new clients while the others do. With SO_REUSEPORT the kernel
+ * hashes a fixed share of new connections to the stuck worker, where they
+ * wait. Measured on Linux 6.x, 2 workers, 8 clients connecting in a loop
+ * (800 connections): both spread evenly when idle (379/421 shared, 397/403
+ * reuseport); with one worker blocked for 1 s, 1 connection waited > 0.5 s
+ * with the shared socket, 8 with SO_REUSEPORT (p99 0.8 ms against 997 ms). */
 #include "master.h"
 
 #include <errno.h>
