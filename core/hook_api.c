@@ -425,6 +425,19 @@ message_print(lua_State *L)
 	return message_delivery_result(L, s, rc, "print", "stdout", err);
 }
 
+/* The Lua convention for operations that can fail: true, or nil and err. */
+static int
+hook_api_result(lua_State *L, int rc, const char *err)
+{
+	if (rc == -1) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* msg:save(path): the message as one file, whole or not at all (fsync'ed).
  * Unlike the deliverers it does not turn a failure into a 451 by itself:
  * it returns nil, err for the caller (e.g. luamta.capture) to decide. */
@@ -435,14 +448,8 @@ message_save(lua_State *L)
 	const char *path = luaL_checkstring(L, 2);
 	char err[512];
 
-	if (delivery_file(path, tx->msg != NULL ? tx->msg : "", tx->msglen, err, sizeof(err)) ==
-	    -1) {
-		lua_pushnil(L);
-		lua_pushstring(L, err);
-		return 2;
-	}
-	lua_pushboolean(L, 1);
-	return 1;
+	return hook_api_result(L,
+	    delivery_file(path, tx->msg != NULL ? tx->msg : "", tx->msglen, err, sizeof(err)), err);
 }
 
 /* luamta.append(path, text): one O_APPEND write and fsync. */
@@ -454,13 +461,7 @@ api_append(lua_State *L)
 	const char *text = luaL_checklstring(L, 2, &len);
 	char err[512];
 
-	if (delivery_append(path, text, len, err, sizeof(err)) == -1) {
-		lua_pushnil(L);
-		lua_pushstring(L, err);
-		return 2;
-	}
-	lua_pushboolean(L, 1);
-	return 1;
+	return hook_api_result(L, delivery_append(path, text, len, err, sizeof(err)), err);
 }
 
 static int

@@ -672,8 +672,9 @@ do_rset(struct smtp_session *s, const struct hook_result *res)
 	smtp_reply_hook(s, res, 250, "2.0.0", "Ok");
 }
 
+/* NOOP, and custom verbs that accept without a reply of their own. */
 static void
-do_noop(struct smtp_session *s, const struct hook_result *res)
+do_ok(struct smtp_session *s, const struct hook_result *res)
 {
 	smtp_reply_hook(s, res, 250, "2.0.0", "Ok");
 }
@@ -703,12 +704,6 @@ static void
 do_unknown(struct smtp_session *s, const struct hook_result *res)
 {
 	smtp_reply_hook(s, res, 500, "5.5.2", "Error: command not recognized");
-}
-
-static void
-do_verb(struct smtp_session *s, const struct hook_result *res)
-{
-	smtp_reply_hook(s, res, 250, "2.0.0", "Ok");
 }
 
 static void
@@ -1024,7 +1019,7 @@ static const struct smtp_cmd smtp_cmds[] = {
 	  554, "5.5.1", "Rejected" },
 	{ "RSET", ST_SESSION,             HOOK_RSET,    check_noarg,  do_rset,    NULL,
 	  550, "5.7.1", "Rejected" },
-	{ "NOOP", ST_SESSION,             HOOK__COUNT,  check_anyarg, do_noop,    NULL,
+	{ "NOOP", ST_SESSION,             HOOK__COUNT,  check_anyarg, do_ok,    NULL,
 	  0, NULL, NULL },
 	{ "QUIT", ST_SESSION,             HOOK_QUIT,    check_noarg,  do_quit,    rejected_close,
 	  221, "2.0.0", "Bye" },
@@ -1041,7 +1036,7 @@ static const struct smtp_cmd smtp_cmd_unknown =
 	{ NULL, ST_SESSION, HOOK_UNKNOWN, check_anyarg, do_unknown, NULL,
 	  500, "5.5.2", "Error: command not recognized" };
 static const struct smtp_cmd smtp_cmd_verb =
-	{ NULL, ST_SESSION, HOOK_VERB, check_anyarg, do_verb, NULL,
+	{ NULL, ST_SESSION, HOOK_VERB, check_anyarg, do_ok, NULL,
 	  550, "5.7.1", "Rejected" };
 static const struct smtp_cmd smtp_cmd_connect =
 	{ NULL, S(ST_CONNECTED), HOOK_CONNECT, NULL, do_connect, rejected_close,
