@@ -81,7 +81,13 @@ enum buf_line
 buf_getline(struct buf *b, size_t max, const char **line, size_t *len, int *crlf)
 {
 	size_t avail = b->len - b->off, scan;
-	const char *p = b->data + b->off, *lf;
+	const char *p, *lf;
+
+	/* Never compute data + off on a buffer that was never allocated
+	 * (NULL + 0 is undefined; found by fuzz_buf). */
+	if (avail == 0)
+		return max == 0 ? BUF_TOO_LONG : BUF_NEED_MORE;
+	p = b->data + b->off;
 
 	/* Apply the limit to partial lines too: only look at max bytes, so an
 	 * endless line cannot grow the buffer without bound. */

@@ -29,7 +29,8 @@ buf_avail(const struct buf *b)
 static inline const char *
 buf_head(const struct buf *b)
 {
-	return b->data + b->off;
+	/* data is NULL until the first append: never NULL + 0 (undefined). */
+	return b->off != 0 ? b->data + b->off : b->data;
 }
 
 /* Makes room for at least n more bytes at buf_tail(). 0 or -1 (ENOMEM). */

@@ -258,6 +258,8 @@ message_find_headers(lua_State *L, const struct smtp_tx *tx, const char *name, i
 	size_t nlen = strlen(name);
 	int found = 0;
 
+	if (tx->msg == NULL)
+		return 0; /* an empty message: no headers (and no NULL + 0) */
 	while (p != NULL && p < end && found < max) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
 		const char *lend = eol != NULL ? eol : end;

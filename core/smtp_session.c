@@ -1409,7 +1409,7 @@ smtp_session_process(struct smtp_session *s)
 		case BUF_LINE:
 			if (s->sasl != SASL_NONE)
 				smtp_sasl_line(s, line, len);
-			else if (len + 2 > SMTP_CMD_LINE_MAX &&
+			else if (len + (crlf ? 2 : 1) > SMTP_CMD_LINE_MAX &&
 			    strncasecmp(line, "AUTH ", 5) != 0) {
 				log_info(s->sid, "smtp.line_too_long");
 				smtp_reply(s, 500, "5.5.2", "Line too long");

@@ -1,0 +1,269 @@
+/* fuzz_data.c - libFuzzer target for the DATA reader (smtp_data.h).
+ * The first bytes of the input choose the bare CR/LF policy, the size limit
+ * and a list of chunk sizes; the rest is the DATA stream. It is fed three
+ * ways (all at once, in those chunks, one byte at a time) and each result
+ * (stored bytes, size, error, done, consumed) must equal the others and the
+ * result of ref_unstuff(), a deliberately naive reader that applies the
+ * header's rules line by line.
+ *
+ * Input layout:
+ *   byte 0      policy: bits 0-1 select reject/fix/allow (3 = an unknown
+ *               value, which the reader must treat as reject)
+ *   bytes 1-2   limit: top two bits of byte 1 pick a scale (tiny, up to
+ *               16 KiB, 1 GiB, SIZE_MAX), the other 14 bits a value
+ *   byte 3      number of chunk sizes that follow (0-7)
+ *   bytes ...   chunk sizes 0-255, used in turn (a 0 is an empty feed)
+ *   the rest    the bytes received after the DATA command's 354 */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "smtp_data.h"
+
+struct result {
+	char *bytes; /* owned */
+	size_t len;
+	size_t size;
+	enum smtp_data_err err;
+	int done;
+	size_t consumed;
+};
+
+/* The reference's sink: one byte at a time, with the limit and the sticky
+ * error exactly as the header states them. */
+struct ref {
+	struct result r;
+	size_t max;
+	enum smtp_bare bare;
+};
+
+static void
+ref_store(struct ref *f, char c)
+{
+	if (f->r.err == SMTP_DATA_OK) {
+		if (f->r.size < f->max)
+			f->r.bytes[f->r.len++] = c;
+		else
+			f->r.err = SMTP_DATA_ERR_SIZE;
+	}
+	f->r.size++;
+}
+
+/* A bare LF or bare CR (c), per the policy. */
+static void
+ref_bare(struct ref *f, char c)
+{
+	switch (f->bare) {
+	case SMTP_BARE_FIX:
+		ref_store(f, '\r');
+		ref_store(f, '\n');
+		break;
+	case SMTP_BARE_ALLOW:
+		ref_store(f, c);
+		break;
+	default:
+		/* Counted as received, never stored. */
+		if (f->r.err == SMTP_DATA_OK)
+			f->r.err = SMTP_DATA_ERR_BARE;
+		f->r.size++;
+		break;
+	}
+}
+
+/* Line content without its terminator: a CR in it is bare, since the only
+ * CR followed by LF is the one the terminator took. */
+static void
+ref_text(struct ref *f, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\r')
+			ref_bare(f, '\r');
+		else
+			ref_store(f, p[i]);
+	}
+}
+
+/* The rules of smtp_data.h, one line at a time over the whole input.
+ * A trailing line without LF is only partly decided: a leading "." (or
+ * ".\r") might still become the end of data, and a final CR might still be
+ * the first half of CRLF, so those bytes are held, not stored. */
+static void
+ref_unstuff(const char *p, size_t n, size_t max, enum smtp_bare bare, struct result *out)
+{
+	struct ref f;
+	const char *line, *lf;
+	size_t off = 0, llen, blen;
+	int prev_crlf = 1, crlf;
+
+	memset(&f, 0, sizeof(f));
+	f.max = max;
+	f.bare = bare;
+	/* FIX at most doubles the input. */
+	f.r.bytes = malloc(2 * n + 1);
+	FUZZ_CHECK(f.r.bytes != NULL);
+
+	while (off < n) {
+		line = p + off;
+		if ((lf = memchr(line, '\n', n - off)) == NULL) {
+			llen = n - off;
+			if ((llen == 1 && line[0] == '.') ||
+			    (llen == 2 && line[0] == '.' && line[1] == '\r')) {
+				off = n;
+				break;
+			}
+			if (line[0] == '.')
+				line++, llen--;
+			if (llen > 0 && line[llen - 1] == '\r')
+				llen--;
+			ref_text(&f, line, llen);
+			off = n;
+			break;
+		}
+		llen = (size_t)(lf - line); /* without the LF */
+		crlf = llen > 0 && line[llen - 1] == '\r';
+		blen = crlf ? llen - 1 : llen; /* without CR LF */
+		off += llen + 1;
+		if (crlf && blen == 1 && line[0] == '.' && prev_crlf) {
+			f.r.done = 1;
+			break;
+		}
+		/* RFC 5321 4.5.2: a "." with other octets after it is a
+		 * stuffed dot; a lone "." line that did not end the data
+		 * stays as it is. */
+		if (blen > 1 && line[0] == '.') {
+			line++;
+			blen--;
+		}
+		ref_text(&f, line, blen);
+		if (crlf) {
+			ref_store(&f, '\r');
+			ref_store(&f, '\n');
+		} else
+			ref_bare(&f, '\n');
+		prev_crlf = crlf;
+	}
+	f.r.consumed = off;
+	*out = f.r;
+}
+
+/* Feeds p[0..n) in chunks of the given sizes (used in turn; all of it at
+ * once when there are none). After the end of data, one more feed must
+ * consume nothing and say done again. */
+static void
+feed(const char *p, size_t n, size_t max, enum smtp_bare bare, const uint8_t *cuts, size_t ncuts,
+    struct result *out)
+{
+	struct smtp_data *d;
+	const char *bytes;
+	size_t off = 0, k = 0, chunk, used, len;
+	int done = 0, all_zero = ncuts > 0;
+
+	for (size_t i = 0; i < ncuts; i++)
+		all_zero &= cuts[i] == 0;
+	memset(out, 0, sizeof(*out));
+	if ((d = smtp_data_new(max, bare)) == NULL)
+		abort();
+	while (off < n) {
+		chunk = ncuts == 0 ? n - off : cuts[k++ % ncuts];
+		/* Only empty chunks: one empty feed, then the rest. */
+		if (all_zero && k > 1)
+			chunk = n - off;
+		if (chunk > n - off)
+			chunk = n - off;
+		/* A chunk-sized heap copy: reading past it is caught. */
+		char *c = malloc(chunk > 0 ? chunk : 1);
+		FUZZ_CHECK(c != NULL);
+		memcpy(c, p + off, chunk);
+		done = -1;
+		used = smtp_data_feed(d, c, chunk, &done);
+		free(c);
+		FUZZ_CHECK(done == 0 || done == 1);
+		FUZZ_CHECK(used <= chunk);
+		/* Everything is consumed unless the end was found. */
+		FUZZ_CHECK(done || used == chunk);
+		off += used;
+		if (done)
+			break;
+	}
+	if (done) {
+		int again = 0;
+		FUZZ_CHECK(smtp_data_feed(d, p, n, &again) == 0 && again == 1);
+	}
+	out->done = done == 1;
+	out->consumed = off;
+	out->err = smtp_data_error(d);
+	out->size = smtp_data_size(d);
+	bytes = smtp_data_bytes(d, &len);
+	FUZZ_CHECK(bytes != NULL);
+	FUZZ_CHECK(len <= max && len <= out->size);
+	/* Without an error, size is exactly what was stored. */
+	if (out->err == SMTP_DATA_OK)
+		FUZZ_CHECK(len == out->size);
+	out->bytes = smtp_data_steal(d, &out->len);
+	FUZZ_CHECK(out->len == len);
+	FUZZ_CHECK(len == 0 || out->bytes != NULL);
+	/* Stealing leaves nothing behind. */
+	FUZZ_CHECK(smtp_data_steal(d, &len) == NULL && len == 0);
+	smtp_data_free(d);
+}
+
+static void
+check_same(const struct result *a, const struct result *b)
+{
+	FUZZ_CHECK(a->done == b->done);
+	FUZZ_CHECK(a->consumed == b->consumed);
+	FUZZ_CHECK(a->err == b->err);
+	FUZZ_CHECK(a->size == b->size);
+	FUZZ_CHECK(a->len == b->len);
+	FUZZ_CHECK(a->len == 0 || memcmp(a->bytes, b->bytes, a->len) == 0);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fuzz_in in = { data, size };
+	struct result whole, chunked, bytewise, ref;
+	uint8_t cuts[7], one = 1, b1, b2;
+	size_t ncuts, max, v;
+	enum smtp_bare bare, eff;
+
+	bare = (enum smtp_bare)(fuzz_take_byte(&in) & 3);
+	/* The reader treats an unknown policy as reject. */
+	eff = bare == SMTP_BARE_FIX || bare == SMTP_BARE_ALLOW ? bare : SMTP_BARE_REJECT;
+	b1 = fuzz_take_byte(&in);
+	b2 = fuzz_take_byte(&in);
+	v = ((size_t)(b1 & 0x3f) << 8) | b2;
+	switch (b1 >> 6) {
+	case 0:
+		max = v % 64;
+		break;
+	case 1:
+		max = v;
+		break;
+	case 2:
+		max = (size_t)1 << 30;
+		break;
+	default:
+		max = SIZE_MAX;
+		break;
+	}
+	ncuts = fuzz_take_byte(&in) % 8;
+	for (size_t i = 0; i < ncuts; i++)
+		cuts[i] = fuzz_take_byte(&in);
+
+	ref_unstuff((const char *)in.p, in.n, max, eff, &ref);
+	feed((const char *)in.p, in.n, max, bare, NULL, 0, &whole);
+	feed((const char *)in.p, in.n, max, bare, cuts, ncuts, &chunked);
+	feed((const char *)in.p, in.n, max, bare, &one, 1, &bytewise);
+	check_same(&whole, &ref);
+	check_same(&chunked, &ref);
+	check_same(&bytewise, &ref);
+
+	free(ref.bytes);
+	free(whole.bytes);
+	free(chunked.bytes);
+	free(bytewise.bytes);
+	return 0;
+}
