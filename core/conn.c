@@ -306,7 +306,8 @@ conn_new_pair(struct ev_loop *loop, int fd, int wfd, conn_cb *cb, void *arg)
 			close(wfd);
 		return NULL;
 	}
-	if ((fl = fcntl(fd, F_GETFL)) != -1)
+	/* Accepted sockets come non-blocking already (accept4). */
+	if ((fl = fcntl(fd, F_GETFL)) != -1 && !(fl & O_NONBLOCK))
 		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	if (wfd != fd && (fl = fcntl(wfd, F_GETFL)) != -1)
 		(void)fcntl(wfd, F_SETFL, fl | O_NONBLOCK);

@@ -627,7 +627,7 @@ do_mail(struct smtp_session *s, const struct hook_result *res)
 	tx->smtputf8 = s->pend.smtputf8;
 	s->tx = tx;
 	smtp_enter_state(s, ST_MAIL);
-	log_info(s->sid, "smtp.mail qid=%s", tx->qid);
+	log_debug(s->sid, "smtp.mail qid=%s", tx->qid);
 	smtp_reply_hook(s, res, 250, "2.1.0", "Ok");
 }
 
@@ -812,8 +812,9 @@ check_auth(struct smtp_session *s, const char *arg, size_t len)
 		smtp_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
 		return -1;
 	}
-	for (size_t i = 0; i <= ml; i++)
-		mech[i] = i < ml ? (char)toupper((unsigned char)arg[i]) : '\0';
+	for (size_t i = 0; i < ml && i < sizeof(mech) - 1; i++)
+		mech[i] = (char)toupper((unsigned char)arg[i]);
+	mech[ml < sizeof(mech) ? ml : sizeof(mech) - 1] = '\0';
 	if (ml < len)
 		ir = arg + ml + 1;
 	snprintf(s->pend.verb, sizeof(s->pend.verb), "%s", mech);
