@@ -482,6 +482,8 @@ message_index(lua_State *L)
 		lua_pushinteger(L, (lua_Integer)tx->msglen);
 	else if (strcmp(k, "qid") == 0)
 		lua_pushstring(L, tx->qid);
+	else if (strcmp(k, "delivery_failed") == 0)
+		lua_pushboolean(L, tx->delivery_failed);
 	else if (strcmp(k, "params") == 0)
 		hook_api_push_params(L, tx->params);
 	else {

@@ -3,6 +3,7 @@
  * (--foreground) or under a master with --workers processes. */
 #include <errno.h>
 #include <grp.h>
+#include <sys/stat.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -79,6 +80,10 @@ main(int argc, char **argv)
 	if (ev_default_loop(EVFLAG_AUTO) == NULL)
 		fatalx("cannot initialise libev");
 
+	/* --capture: the directory must exist before the policy opens its
+	 * files in it (the parent must exist already). */
+	if (cfg.capture_dir != NULL && mkdir(cfg.capture_dir, 0700) == -1 && errno != EEXIST)
+		fatal("--capture %s", cfg.capture_dir);
 	/* Load everything once here, so a broken script or certificate stops
 	 * the start with its reason (and --check is just this). */
 	worker_script_opts(&cfg, &so);

@@ -604,7 +604,10 @@ do_ehlo(struct smtp_session *s, const struct hook_result *res)
 	n = strlen(first) + 1 + strlen(keywords) + 1;
 	if ((text = malloc(n)) != NULL) {
 		snprintf(text, n, "%s%s%s", first, keywords[0] ? "\n" : "", keywords);
-		smtp_reply_lines(s, 250, NULL, text);
+		if (res != NULL && res->code != 0 && (res->line_delay > 0 || res->drop_after >= 0))
+			smtp_reply_paced(s, 250, NULL, text, res);
+		else
+			smtp_reply_lines(s, 250, NULL, text);
 		free(text);
 	} else
 		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
