@@ -204,13 +204,27 @@ describe("capture failures #integration", function()
     assert.are.equal(stored("again"), m[1].data)
   end)
 
-  it("refuses to start when the capture directory does not exist", function()
-    local missing = testing.mkdtemp() .. "/missing"
-    finally(function() testing.rmtree(missing:match("^(.*)/missing$")) end)
+  it("creates a missing capture directory", function()
+    local top = testing.mkdtemp()
+    local dir = top .. "/new"
+    local srv = assert(testing.start({ args = { "--capture", dir } }))
+    local c
+    finally(function() if c then c:close() end; srv:stop(); testing.rmtree(top) end)
+    c = session(srv)
+    c:message("a@spec.test", "b@spec.test", body("fresh")):expect(250)
+    local m = require("luamta.capture").read(dir)
+    assert.are.equal(1, #m)
+    assert.are.equal(stored("fresh"), m[1].data)
+  end)
+
+  it("refuses to start when the capture directory cannot be made", function()
+    local top = testing.mkdtemp()
+    local missing = top .. "/no/such/parent"
+    finally(function() testing.rmtree(top) end)
     local srv, err = testing.start({ args = { "--capture", missing } })
     if srv then srv:stop() end
     assert.is_nil(srv)
-    assert.matches("capture: cannot write in " .. missing, err, 1, true)
+    assert.matches("--capture " .. missing, err, 1, true)
   end)
 
   it("does not capture a message whose delivery failed (the client got 451)", function()
