@@ -14,6 +14,7 @@ until its standard input closes.
 import argparse
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HOST = "127.0.0.1"
@@ -308,6 +310,78 @@ def variant(server):
     return "sink"
 
 
+# ------------------------------------------------------ TLS and reloads
+
+def tls_bench(args, work, secs):
+    """Handshakes per second against an implicit-TLS listener, measured
+    with `openssl s_time -new` (a full handshake per connection), and the
+    server's CPU time per handshake. Certificates are made here."""
+    d = os.path.join(work, "tls")
+    os.makedirs(d, exist_ok=True)
+    key, crt = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "2", "-subj", "/CN=luamta.bench.test"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = Luamta(args.bin, None, work, "warn", "tls",
+                 args.luamta_arg + ["--tls-cert", crt, "--tls-key", key,
+                                    "--listen-tls", "%s:0" % HOST])
+    srv.start()
+    try:
+        # The ready file lists the plain listener first, the TLS one second.
+        with open(os.path.join(srv.dir, "ready")) as f:
+            port = int(f.read().split("\n")[1].split()[1])
+        cpu0 = cpu_ns(srv.pid)
+        r = subprocess.run(["openssl", "s_time", "-connect", "%s:%d" % (HOST, port), "-new",
+                            "-time", str(secs)], capture_output=True, text=True)
+        cpu1 = cpu_ns(srv.pid)
+    finally:
+        status = srv.stop()
+    check_exit(srv, status)
+    # "N connections in T real seconds" (the other line counts the
+    # client's user CPU seconds, not wall time).
+    m = re.search(r"(\d+) connections in ([\d.]+) real seconds", r.stdout)
+    if not m:
+        die("openssl s_time printed no figure: " + (r.stdout + r.stderr)[-500:])
+    n, real = int(m.group(1)), float(m.group(2))
+    return {"handshakes": n, "per_sec": n / real if real > 0 else 0.0,
+            "cpu_us": (cpu1 - cpu0) / 1e3 / n if n else 0.0}
+
+
+def reload_bench(args, script, work, sessions, messages, rounds):
+    """conc16 with examples/bench.lua while the policy is reloaded every
+    100 ms (SIGHUP to the master), against the same run without reloads:
+    a reload must not cost sessions or drop messages."""
+    res = {}
+    for mode in ("steady", "reload"):
+        srv = Luamta(args.bin, script, work, "info", "reload-" + mode, args.luamta_arg)
+        srv.start()
+        runs = []
+        try:
+            for _ in range(rounds):
+                stop = threading.Event()
+                hups = [0]
+
+                def hupper():
+                    while not stop.wait(0.1):
+                        os.kill(srv.pid, signal.SIGHUP)
+                        hups[0] += 1
+                t = threading.Thread(target=hupper)
+                if mode == "reload":
+                    t.start()
+                run = run_load(args.source, srv, sessions, messages, [], 1)
+                stop.set()
+                if mode == "reload":
+                    t.join()
+                run["hups"] = hups[0]
+                runs.append(run)
+        finally:
+            status = srv.stop()
+        check_exit(srv, status)
+        res[mode] = runs
+    return res
+
+
 # ---------------------------------------------------------------- throughput
 
 def run_load(source_bin, server, sessions, messages, flags, invocations):
@@ -577,7 +651,7 @@ def main():
                     help="interleaved rounds per scenario (default 5, smoke 1)")
     ap.add_argument("--only", default="",
                     help="comma list of parts: conc1,conc16,conc128,per_conn100,"
-                         "size100k,memory,latency")
+                         "size100k,memory,latency,tls,reload")
     ap.add_argument("--log-level", default=None,
                     help="luamta --log-level during the runs (default info: "
                          "its smtp.message lines prove no message was lost)")
@@ -639,8 +713,17 @@ def main():
         check_exit(s, st)
     if not only or "memory" in only:
         mem = memory(args, make_servers, mem_counts, sys.stdout)
+    tls = rel = None
+    if not only or "tls" in only:
+        tls = tls_bench(args, work, 2 if args.smoke else 10)
+        progress("tls done")
+    if not only or "reload" in only:
+        rel = reload_bench(args, script, work, 16, 200 if args.smoke else 8000,
+                           1 if args.smoke else 3)
+        progress("reload done")
 
     report(scenarios, tput, lat, mem, lat_sessions)
+    report_extra(tls, rel)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
@@ -655,9 +738,41 @@ def main():
                 bad.append("%s/%s: %d smtp-source errors" % (name, v, sm["errors"]))
             if sm["lost"]:
                 bad.append("%s/%s: %d messages lost" % (name, v, sm["lost"]))
+    if rel:
+        for mode, runs in rel.items():
+            sm = summarize(runs)
+            if sm["errors"] or sm["lost"]:
+                bad.append("reload/%s: %d errors, %s lost" % (mode, sm["errors"], sm["lost"]))
     if bad:
         die("; ".join(bad))
     return 0
+
+
+def report_extra(tls, rel):
+    w = sys.stdout.write
+    if tls:
+        w("\n== TLS: full handshakes on an implicit-TLS listener (openssl s_time -new)\n")
+        w("%-9s %10s %14s %16s\n" % ("server", "handshakes", "per_sec", "cpu_us_per_hs"))
+        w("%-9s %10d %14.0f %16.1f\n" % ("luamta", tls["handshakes"], tls["per_sec"],
+                                         tls["cpu_us"]))
+        w("\nBENCH name=tls_handshake server=luamta handshakes=%d per_sec=%.0f "
+          "cpu_us_per_handshake=%.1f\n" % (tls["handshakes"], tls["per_sec"], tls["cpu_us"]))
+    if rel:
+        w("\n== reload every 100 ms under load (conc16, bench.lua)\n")
+        w("%-8s %8s %10s %11s %6s %6s %5s\n" % ("mode", "msgs", "msgs/s", "cpu_us/msg",
+                                               "hups", "errors", "lost"))
+        lines = []
+        for mode in ("steady", "reload"):
+            sm = summarize(rel[mode])
+            hups = sum(r["hups"] for r in rel[mode])
+            w("%-8s %8d %10.0f %11.1f %6d %6d %5s\n" % (mode, sm["msgs"], sm["rate"],
+                                                       sm["cpu"], hups, sm["errors"],
+                                                       fmt(sm["lost"])))
+            lines.append("BENCH name=reload_%s msgs=%d msgs_per_sec=%.0f cpu_us_per_msg=%.2f "
+                         "hups=%d errors=%d lost=%s" % (mode, sm["msgs"], sm["rate"], sm["cpu"],
+                                                        hups, sm["errors"], fmt(sm["lost"])))
+        w("\n" + "\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 def report(scenarios, tput, lat, mem, lat_sessions):
