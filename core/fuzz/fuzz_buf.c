@@ -35,7 +35,8 @@ check_buf(const struct buf *b, const struct shadow *sh)
 	FUZZ_CHECK(b->off <= b->len && b->len <= b->cap);
 	FUZZ_CHECK(b->cap == 0 || b->data != NULL);
 	FUZZ_CHECK(buf_avail(b) == sh->len - sh->pos);
-	FUZZ_CHECK(buf_avail(b) == 0 || memcmp(buf_head(b), sh->bytes + sh->pos, buf_avail(b)) == 0);
+	FUZZ_CHECK(
+	    buf_avail(b) == 0 || memcmp(buf_head(b), sh->bytes + sh->pos, buf_avail(b)) == 0);
 	/* Every byte appended is a line, dropped, or still unread. */
 	FUZZ_CHECK(sh->lines + sh->discarded + buf_avail(b) == sh->len);
 }

@@ -224,7 +224,8 @@ check_path(const char *s, size_t n)
 		/* No control octets in a mailbox, quoted or not; 8-bit only
 		 * with SMTPUTF8, and then well-formed. */
 		for (i = 0; i < olen; i++)
-			FUZZ_CHECK((unsigned char)r[f].out[i] >= 32 && (unsigned char)r[f].out[i] != 127);
+			FUZZ_CHECK(
+			    (unsigned char)r[f].out[i] >= 32 && (unsigned char)r[f].out[i] != 127);
 		if (!(f & 4))
 			FUZZ_CHECK(!has_byte_at_least(r[f].out, olen, 0x80));
 		FUZZ_CHECK(ref_utf8_valid((const unsigned char *)r[f].out, olen) == 0);
@@ -291,7 +292,7 @@ check_params(const char *s, size_t n, int max)
 					FUZZ_CHECK((unsigned char)*v < 0x80);
 			}
 			FUZZ_CHECK(ref_utf8_valid((const unsigned char *)p[i].value,
-			    (size_t)(v - p[i].value)) == 0);
+				       (size_t)(v - p[i].value)) == 0);
 			prev_end = v;
 		}
 		FUZZ_CHECK(prev_end <= copy + slen);

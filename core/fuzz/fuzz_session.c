@@ -126,7 +126,8 @@ check_replies(const struct output *o)
 		FUZZ_CHECK(lf != NULL); /* the last reply is complete */
 		len = (size_t)(lf - line) + 1;
 		FUZZ_CHECK(len >= 5 && len <= SMTP_CMD_LINE_MAX && lf[-1] == '\r');
-		FUZZ_CHECK(line[0] >= '2' && line[0] <= '5' && is_digit(line[1]) && is_digit(line[2]));
+		FUZZ_CHECK(
+		    line[0] >= '2' && line[0] <= '5' && is_digit(line[1]) && is_digit(line[2]));
 		if (in_multi)
 			FUZZ_CHECK(memcmp(code, line, 3) == 0);
 		memcpy(code, line, 3);
