@@ -851,6 +851,24 @@ end
 -- Text helpers
 ---------------------------------------------------------------------------
 
+-- busted keeps only the last finally() of a test. M.cleanup() registers one
+-- that runs every deferred function (last first) and then raises the first
+-- error (for example a server's bad exit status):
+--   local defer = testing.cleanup()
+--   defer(function() c:close() end); defer(function() srv:stop() end)
+function M.cleanup()
+  local list = {}
+  finally(function()
+    local first
+    for i = #list, 1, -1 do
+      local ok, err = pcall(list[i])
+      if not ok and first == nil then first = err end
+    end
+    if first ~= nil then error(first, 0) end
+  end)
+  return function(fn) list[#list + 1] = fn end
+end
+
 function M.crlf(text) -- "\n" line ends -> "\r\n"
   return (text:gsub("\r?\n", "\r\n"))
 end

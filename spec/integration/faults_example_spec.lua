@@ -13,20 +13,8 @@ local EXAMPLE = "examples/faults.lua"
 local BODY = "Subject: faults\r\n\r\nhello\r\n"
 local THREE = { "2.0.0 scripted multi-line reply", "2.0.0 second line", "2.0.0 last line" }
 
--- busted keeps one finally() per test; this runs every deferred cleanup
--- (last first), then raises the first error (a server's bad exit status).
-local function cleanup()
-  local list = {}
-  finally(function()
-    local first
-    for i = #list, 1, -1 do
-      local ok, err = pcall(list[i])
-      if not ok and first == nil then first = err end
-    end
-    if first ~= nil then error(first, 0) end
-  end)
-  return function(fn) list[#list + 1] = fn end
-end
+-- One finally() for all cleanups (busted keeps only the last one).
+local cleanup = server.cleanup
 
 local function session(srv, name)
   local c = assert(smtp.connect(srv))

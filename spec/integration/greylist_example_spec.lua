@@ -10,20 +10,8 @@ local smtp = require "smtp"
 local EXAMPLE = "examples/greylist.lua"
 local BODY = "Subject: greylist\r\n\r\nhello\r\n"
 
--- busted keeps one finally() per test; this runs every deferred cleanup
--- (last first), then raises the first error (a server's bad exit status).
-local function cleanup()
-  local list = {}
-  finally(function()
-    local first
-    for i = #list, 1, -1 do
-      local ok, err = pcall(list[i])
-      if not ok and first == nil then first = err end
-    end
-    if first ~= nil then error(first, 0) end
-  end)
-  return function(fn) list[#list + 1] = fn end
-end
+-- One finally() for all cleanups (busted keeps only the last one).
+local cleanup = server.cleanup
 
 local function session(srv, opts)
   local c = assert(smtp.connect(srv, opts))
