@@ -851,12 +851,16 @@ end
 -- Text helpers
 ---------------------------------------------------------------------------
 
--- busted keeps only the last finally() of a test. M.cleanup() registers one
--- that runs every deferred function (last first) and then raises the first
--- error (for example a server's bad exit status):
---   local defer = testing.cleanup()
+-- busted keeps only the last finally() of a test. M.cleanup(finally)
+-- registers one that runs every deferred function (last first) and then
+-- raises the first error (for example a server's bad exit status). Pass
+-- busted's finally: it lives in the spec's environment, not in _G.
+--   local defer = testing.cleanup(finally)
 --   defer(function() c:close() end); defer(function() srv:stop() end)
-function M.cleanup()
+function M.cleanup(finally)
+  if type(finally) ~= "function" then
+    error("testing.cleanup(finally): pass busted's finally", 2)
+  end
   local list = {}
   finally(function()
     local first

@@ -14,7 +14,7 @@ local BODY = "Subject: faults\r\n\r\nhello\r\n"
 local THREE = { "2.0.0 scripted multi-line reply", "2.0.0 second line", "2.0.0 last line" }
 
 -- One finally() for all cleanups (busted keeps only the last one).
-local cleanup = server.cleanup
+local function cleanup() return server.cleanup(finally) end
 
 local function session(srv, name)
   local c = assert(smtp.connect(srv))

@@ -11,7 +11,7 @@ local EXAMPLE = "examples/greylist.lua"
 local BODY = "Subject: greylist\r\n\r\nhello\r\n"
 
 -- One finally() for all cleanups (busted keeps only the last one).
-local cleanup = server.cleanup
+local function cleanup() return server.cleanup(finally) end
 
 local function session(srv, opts)
   local c = assert(smtp.connect(srv, opts))
