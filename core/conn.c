@@ -181,8 +181,9 @@ conn_on_read(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	n = conn_read_some(c);
 	if (n > 0) {
-		if (ev_is_active(&c->timer))
-			ev_timer_again(c->loop, &c->timer);
+		/* Bytes alone do not re-arm the idle timer: a client dripping a
+		 * byte a second would hold its slot for ever (slowloris). The
+		 * owner calls conn_touch() when it sees progress. */
 		conn_update_read(c);
 		/* What mbedTLS still holds will not wake the fd up. */
 		if (c->tls_more && ev_is_active(&c->rio))
@@ -413,6 +414,13 @@ conn_pause(struct conn *c, int paused)
 }
 
 void
+conn_touch(struct conn *c)
+{
+	if (ev_is_active(&c->timer))
+		ev_timer_again(c->loop, &c->timer);
+}
+
+void
 conn_set_timeout(struct conn *c, double secs)
 {
 	c->timer.repeat = secs;
@@ -434,6 +442,12 @@ conn_trim(struct conn *c)
 {
 	buf_trim(&c->in);
 	buf_trim(&c->out);
+}
+
+int
+conn_failed(const struct conn *c)
+{
+	return c->err != 0;
 }
 
 const char *

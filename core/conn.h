@@ -55,8 +55,12 @@ size_t conn_output_pending(const struct conn *);
 
 /* Stops (1) or restarts (0) reading altogether. */
 void conn_pause(struct conn *, int paused);
-/* (Re)arms the idle timer: CONN_TIMEOUT after secs without input. */
+/* (Re)arms the timer: CONN_TIMEOUT after secs unless conn_touch() comes
+ * first. Input alone does not re-arm it (see conn_touch). */
 void conn_set_timeout(struct conn *, double secs);
+/* Restarts the timer: the owner saw progress (a whole command line, DATA
+ * arriving fast enough), not merely bytes. */
+void conn_touch(struct conn *);
 /* Shuts down the reading side and drops buffered input (for closing). */
 void conn_shutdown_input(struct conn *);
 /* Gives idle buffers back to the allocator. */
@@ -71,6 +75,8 @@ int conn_starttls(struct conn *, struct tls_config *);
 struct tls *conn_tls(const struct conn *);
 
 const char *conn_strerror(const struct conn *);
+/* Whether a read, write or TLS error has ended the connection. */
+int conn_failed(const struct conn *);
 int conn_fd(const struct conn *);
 
 #endif

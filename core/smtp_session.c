@@ -30,6 +30,7 @@
 #define SMTP_CLOSE_LINGER  5.0   /* seconds to get the last reply out */
 #define SMTP_REPLY_MAX     8192  /* one (multi-line) reply */
 #define SMTP_AUTH_LINE_MAX 12288 /* RFC 4954 4: AUTH lines and SASL responses */
+#define SMTP_DATA_MIN_RATE 500   /* bytes/s that keep DATA alive (Postfix's default) */
 
 #define S(st)      (1u << (st))
 #define ST_SESSION (S(ST_GREETED) | S(ST_READY) | S(ST_MAIL) | S(ST_RCPT))
@@ -664,6 +665,8 @@ do_data(struct smtp_session *s, const struct hook_result *res)
 	}
 	smtp_enter_state(s, ST_DATA);
 	conn_set_timeout(s->conn, s->srv->cfg->data_timeout);
+	s->data_mark = ev_now(s->srv->loop);
+	s->data_bytes = 0;
 	/* RFC 2034: no enhanced code on 354 (it is not a completion). */
 	smtp_reply_hook(s, res, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 }
@@ -1277,6 +1280,22 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 	conn_set_timeout(s->conn, s->srv->cfg->timeout);
 }
 
+/* DATA keeps the session alive only while it arrives at SMTP_DATA_MIN_RATE
+ * or faster (Postfix's smtpd_min_data_rate): a client that trickles the
+ * message a byte at a time still meets --data-timeout. */
+static void
+smtp_data_progress(struct smtp_session *s, size_t n)
+{
+	ev_tstamp now = ev_now(s->srv->loop);
+
+	s->data_bytes += n;
+	if ((double)s->data_bytes >= (now - s->data_mark) * SMTP_DATA_MIN_RATE) {
+		conn_touch(s->conn);
+		s->data_mark = now;
+		s->data_bytes = 0;
+	}
+}
+
 /* The final dot arrived: answer size and bare-LF errors, else hand the
  * message to on_message. */
 static void
@@ -1382,6 +1401,7 @@ smtp_session_process(struct smtp_session *s)
 		if (s->state == ST_DATA) {
 			size_t n = smtp_data_feed(s->tx->data, buf_head(in), buf_avail(in), &done);
 			buf_consume(in, n);
+			smtp_data_progress(s, n);
 			if (done)
 				smtp_data_end(s);
 			continue;
@@ -1393,6 +1413,7 @@ smtp_session_process(struct smtp_session *s)
 				break;
 			}
 			buf_consume(in, (size_t)(lf - buf_head(in)) + 1);
+			conn_touch(s->conn);
 			s->skip_line = 0;
 			log_info(s->sid, "smtp.line_too_long");
 			smtp_reply(s, 500, "5.5.2", "Line too long");
@@ -1411,6 +1432,8 @@ smtp_session_process(struct smtp_session *s)
 			s->skip_line = 1;
 			continue;
 		case BUF_LINE:
+			/* A whole line is progress; a partial one is not. */
+			conn_touch(s->conn);
 			if (s->sasl != SASL_NONE)
 				smtp_sasl_line(s, line, len);
 			else if (len + (crlf ? 2 : 1) > SMTP_CMD_LINE_MAX &&
@@ -1479,6 +1502,10 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 		return;
 	s->closing = 1;
 	log_info(s->sid, "smtp.close reason=%s", reason);
+	/* A connection that already failed (reset by the peer) cannot take
+	 * the last reply: free its slot now rather than after the linger. */
+	if (conn_failed(s->conn))
+		s->linger_over = 1;
 	hook_run_free(s->run);
 	s->run = NULL;
 	smtp_enter_state(s, ST_CLOSING);

@@ -95,6 +95,8 @@ struct smtp_session {
 	int reaping;          /* on the reap list */
 	int linger_over;      /* closing: stop waiting for the last reply to drain */
 	int input_eof;        /* --stdio: input ended; close once it is answered */
+	double data_mark;     /* DATA: when the timer was last re-armed (ev_now) */
+	size_t data_bytes;    /* DATA: bytes since then */
 	int in_process;       /* inside smtp_session_process() */
 };
 
