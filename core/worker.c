@@ -82,6 +82,7 @@ worker_reload(struct worker *w, const char *why)
 			log_error(
 			    NULL, "tls.reload result=failed worker=%d error=\"%s\"", w->index, err);
 		else {
+			log_info(NULL, "tls.reload result=ok worker=%d", w->index);
 			tls_config_unref(w->srv.tls);
 			w->srv.tls = tls;
 		}
