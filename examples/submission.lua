@@ -8,8 +8,8 @@
 --   * MAIL before a successful AUTH gets "530 5.7.0 Authentication required";
 --   * accepted messages go into the Maildir named by $MAILDIR (./Maildir).
 --
--- The users file is named by $SUBMISSION_USERS (default ./users), read once
--- at start-up (restart to reload). One `user:password` a line; the password
+-- The users file is named by $SUBMISSION_USERS (default ./users), read when
+-- the script loads (at start-up and on every reload: SIGHUP). One `user:password` a line; the password
 -- is everything after the first colon; blank lines and lines starting with
 -- `#` are skipped.
 --
