@@ -31,7 +31,6 @@ struct conn {
 	struct buf in, out;
 	conn_cb *cb;
 	void *arg;
-	int paused;      /* owner asked us not to read */
 	int eof;         /* peer closed, or input shut down */
 	int err;         /* errno of the failure, 0 if none */
 	struct tls *tls; /* owned, or NULL */
@@ -60,7 +59,7 @@ conn_event_str(enum conn_event e)
 static void
 conn_update_read(struct conn *c)
 {
-	int want = !c->paused && !c->eof && c->err == 0 && buf_avail(&c->in) < CONN_INPUT_HIGH &&
+	int want = !c->eof && c->err == 0 && buf_avail(&c->in) < CONN_INPUT_HIGH &&
 	    c->tls_state != CONN_TLS_FLUSH;
 
 	if (want && !ev_is_active(&c->rio)) {
@@ -407,13 +406,6 @@ conn_output_pending(const struct conn *c)
 }
 
 void
-conn_pause(struct conn *c, int paused)
-{
-	c->paused = paused;
-	conn_update_read(c);
-}
-
-void
 conn_touch(struct conn *c)
 {
 	if (ev_is_active(&c->timer))
@@ -456,10 +448,4 @@ conn_strerror(const struct conn *c)
 	if (c->tls_failed && c->tls_err[0] != '\0')
 		return c->tls_err;
 	return c->err != 0 ? strerror(c->err) : "no error";
-}
-
-int
-conn_fd(const struct conn *c)
-{
-	return c->fd;
 }

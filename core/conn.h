@@ -53,8 +53,6 @@ int conn_write(struct conn *, const void *, size_t);
 void conn_flush(struct conn *);
 size_t conn_output_pending(const struct conn *);
 
-/* Stops (1) or restarts (0) reading altogether. */
-void conn_pause(struct conn *, int paused);
 /* (Re)arms the timer: CONN_TIMEOUT after secs unless conn_touch() comes
  * first. Input alone does not re-arm it (see conn_touch). */
 void conn_set_timeout(struct conn *, double secs);
@@ -77,6 +75,5 @@ struct tls *conn_tls(const struct conn *);
 const char *conn_strerror(const struct conn *);
 /* Whether a read, write or TLS error has ended the connection. */
 int conn_failed(const struct conn *);
-int conn_fd(const struct conn *);
 
 #endif

@@ -157,15 +157,3 @@ listener_free(struct listener *l)
 	close(l->fd);
 	free(l);
 }
-
-const char *
-listener_host(const struct listener *l)
-{
-	return l->host;
-}
-
-int
-listener_port(const struct listener *l)
-{
-	return l->port;
-}

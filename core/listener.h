@@ -27,8 +27,4 @@ int listener_sockname(int fd, char *host, size_t hostsz, int *port);
 struct listener *listener_new(struct ev_loop *, int fd, listener_cb *, void *arg);
 void listener_free(struct listener *); /* closes the socket; NULL is a no-op */
 
-/* The bound address ("127.0.0.1", "::1") and port (useful after port 0). */
-const char *listener_host(const struct listener *);
-int listener_port(const struct listener *);
-
 #endif

@@ -1520,6 +1520,7 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 	struct smtp_session *s = arg;
 
 	(void)c;
+	log_debug(s->sid, "smtp.conn event=%s", conn_event_str(ev));
 	switch (ev) {
 	case CONN_DATAIN:
 		if (!s->closing)
