@@ -18,8 +18,8 @@
 --     values are returned unchanged. If storing fails the client gets
 --     451 4.3.0 Capture failed and keeps the message.
 --
--- The original on_message gets a stand-in for msg that forwards every
--- field and method to it (so a failed msg:deliver_* is seen).
+-- A deliverer that failed (msg:deliver_*) sets msg.delivery_failed, and
+-- the core answers 451 then: such a message is not stored either.
 --
 -- One JSON object per line (lua-cjson):
 --   qid, time (ISO 8601 UTC), session, sender, recipients, mail_params,
@@ -143,38 +143,6 @@ local function accepted_reply(r, tokens, qid)
 end
 M.accepted_reply = accepted_reply
 
--- The deliverers of the message object: when one fails, the core answers
--- 451 whatever the hook returns, so such a message must not be captured.
-local DELIVERERS = { deliver_maildir = true, deliver_mbox = true, print = true }
-
--- A stand-in for msg, given to the original on_message, that forwards
--- everything to msg and notes (in state.failed) a deliverer that failed.
-local function watched(msg)
-  local state = { failed = false }
-  local proxy = {}
-  setmetatable(proxy, {
-    __index = function(_, k)
-      local v = msg[k]
-      if type(v) ~= "function" then return v end
-      if DELIVERERS[k] then
-        return function(self, ...)
-          if rawequal(self, proxy) then self = msg end
-          local r = pack(v(self, ...))
-          if not r[1] then state.failed = true end
-          return unpack(r, 1, r.n)
-        end
-      end
-      return function(self, ...)
-        if rawequal(self, proxy) then self = msg end
-        return v(self, ...)
-      end
-    end,
-    __newindex = function(_, k, v) msg[k] = v end,
-    __tostring = function() return tostring(msg) end,
-  })
-  return proxy, state
-end
-
 local function or_null(v)
   if v == nil then return NULL end
   return v
@@ -248,16 +216,9 @@ function M.wrap(policy, dir)
   local wrapped = {}
   for k, v in pairs(policy) do wrapped[k] = v end
   wrapped.on_message = function(s, msg)
-    local r, state
-    if original then
-      local proxy
-      proxy, state = watched(msg)
-      r = pack(original(s, proxy))
-    else
-      r = { n = 0 }
-    end
+    local r = original and pack(original(s, msg)) or { n = 0 }
     local reply = accepted_reply(r, tokens, tostring(msg.qid))
-    if reply and not (state and state.failed) and msg.delivery_failed ~= true then
+    if reply and msg.delivery_failed ~= true then
       local ok, why = store(dir, lm, s, msg, reply)
       if not ok then
         local log = lm.log
