@@ -254,12 +254,13 @@ message_tx(lua_State *L)
 static int
 message_find_headers(lua_State *L, const struct smtp_tx *tx, const char *name, int max)
 {
-	const char *p = tx->msg, *end = tx->msg + tx->msglen;
+	const char *p = tx->msg, *end;
 	size_t nlen = strlen(name);
 	int found = 0;
 
 	if (tx->msg == NULL)
 		return 0; /* an empty message: no headers (and no NULL + 0) */
+	end = tx->msg + tx->msglen;
 	while (p != NULL && p < end && found < max) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
 		const char *lend = eol != NULL ? eol : end;
