@@ -36,6 +36,12 @@ struct hook_result {
 	int drop_after;    /* luamta.reply{drop_after}: lines sent before hanging up, or -1 */
 };
 void hook_result_reset(struct hook_result *);
+/* Whether a custom reply asked to be paced or cut short (luamta.reply). */
+static inline int
+hook_result_paced(const struct hook_result *r)
+{
+	return r->code != 0 && (r->line_delay > 0 || r->drop_after >= 0);
+}
 
 struct hook_budget {
 	long instructions; /* per run, over all its resumes */

@@ -229,9 +229,7 @@ master_run(const struct config *cfg, struct worker_listen *ls, int nlisten)
 	ev_signal_stop(m.loop, &m.sigterm);
 	ev_signal_stop(m.loop, &m.sigint);
 	ev_signal_stop(m.loop, &m.sighup);
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
+	worker_ignore_signals();
 	for (int i = 0; i < m.nworkers; i++) {
 		ev_child_stop(m.loop, &m.w[i].child);
 		ev_timer_stop(m.loop, &m.w[i].restart);

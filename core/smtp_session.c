@@ -268,7 +268,7 @@ smtp_reply_hook(struct smtp_session *s, const struct hook_result *res, int code,
 		    res->code < 500                   ? "Try again later" :
 							"Rejected";
 
-		if (res->line_delay > 0 || res->drop_after >= 0)
+		if (hook_result_paced(res))
 			smtp_reply_paced(s, res->code, renh, rtext, res);
 		else
 			smtp_reply_lines(s, res->code, renh, rtext);
@@ -605,7 +605,7 @@ do_ehlo(struct smtp_session *s, const struct hook_result *res)
 	n = strlen(first) + 1 + strlen(keywords) + 1;
 	if ((text = malloc(n)) != NULL) {
 		snprintf(text, n, "%s%s%s", first, keywords[0] ? "\n" : "", keywords);
-		if (res != NULL && res->code != 0 && (res->line_delay > 0 || res->drop_after >= 0))
+		if (res != NULL && hook_result_paced(res))
 			smtp_reply_paced(s, 250, NULL, text, res);
 		else
 			smtp_reply_lines(s, 250, NULL, text);

@@ -191,6 +191,14 @@ worker_stdio(struct worker *w)
 	smtp_server_stdio(&w->srv, STDIN_FILENO, wfd);
 }
 
+void
+worker_ignore_signals(void)
+{
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+}
+
 int
 worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten, int index,
     struct script *sc, struct tls_config *tls)
@@ -253,11 +261,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	ev_signal_stop(w.loop, &w.sigterm);
 	ev_signal_stop(w.loop, &w.sigint);
 	ev_signal_stop(w.loop, &w.sighup);
-	/* Stopping the watchers restored the default actions: another TERM
-	 * while we clean up must not turn a clean exit into death by signal. */
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
+	worker_ignore_signals();
 	smtp_server_shutdown(&w.srv);
 	log_info(NULL, "worker.exit worker=%d", index);
 	return 0;

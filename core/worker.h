@@ -28,6 +28,10 @@ void worker_script_opts(const struct config *, struct script_opts *);
  * process's own watchers are in place, so an early TERM waits instead of
  * killing it or being lost. */
 void worker_block_signals(int block);
+/* After the loop: stopping the signal watchers restored the default
+ * actions, so another TERM during clean-up would kill the process instead
+ * of letting it exit 0. Ignore TERM, INT and HUP from then on. */
+void worker_ignore_signals(void);
 
 int worker_run(const struct config *, const struct worker_listen *, int nlisten, int index,
     struct script *sc, struct tls_config *tls);

@@ -654,6 +654,16 @@ function M.connect(a, b, c)
     transcript = {} }, Client)
 end
 
+-- A session ready for MAIL: connect, read the greeting, EHLO name (default
+-- "client.spec.test"). Fails the test on any other reply.
+--   local c = testing.session(srv); c:send("MAIL FROM:<a@x>"):expect(250)
+function M.session(srv, name)
+  local c = assert(M.connect(srv))
+  c:expect(220)
+  c:send("EHLO " .. (name or "client.spec.test")):expect(250)
+  return c
+end
+
 function Client:local_port()
   local _, port = self.sock:getsockname()
   return tonumber(port)

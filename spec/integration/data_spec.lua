@@ -7,12 +7,7 @@ local smtp = require "smtp"
 
 local STORE = "spec/fixtures/policies/store.lua"
 
-local function session(srv)
-  local c = assert(smtp.connect(srv))
-  c:expect(220)
-  c:send("EHLO client.spec.test"):expect(250)
-  return c
-end
+local session = smtp.session -- connect, 220, EHLO client.spec.test
 
 -- Sends a raw body (which must end the message itself) and returns the reply.
 local function send_body(c, raw)

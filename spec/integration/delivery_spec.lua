@@ -5,12 +5,7 @@ local smtp = require "smtp"
 
 local DELIVER = "spec/fixtures/policies/deliver.lua"
 
-local function session(srv)
-  local c = assert(smtp.connect(srv))
-  c:expect(220)
-  c:send("EHLO client.spec.test"):expect(250)
-  return c
-end
+local session = smtp.session -- connect, 220, EHLO client.spec.test
 
 -- Runs f, then returns the one file that appeared in dir/new and its bytes.
 local function new_file(srv, f)

@@ -2,12 +2,7 @@
 local server = require "server"
 local smtp = require "smtp"
 
-local function session(srv)
-  local c = assert(smtp.connect(srv))
-  c:expect(220)
-  c:send("EHLO client.spec.test"):expect(250)
-  return c
-end
+local session = smtp.session -- connect, 220, EHLO client.spec.test
 
 describe("examples pass --check #integration", function()
   for _, f in ipairs({ "debug.lua", "maildir.lua", "blackhole.lua", "rcpt-check.lua",

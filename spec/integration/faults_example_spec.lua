@@ -16,12 +16,7 @@ local THREE = { "2.0.0 scripted multi-line reply", "2.0.0 second line", "2.0.0 l
 -- One finally() for all cleanups (busted keeps only the last one).
 local function cleanup() return server.cleanup(finally) end
 
-local function session(srv, name)
-  local c = assert(smtp.connect(srv))
-  c:expect(220)
-  c:send("EHLO " .. (name or "client.spec.test")):expect(250)
-  return c
-end
+local session = smtp.session -- connect, 220, EHLO name or client.spec.test
 
 -- One raw line of a reply (CRLF stripped), or nil and "timeout"/"closed".
 local function read_line(c, timeout)
