@@ -3,6 +3,7 @@
  * is on disk. Errors come back as text; logging and the SMTP reply are the
  * caller's business. Messages arrive with CRLF line endings from DATA. */
 
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -374,13 +375,42 @@ delivery_put_from(struct delivery_out *o, const char *sender, time_t now)
 	delivery_puts(o, date);
 }
 
+/* Takes both locks a reader may rely on, without waiting: an fcntl write
+ * lock (procmail, mutt and Dovecot take it by default) and flock (the
+ * BSDs' default, an option in Dovecot and mutt), the pair Postfix takes
+ * with mailbox_delivery_lock = fcntl, flock. On Linux the two are
+ * independent on local file systems, so a holder of one never sees the
+ * other. Dot-locking is not done. Waiting is the caller's decision:
+ * blocking here would stop every session of the process for as long as
+ * a MUA keeps its mailbox locked. Returns 0 with both held,
+ * DELIVERY_LOCKED when another process holds either, or -1 (errno);
+ * *what names the lock tried last, for the error text. */
+static int
+delivery_mbox_lock(int fd, const char **what)
+{
+	struct flock lk;
+
+	/* l_start 0 and l_len 0 from SEEK_SET: the whole file, however far
+	 * it grows while locked. */
+	memset(&lk, 0, sizeof(lk));
+	lk.l_type = F_WRLCK;
+	lk.l_whence = SEEK_SET;
+	*what = "fcntl";
+	if (fcntl(fd, F_SETLK, &lk) == -1)
+		return errno == EACCES || errno == EAGAIN ? DELIVERY_LOCKED : -1;
+	*what = "flock";
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1)
+		return errno == EWOULDBLOCK ? DELIVERY_LOCKED : -1;
+	return 0;
+}
+
 int
 delivery_mbox(
     const char *path, const char *sender, const char *data, size_t len, char *err, size_t errsz)
 {
 	struct delivery_out o;
-	struct flock lk;
 	struct stat st;
+	const char *lockname;
 	time_t now;
 	int fd = -1, ret = -1, r;
 
@@ -404,20 +434,21 @@ delivery_mbox(
 	delivery_put_message(&o, data, len, 1);
 	delivery_put(&o, "\n", 1);
 
-	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+	/* O_NONBLOCK: a FIFO put where the mailbox should be would otherwise
+	 * hang the open until a reader came; now it fails, or is refused
+	 * below as not a regular file. Regular files ignore the flag. */
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600)) == -1) {
 		delivery_syserr(err, errsz, "mbox", "open", path);
 		goto fail;
 	}
-	/* fcntl locks are what procmail, mutt and Dovecot take by default;
-	 * dot-locking is not done here. The whole file is locked. */
-	memset(&lk, 0, sizeof(lk));
-	lk.l_type = F_WRLCK;
-	lk.l_whence = SEEK_SET;
-	while ((r = fcntl(fd, F_SETLKW, &lk)) == -1 && errno == EINTR)
-		;
-	if (r == -1) {
-		delivery_syserr(err, errsz, "mbox", "lock", path);
-		goto fail;
+	if ((r = delivery_mbox_lock(fd, &lockname)) != 0) {
+		if (r == DELIVERY_LOCKED)
+			delivery_err(
+			    err, errsz, "mbox: %s: locked by another process (%s)", path, lockname);
+		else
+			delivery_syserr(err, errsz, "mbox", lockname, path);
+		ret = r;
+		goto fail; /* closing fd drops whichever lock was taken */
 	}
 	/* The size is read under the lock, so it is the end of the last
 	 * complete message and a safe point to truncate back to. */
@@ -445,7 +476,7 @@ delivery_mbox(
 			delivery_err(err, errsz, "mbox: write %s: %s", path, why);
 		goto fail;
 	}
-	/* Closing also drops the lock. After a good fsync a close error is
+	/* Closing also drops both locks. After a good fsync a close error is
 	 * unlikely, but if it happens the caller tempfails: a possible
 	 * duplicate is better than a lost message. */
 	r = close(fd);

@@ -20,12 +20,19 @@
 int delivery_maildir(const char *dir, const char *data, size_t len, char *name, size_t namesz,
     char *err, size_t errsz);
 
+/* delivery_mbox() found the mailbox locked by another process (a MUA):
+ * nothing was written, and trying again later may succeed. */
+#define DELIVERY_LOCKED (-2)
+
 /* Appends the message to the mbox file path (created 0600 when missing):
  * a "From <sender or MAILER-DAEMON> <asctime date>" line, the message with
  * CRLF turned into LF and lines matching ^>*From  quoted with one more ">"
- * (mboxrd), and an empty line. Holds an fcntl write lock while writing,
- * fsyncs, and on a write failure truncates the file back to its old size.
- * Returns 0, or -1 with a message in err. */
+ * (mboxrd), and an empty line. Locks the whole file with both fcntl and
+ * flock while writing, fsyncs, and on a write failure truncates the file
+ * back to its old size. It never waits for a lock: when another process
+ * holds either, it writes nothing and returns DELIVERY_LOCKED with err
+ * saying so; waiting and retrying is the caller's business. Otherwise
+ * returns 0, or -1 with a message in err. */
 int delivery_mbox(
     const char *path, const char *sender, const char *data, size_t len, char *err, size_t errsz);
 

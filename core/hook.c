@@ -28,10 +28,11 @@ struct hook_run {
 	struct hook_budget budget;
 	long slices;        /* HOOK_SLICE units used so far */
 	ev_tstamp deadline; /* of the current resume */
-	ev_timer sleep;
-	int nres;    /* values returned (HOOK_MODE_RAW) */
-	int top;     /* L's stack top at creation, checked at free */
-	char *error; /* owned: the failure's message, or NULL */
+	ev_timer sleep;     /* luamta.sleep's timer */
+	int parked;         /* yielded in a waiting call; a watcher resumes it */
+	int nres;           /* values returned (HOOK_MODE_RAW) */
+	int top;            /* L's stack top at creation, checked at free */
+	char *error;        /* owned: the failure's message, or NULL */
 	struct hook_result res;
 	hook_done_cb *done;
 	void *arg;
@@ -43,6 +44,7 @@ struct hook_run {
  * coroutines the script creates inherit the count hook, and this tells
  * on_budget which run they belong to. Only one run executes at a time. */
 static struct hook_run *hook_current;
+static struct hook_beacon *hook_beacon;
 
 static char hook_disconnect_tok, hook_reply_tok;
 
@@ -92,6 +94,43 @@ hook_current_sid(void)
 }
 
 void
+hook_set_beacon(struct hook_beacon *b)
+{
+	hook_beacon = b;
+}
+
+/* Makes run the one executing (for the budget, the allocator and the
+ * beacon) from now until hook_leave(prev). */
+static struct hook_run *
+hook_enter(struct hook_run *run)
+{
+	struct hook_run *prev = hook_current;
+
+	run->deadline = ev_time() + run->budget.seconds;
+	hook_current = run;
+	if (hook_beacon != NULL) {
+		snprintf(hook_beacon->sid, sizeof(hook_beacon->sid), "%s", run->sid);
+		snprintf(hook_beacon->name, sizeof(hook_beacon->name), "%s", run->name);
+		hook_beacon->since = ev_time();
+	}
+	return prev;
+}
+
+static void
+hook_leave(struct hook_run *prev)
+{
+	hook_current = prev;
+	if (hook_beacon == NULL)
+		return;
+	if (prev == NULL)
+		hook_beacon->since = 0;
+	else {
+		snprintf(hook_beacon->sid, sizeof(hook_beacon->sid), "%s", prev->sid);
+		snprintf(hook_beacon->name, sizeof(hook_beacon->name), "%s", prev->name);
+	}
+}
+
+void
 hook_result_reset(struct hook_result *r)
 {
 	free(r->text);
@@ -111,14 +150,16 @@ hook_reply_opts(struct hook_run *run, int idx)
 		return 0;
 	if (!lua_istable(co, idx))
 		return -1;
-	lua_getfield(co, idx, "line_delay");
-	if (!lua_isnil(co, -1)) {
+	/* Raw reads: the table is the script's, and a metamethod would run
+	 * here, outside any protected call and without a budget. */
+	lua_pushliteral(co, "line_delay");
+	if (lua_rawget(co, idx) != LUA_TNIL) {
 		run->res.line_delay = lua_tonumberx(co, -1, &isnum);
 		if (!isnum || !(run->res.line_delay >= 0) || run->res.line_delay > 3600)
 			return -1;
 	}
-	lua_getfield(co, idx, "drop_after");
-	if (!lua_isnil(co, -1)) {
+	lua_pushliteral(co, "drop_after");
+	if (lua_rawget(co, idx) != LUA_TNIL) {
 		lua_Integer n = lua_tointegerx(co, -1, &isnum);
 		if (!isnum || n < 0 || n > 64)
 			return -1;
@@ -198,14 +239,22 @@ hook_run_nresults(const struct hook_run *run)
 void
 hook_run_free(struct hook_run *run)
 {
+	struct hook_run *prev;
+
 	if (run == NULL)
 		return;
 	if (hook_current == run)
 		hook_current = NULL;
 	ev_timer_stop(run->loop, &run->sleep);
+	run->parked = 0;
 	/* Closes pending to-be-closed variables of a parked run and empties
-	 * the thread, then lets the collector have it. */
+	 * the thread, then lets the collector have it. Their __close
+	 * metamethods are policy code: they run under a fresh time budget
+	 * (and whatever is left of the instruction budget), so one that
+	 * loops is cut short like a hook. */
+	prev = hook_enter(run);
 	hook_closethread(run->co, run->L);
+	hook_leave(prev);
 	luaL_unref(run->L, LUA_REGISTRYINDEX, run->co_ref);
 	if (lua_gettop(run->L) != run->top)
 		log_warn(run->sid[0] ? run->sid : NULL, "hook.stack name=%s expected=%d got=%d",
@@ -285,7 +334,7 @@ hook_copy_text(struct hook_run *run, int idx)
 	lua_State *co = run->co;
 	size_t total = 0, len, n = 1, i;
 	const char *s;
-	char *p;
+	char *p = NULL;
 
 	if (lua_type(co, idx) == LUA_TTABLE) {
 		n = (size_t)lua_rawlen(co, idx);
@@ -319,7 +368,8 @@ hook_copy_text(struct hook_run *run, int idx)
 			lua_pop(co, 1);
 		}
 		if (pass == 0) {
-			if ((run->res.text = malloc(total)) == NULL)
+			if (smtp_reply_size_ok(n, total) == -1 ||
+			    (run->res.text = malloc(total)) == NULL)
 				return -1;
 			p = run->res.text;
 		}
@@ -382,7 +432,8 @@ hook_map_result(struct hook_run *run, int nres)
 		if (hook_copy_text(run, idx + 1) == -1) {
 			hook_invalid(run,
 			    "reply text must be a string or a list of 1-64 strings, "
-			    "each without CR, LF or NUL, valid UTF-8, at most 506 bytes");
+			    "each without CR, LF or NUL, valid UTF-8, at most 506 bytes, "
+			    "the whole reply at most 8192 bytes");
 			goto out;
 		}
 		/* An enhanced code of another class than the reply would
@@ -407,23 +458,25 @@ static void hook_on_sleep(struct ev_loop *, ev_timer *, int);
 static enum hook_status
 hook_resume(struct hook_run *run, int nargs)
 {
+	struct hook_run *prev;
 	int status, nres = 0;
 
-	run->deadline = ev_time() + run->budget.seconds;
-	hook_current = run;
+	run->parked = 0;
+	prev = hook_enter(run);
 	status = lua_resume(run->co, run->L, nargs, &nres);
-	hook_current = NULL;
+	hook_leave(prev);
 	/* A blocking call that returned just before the end of the hook never
 	 * reached another budget check: the overrun still counts. */
 	if ((status == LUA_OK || status == LUA_YIELD) && ev_time() > run->deadline) {
 		lua_settop(run->co, 0);
 		ev_timer_stop(run->loop, &run->sleep);
+		run->parked = 0;
 		lua_pushfstring(run->co, "%s exceeded its time budget", run->name);
 		status = LUA_ERRRUN;
 	}
 	if (status == LUA_YIELD) {
 		lua_pop(run->co, nres);
-		if (ev_is_active(&run->sleep))
+		if (run->parked)
 			return HOOK_PENDING;
 		/* A bare coroutine.yield() from the hook itself: no event
 		 * would ever resume it. */
@@ -463,21 +516,48 @@ hook_on_sleep(struct ev_loop *loop, ev_timer *w, int revents)
 	run->done(run, run->arg);
 }
 
-int
-hook_sleep(lua_State *L, double secs)
+struct hook_run *
+hook_park(lua_State *L, const char *what)
 {
 	struct hook_run *run = hook_current;
 
 	if (run == NULL || L != run->co)
-		return luaL_error(L,
-		    "luamta.sleep must be called from a hook, "
-		    "not from a coroutine of the script's own");
-	if (run->mode == HOOK_MODE_RAW || run->done == NULL)
-		return luaL_error(L, "luamta.sleep cannot be used here");
+		luaL_error(L,
+		    "%s must be called from a hook, not from a coroutine of the script's own",
+		    what);
+	else if (run->mode == HOOK_MODE_RAW || run->done == NULL)
+		luaL_error(L, "%s cannot be used here", what);
+	/* A yield that cannot happen (inside a metamethod or callback that C
+	 * code called: string.gsub, table.sort, __gc, an xpcall message
+	 * handler...) would leave a watcher armed for a run that goes on and
+	 * ends; refuse before anything is armed. */
+	else if (!lua_isyieldable(L))
+		luaL_error(L,
+		    "%s cannot wait here (inside a metamethod or a callback "
+		    "called from C)",
+		    what);
+	else if (run->parked)
+		luaL_error(L, "%s: the hook is already waiting", what);
+	run->parked = 1;
+	return run;
+}
+
+int
+hook_sleepk(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k)
+{
+	struct hook_run *run;
+
 	if (!(secs >= 0) || secs > 86400)
 		return luaL_error(L, "luamta.sleep: seconds must be from 0 to 86400");
+	run = hook_park(L, "luamta.sleep");
 	ev_timer_init(&run->sleep, hook_on_sleep, secs, 0);
 	run->sleep.data = run;
 	ev_timer_start(run->loop, &run->sleep);
-	return lua_yield(L, 0);
+	return lua_yieldk(L, 0, ctx, k);
+}
+
+int
+hook_sleep(lua_State *L, double secs)
+{
+	return hook_sleepk(L, secs, 0, NULL);
 }

@@ -75,8 +75,17 @@ int hook_run_nresults(const struct hook_run *);
  * closed and released). NULL is a no-op. */
 void hook_run_free(struct hook_run *);
 
-/* For luamta.sleep(): parks the running hook for secs and yields. Raises a
- * Lua error when not called from a hook's own coroutine. */
+/* The one way a hook waits. A waiting call (luamta.sleep, and every later
+ * one) calls hook_park() first: it raises a Lua error unless L is the
+ * running hook's own coroutine and may yield here (not inside a metamethod
+ * or a callback called from C), so nothing is armed for a yield that cannot
+ * happen. The caller then arms its watcher and returns lua_yield(k); the
+ * watcher's callback resumes the run. Returns the run being parked. */
+struct hook_run *hook_park(lua_State *L, const char *what);
+/* luamta.sleep(): parks the running hook for secs and yields; with k, the
+ * continuation k(L, LUA_YIELD, ctx) runs when the time is up (a C function
+ * that retries, such as mbox delivery waiting for a lock). */
+int hook_sleepk(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k);
 int hook_sleep(lua_State *L, double secs);
 /* Whether policy code is executing now. The script allocator enforces its
  * cap only then, so C code pushing arguments never meets a memory error
@@ -84,6 +93,17 @@ int hook_sleep(lua_State *L, double secs);
 int hook_running(void);
 /* The session id of the running hook, or NULL (for luamta.log). */
 const char *hook_current_sid(void);
+
+/* What a watchdog in another process reads when this one stops turning its
+ * loop: the session and hook running now. The memory may be shared with the
+ * master (mmap), so it is written field by field, since last. */
+struct hook_beacon {
+	volatile double since; /* ev_time() when the running resume began; 0: none */
+	char sid[24];
+	char name[32];
+};
+/* Keeps b current from now on (NULL: stop). */
+void hook_set_beacon(struct hook_beacon *b);
 
 /* The value luamta.disconnect() returns first, recognised by result mapping. */
 void *hook_disconnect_token(void);

@@ -6,6 +6,7 @@
 #include "hook_api.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -227,7 +228,8 @@ hook_api_push_session(lua_State *co, struct smtp_session *s)
 		lua_rawgeti(co, LUA_REGISTRYINDEX, s->handle_ref);
 		return;
 	}
-	h = lua_newuserdatauv(co, sizeof(*h), 1);
+	/* User values: s.vars, and its copy as on_connect left it. */
+	h = lua_newuserdatauv(co, sizeof(*h), 2);
 	h->s = s;
 	luaL_setmetatable(co, HOOK_API_SESSION);
 	lua_newtable(co); /* s.vars */
@@ -249,10 +251,12 @@ message_tx(lua_State *L)
 }
 
 /* Finds header fields named name (case-insensitive) in the header section
- * and pushes each value, unfolded (RFC 5322 2.2.3), up to max of them.
- * Returns how many it pushed. */
+ * and stores each value, unfolded (RFC 5322 2.2.3), in the table at index
+ * t (t[1], t[2]...), up to max of them. A message may carry thousands of
+ * fields, so values go into the table as they are found rather than onto
+ * the stack. Returns how many it stored. */
 static int
-message_find_headers(lua_State *L, const struct smtp_tx *tx, const char *name, int max)
+message_find_headers(lua_State *L, const struct smtp_tx *tx, const char *name, int t, int max)
 {
 	const char *p = tx->msg, *end;
 	size_t nlen = strlen(name);
@@ -290,7 +294,7 @@ message_find_headers(lua_State *L, const struct smtp_tx *tx, const char *name, i
 				lend = eol != NULL ? eol : end;
 			}
 			luaL_pushresult(&b);
-			found++;
+			lua_rawseti(L, t, ++found);
 		}
 		p = eol != NULL ? eol + 1 : NULL;
 		/* Skip continuation lines of a header we did not want. */
@@ -308,8 +312,10 @@ message_header(lua_State *L)
 	struct smtp_tx *tx = message_tx(L);
 	const char *name = luaL_checkstring(L, 2);
 
-	if (message_find_headers(L, tx, name, 1) == 0)
-		lua_pushnil(L);
+	lua_settop(L, 2);
+	lua_createtable(L, 1, 0);
+	message_find_headers(L, tx, name, 3, 1);
+	lua_rawgeti(L, 3, 1); /* nil when there is none */
 	return 1;
 }
 
@@ -318,14 +324,10 @@ message_headers(lua_State *L)
 {
 	struct smtp_tx *tx = message_tx(L);
 	const char *name = luaL_checkstring(L, 2);
-	int n;
 
 	lua_settop(L, 2);
-	n = message_find_headers(L, tx, name, 1000);
-	lua_createtable(L, n, 0);
-	lua_insert(L, 3);
-	for (int i = n; i >= 1; i--)
-		lua_rawseti(L, 3, i);
+	lua_newtable(L);
+	message_find_headers(L, tx, name, 3, INT_MAX);
 	return 1;
 }
 
@@ -371,6 +373,7 @@ message_delivery_result(lua_State *L, struct smtp_session *s, int rc, const char
 	char esc[512];
 
 	if (rc == 0) {
+		s->tx->delivered++;
 		log_info(s->sid, "delivery.ok qid=%s method=%s to=\"%s\"", s->tx->qid, how,
 		    log_escape(esc, sizeof(esc), where, strlen(where)));
 		lua_pushboolean(L, 1);
@@ -399,18 +402,107 @@ message_deliver_maildir(lua_State *L)
 	    L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc, "maildir", where, err);
 }
 
+/* A mailbox locked by another process (a MUA rewriting it) is waited for
+ * by parking the hook and trying again, so the other sessions go on. MUAs
+ * hold the lock only while they rewrite the file, hence the short interval;
+ * the default wait is Postfix's (deliver_lock_attempts 20, one second
+ * apart); the cap keeps a typo from parking a session for hours. */
+#define HOOK_API_MBOX_RETRY_MS     100
+#define HOOK_API_MBOX_WAIT_DEFAULT 20
+#define HOOK_API_MBOX_WAIT_MAX     3600
+/* Stack slots of msg:deliver_mbox(path [, opts]) after its arguments, kept
+ * across the waits. The wait is counted as the sum of the timers' intervals,
+ * in milliseconds, so no clock has to be read and a clock step changes
+ * nothing. */
+#define HOOK_API_MBOX_LEFT   4 /* milliseconds of waiting left */
+#define HOOK_API_MBOX_WAIT   5 /* the whole wait allowed, for the error text */
+#define HOOK_API_MBOX_FAILED 6 /* msg.delivery_failed from before the wait */
+
+/* One attempt of msg:deliver_mbox: called by it first (status LUA_OK), then
+ * as the continuation of each wait (LUA_YIELD). */
+static int
+message_deliver_mbox_try(lua_State *L, int status, lua_KContext ctx)
+{
+	/* Read from the handle again after every wait. The session frees a
+	 * parked run when it ends, so this continuation cannot run for a
+	 * dead one; were it to, message_tx raises instead of reading freed
+	 * memory. */
+	struct smtp_tx *tx = message_tx(L);
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_MESSAGE);
+	const char *path = lua_tostring(L, 2);
+	lua_Integer left = lua_tointeger(L, HOOK_API_MBOX_LEFT), nap;
+	lua_Integer wait = lua_tointeger(L, HOOK_API_MBOX_WAIT);
+	char err[512], esc[512], esc2[512];
+	size_t n;
+	int rc;
+
+	(void)ctx;
+	if (status == LUA_YIELD)
+		tx->delivery_failed = lua_toboolean(L, HOOK_API_MBOX_FAILED);
+	rc = delivery_mbox(
+	    path, tx->sender, tx->msg != NULL ? tx->msg : "", tx->msglen, err, sizeof(err));
+	if (rc == DELIVERY_LOCKED && left > 0 && lua_isyieldable(L)) {
+		/* Logged once, on the first wake-up that finds the lock still
+		 * held: the hook did park by then (a park that raises leaves
+		 * no line saying it waits), and a lock gone within one
+		 * interval is not worth a line. */
+		if (status == LUA_YIELD && wait - left <= HOOK_API_MBOX_RETRY_MS)
+			log_info(s->sid,
+			    "delivery.wait qid=%s method=mbox to=\"%s\" seconds=%g error=\"%s\"",
+			    tx->qid, log_escape(esc, sizeof(esc), path, strlen(path)),
+			    (double)wait / 1000, log_escape(esc2, sizeof(esc2), err, strlen(err)));
+		nap = left < HOOK_API_MBOX_RETRY_MS ? left : HOOK_API_MBOX_RETRY_MS;
+		lua_pushinteger(L, left - nap);
+		lua_replace(L, HOOK_API_MBOX_LEFT);
+		lua_pushboolean(L, tx->delivery_failed);
+		lua_replace(L, HOOK_API_MBOX_FAILED);
+		/* Failed until the wait is over: if parking raises (a
+		 * coroutine of the script's own cannot park the hook) and the
+		 * script catches the error, the reply is still the 451 that
+		 * matches the untouched mailbox. The wake-up restores it. */
+		tx->delivery_failed = 1;
+		return hook_sleepk(L, (double)nap / 1000, 0, message_deliver_mbox_try);
+	}
+	if (rc == DELIVERY_LOCKED) {
+		/* Out of time, no wait allowed, or a hook that cannot yield
+		 * here (inside a metamethod or a callback called from C):
+		 * a temporary failure, and the client tries again later. */
+		n = strlen(err);
+		if (status == LUA_YIELD)
+			(void)snprintf(err + n, sizeof(err) - n, "; still locked after %g s",
+			    (double)wait / 1000);
+		else if (left > 0)
+			(void)snprintf(err + n, sizeof(err) - n, "; cannot wait for it here");
+		rc = -1;
+	}
+	return message_delivery_result(L, s, rc, "mbox", path, err);
+}
+
+/* msg:deliver_mbox(path [, opts]); opts.lock_timeout: seconds to wait for a
+ * locked mailbox. */
 static int
 message_deliver_mbox(lua_State *L)
 {
-	struct smtp_tx *tx = message_tx(L);
-	const char *path = luaL_checkstring(L, 2);
-	char err[512];
-	int rc;
+	lua_Number secs = HOOK_API_MBOX_WAIT_DEFAULT;
 
-	rc = delivery_mbox(
-	    path, tx->sender, tx->msg != NULL ? tx->msg : "", tx->msglen, err, sizeof(err));
-	return message_delivery_result(
-	    L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc, "mbox", path, err);
+	(void)message_tx(L);
+	luaL_checkstring(L, 2);
+	if (!lua_isnoneornil(L, 3)) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		lua_getfield(L, 3, "lock_timeout");
+		if (!lua_isnil(L, -1)) {
+			secs = lua_tonumber(L, -1);
+			if (lua_type(L, -1) != LUA_TNUMBER ||
+			    !(secs >= 0 && secs <= HOOK_API_MBOX_WAIT_MAX))
+				return luaL_argerror(L, 3,
+				    "lock_timeout must be a number of seconds from 0 to 3600");
+		}
+	}
+	lua_settop(L, 3);
+	lua_pushinteger(L, (lua_Integer)(secs * 1000 + 0.5));
+	lua_pushvalue(L, HOOK_API_MBOX_LEFT);
+	lua_pushboolean(L, 0);
+	return message_deliver_mbox_try(L, LUA_OK, 0);
 }
 
 static int
@@ -530,6 +622,47 @@ hook_api_end_message(lua_State *L, struct smtp_session *s)
 	hook_api_cut(L, &s->msg_ref);
 }
 
+/* Replaces the table at idx by a shallow copy of itself (raw reads). */
+static void
+hook_api_copy_table(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	lua_newtable(L);
+	if (lua_type(L, idx) == LUA_TTABLE) {
+		lua_pushnil(L);
+		while (lua_next(L, idx) != 0) {
+			lua_pushvalue(L, -2);
+			lua_insert(L, -2);
+			lua_rawset(L, -4);
+		}
+	}
+	lua_replace(L, idx);
+}
+
+void
+hook_api_mark_greeted(lua_State *L, struct smtp_session *s)
+{
+	if (s->handle_ref == LUA_NOREF)
+		return;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->handle_ref);
+	lua_getiuservalue(L, -1, 1);
+	hook_api_copy_table(L, -1);
+	lua_setiuservalue(L, -2, 2);
+	lua_pop(L, 1);
+}
+
+void
+hook_api_forget(lua_State *L, struct smtp_session *s)
+{
+	if (s->handle_ref == LUA_NOREF)
+		return;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->handle_ref);
+	lua_getiuservalue(L, -1, 2);
+	hook_api_copy_table(L, -1);
+	lua_setiuservalue(L, -2, 1);
+	lua_pop(L, 1);
+}
+
 void
 hook_api_release(lua_State *L, struct smtp_session *s)
 {
@@ -589,7 +722,7 @@ hook_api_push_keywords(lua_State *co, const char *lines)
 char *
 hook_api_take_keywords(lua_State *L, int ref)
 {
-	size_t n, len, total = 1, o = 0;
+	size_t n, len, total = 1, o = 0, kept = 0;
 	const char *kw;
 	char *out = NULL;
 
@@ -598,7 +731,10 @@ hook_api_take_keywords(lua_State *L, int ref)
 	n = lua_type(L, -1) == LUA_TTABLE ? (size_t)lua_rawlen(L, -1) : 0;
 	if (n > 64)
 		n = 64;
-	/* Two passes over the list: measure, then copy the valid entries. */
+	/* Two passes over the list: measure, then copy the valid entries.
+	 * Keywords that would make the reply (with a first line of the
+	 * longest kind) too long for the wire are dropped, from the first
+	 * that does not fit. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 1; i <= n; i++) {
 			int ok;
@@ -608,9 +744,20 @@ hook_api_take_keywords(lua_State *L, int ref)
 			ok = kw != NULL && len > 0 && len <= 500;
 			for (size_t j = 0; ok && j < len; j++)
 				ok = kw[j] >= 32 && kw[j] <= 126;
-			if (ok && pass == 0)
+			if (ok && pass == 0 &&
+			    smtp_reply_size_ok(kept + 2, total + len + SMTP_REPLY_TEXT_MAX) == -1) {
+				log_warn(hook_current_sid(),
+				    "hook.invalid hook=on_ehlo error=\"keywords past the reply "
+				    "size limit dropped\" dropped=%zu",
+				    n - i + 1);
+				n = i - 1;
+				lua_pop(L, 1);
+				break;
+			}
+			if (ok && pass == 0) {
 				total += len + 1;
-			else if (ok) {
+				kept++;
+			} else if (ok) {
 				if (o > 0)
 					out[o++] = '\n';
 				memcpy(out + o, kw, len);

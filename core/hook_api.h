@@ -22,6 +22,12 @@ void hook_api_push_session(lua_State *co, struct smtp_session *);
 void hook_api_push_message(lua_State *co, struct smtp_session *);
 /* Cuts the message handle off (the on_message phase is over). */
 void hook_api_end_message(lua_State *L, struct smtp_session *);
+/* The greeting is out: remembers s.vars as on_connect left it (a shallow
+ * copy), before the client said anything. */
+void hook_api_mark_greeted(lua_State *L, struct smtp_session *);
+/* STARTTLS: s.vars goes back to what hook_api_mark_greeted() kept; all
+ * that was learnt from the client in plaintext is forgotten. */
+void hook_api_forget(lua_State *L, struct smtp_session *);
 /* Cuts every handle of the session off and releases them. */
 void hook_api_release(lua_State *L, struct smtp_session *);
 

@@ -71,6 +71,15 @@ script_panic(lua_State *L)
 	fatalx("lua panic: %s", msg != NULL ? msg : "(no message)");
 }
 
+/* Every hook's coroutine carries a count hook that enforces its budget;
+ * debug.sethook() would take it away, and with it every limit on a loop. */
+static int
+script_no_sethook(lua_State *L)
+{
+	return luaL_error(
+	    L, "debug.sethook is not available to policies (the hook budget uses it)");
+}
+
 /* Puts lua/ (the build tree's, then the installed one) in front of
  * package.path, so policies can require the modules we ship. */
 static void
@@ -242,10 +251,16 @@ script_carry_shared(const struct script *prev, struct script *sc)
 	lua_State *from = prev->L, *to = sc->L;
 	int dropped, memo;
 
-	lua_getglobal(from, "package");
-	lua_getfield(from, -1, "loaded");
-	lua_getfield(from, -1, "luamta");
-	lua_getfield(from, -1, "shared");
+	/* Raw reads from the registry's copy of package.loaded: the script
+	 * may have replaced "package" or put metatables anywhere, and no
+	 * metamethod may run here, outside a protected call. */
+	lua_pushliteral(from, LUA_LOADED_TABLE);
+	lua_rawget(from, LUA_REGISTRYINDEX);
+	lua_pushliteral(from, "luamta");
+	lua_rawget(from, -2);
+	lua_pushliteral(from, "shared");
+	if (lua_type(from, -2) == LUA_TTABLE)
+		lua_rawget(from, -2);
 	lua_getglobal(to, "luamta");
 	lua_newtable(to);
 	memo = lua_gettop(to);
@@ -255,7 +270,7 @@ script_carry_shared(const struct script *prev, struct script *sc)
 	else
 		lua_pop(to, 1);
 	lua_pop(to, 2);
-	lua_pop(from, 4);
+	lua_pop(from, 3);
 	if (dropped > 0)
 		log_warn(NULL,
 		    "script.shared dropped=%d reason=\"only strings, numbers, booleans "
@@ -277,6 +292,40 @@ script_add_file(struct script *sc, size_t *n, const char *file)
 	f[*n] = NULL;
 }
 
+/* [files] -> [files]: appends to the array files the path package.path
+ * resolves for each loaded module. Runs under lua_pcall: the package table
+ * and everything in it belong to the script, which may have replaced or
+ * broken any of it ("package = nil" is legal Lua). */
+static int
+script_collect_cf(lua_State *L)
+{
+	lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE); /* [files loaded] */
+	lua_getfield(L, 2, "package");
+	if (!lua_istable(L, 3))
+		return 0;
+	lua_getfield(L, 3, "searchpath");
+	lua_getfield(L, 3, "path"); /* [files loaded package searchpath path] */
+	if (!lua_isfunction(L, 4) || lua_type(L, 5) != LUA_TSTRING)
+		return 0;
+	lua_pushnil(L);
+	while (lua_next(L, 2) != 0) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			continue;
+		lua_pushvalue(L, 4);
+		lua_pushvalue(L, -2);
+		lua_pushvalue(L, 5);
+		lua_call(L, 2, 1);
+		if (lua_type(L, -1) == LUA_TSTRING)
+			lua_rawseti(L, 1, ++n);
+		else
+			lua_pop(L, 1);
+	}
+	return 0;
+}
+
 /* The policy file and every Lua module it required that package.path
  * resolves to a file: what --watch watches. */
 static void
@@ -287,21 +336,19 @@ script_collect_files(struct script *sc)
 
 	if (sc->path != NULL)
 		script_add_file(sc, &n, sc->path);
-	lua_getglobal(L, "package");
-	lua_getfield(L, -1, "loaded");
-	lua_pushnil(L);
-	while (lua_next(L, -2) != 0) {
-		lua_pop(L, 1); /* [package loaded name] */
-		if (lua_type(L, -1) != LUA_TSTRING)
-			continue;
-		lua_getfield(L, -3, "searchpath");
-		lua_pushvalue(L, -2);
-		lua_getfield(L, -5, "path");
-		if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
-			script_add_file(sc, &n, lua_tostring(L, -1));
+	lua_newtable(L);
+	lua_pushcfunction(L, script_collect_cf);
+	lua_pushvalue(L, -2);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		log_warn(NULL, "script.watch error=\"cannot list the modules the policy loaded\"");
 		lua_pop(L, 1);
 	}
-	lua_pop(L, 2);
+	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+		lua_rawgeti(L, -1, i);
+		script_add_file(sc, &n, lua_tostring(L, -1));
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
 }
 
 /* Runs the policy file on co (leaving its table on top), or pushes an empty
@@ -398,6 +445,10 @@ script_load(const struct script_opts *o, struct ev_loop *loop, const struct scri
 	}
 	lua_atpanic(sc->L, script_panic);
 	luaL_openlibs(sc->L);
+	lua_getglobal(sc->L, "debug");
+	lua_pushcfunction(sc->L, script_no_sethook);
+	lua_setfield(sc->L, -2, "sethook");
+	lua_pop(sc->L, 1);
 	script_set_path(sc->L);
 	hook_api_open(sc->L, o->hostname);
 	if (prev != NULL)

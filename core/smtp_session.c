@@ -28,7 +28,6 @@
 
 #define SMTP_OUTPUT_HIGH   65536 /* stop reading commands while replies pile up */
 #define SMTP_CLOSE_LINGER  5.0   /* seconds to get the last reply out */
-#define SMTP_REPLY_MAX     8192  /* one (multi-line) reply */
 #define SMTP_AUTH_LINE_MAX 12288 /* RFC 4954 4: AUTH lines and SASL responses */
 #define SMTP_DATA_MIN_RATE 500   /* bytes/s that keep DATA alive (Postfix's default) */
 
@@ -54,6 +53,7 @@ static void smtp_session_close(struct smtp_session *, const char *reason);
 static void smtp_hook_finish(struct smtp_session *, const struct hook_result *);
 static void smtp_session_free(struct smtp_session *);
 static void smtp_hook_run(struct smtp_session *);
+static void smtp_starttls_begin(struct smtp_session *);
 
 static const char *const smtp_state_names[] = {
 	"connected",
@@ -93,10 +93,10 @@ smtp_next_id(struct smtp_server *srv)
 
 /* Replies --------------------------------------------------------------- */
 
-/* Formats one reply into out and returns its length. text holds
- * '\n'-separated lines. When enh is not NULL, every line carries an
- * enhanced status code (RFC 2034 3): its own if it has one, else that of the
- * first line, else enh. */
+/* Formats one reply into out and returns its length, or 0 when it does
+ * not fit (never a part of it). text holds '\n'-separated lines. When enh
+ * is not NULL, every line carries an enhanced status code (RFC 2034 3): its
+ * own if it has one, else that of the first line, else enh. */
 static size_t
 smtp_format_reply(char *out, size_t outsz, int code, const char *enh, const char *text)
 {
@@ -124,11 +124,27 @@ smtp_format_reply(char *out, size_t outsz, int code, const char *enh, const char
 			r = snprintf(out + o, outsz - o, "%d%c%.*s\r\n", code,
 			    nl != NULL ? '-' : ' ', (int)ll, line);
 		if (r < 0 || (size_t)r >= outsz - o)
-			break; /* bounded by hook validation; never cut mid-line */
+			return 0;
 		o += (size_t)r;
 		line = nl != NULL ? nl + 1 : NULL;
 	}
 	return o;
+}
+
+/* Formats a reply into out; one that cannot fit (smtp_reply_size_ok()
+ * makes sure no script text gets here) becomes a 451 rather than half a
+ * reply that would leave the client waiting for its last line. */
+static size_t
+smtp_format_reply_safe(
+    struct smtp_session *s, char *out, size_t outsz, int code, const char *enh, const char *text)
+{
+	size_t n = smtp_format_reply(out, outsz, code, enh, text);
+
+	if (n == 0) {
+		log_warn(s->sid, "smtp.reply_too_long code=%d", code);
+		n = smtp_format_reply(out, outsz, 451, "4.3.0", "Error: reply too long");
+	}
+	return n;
 }
 
 /* Queues one reply (see smtp_format_reply). */
@@ -136,7 +152,7 @@ static void
 smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *text)
 {
 	char out[SMTP_REPLY_MAX];
-	size_t n = smtp_format_reply(out, sizeof(out), code, enh, text);
+	size_t n = smtp_format_reply_safe(s, out, sizeof(out), code, enh, text);
 
 	if (conn_write(s->conn, out, n) == -1)
 		smtp_session_close(s, "out of memory");
@@ -206,11 +222,14 @@ smtp_on_pace(struct ev_loop *loop, ev_timer *t, int revents)
 	if (smtp_pace_step(s))
 		return;
 	/* The reply is over: what the client sent meanwhile is next, or the
-	 * close that was waiting for it. */
+	 * close that was waiting for it, or the TLS handshake. */
 	if (s->closing)
 		smtp_reap(s);
-	else
+	else {
+		if (s->starttls_pending)
+			smtp_starttls_begin(s);
 		smtp_session_process(s);
+	}
 }
 
 static void
@@ -223,7 +242,7 @@ smtp_reply_paced(struct smtp_session *s, int code, const char *enh, const char *
 		smtp_reply_lines(s, code, enh, text);
 		return;
 	}
-	p->len = smtp_format_reply(p->buf, sizeof(p->buf), code, enh, text);
+	p->len = smtp_format_reply_safe(s, p->buf, sizeof(p->buf), code, enh, text);
 	p->drop_after = res->drop_after;
 	p->s = s;
 	ev_timer_init(&p->timer, smtp_on_pace, res->line_delay, res->line_delay);
@@ -338,6 +357,17 @@ check_anyarg(struct smtp_session *s, const char *arg, size_t len)
 	return 0;
 }
 
+/* Keeps the argument of HELO, EHLO and VRFY for the hook. */
+static int
+check_keep_arg(struct smtp_session *s, const char *arg, size_t len)
+{
+	if ((s->pend.arg = strndup(arg, len)) == NULL) {
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 check_helo(struct smtp_session *s, const char *arg, size_t len)
 {
@@ -345,11 +375,14 @@ check_helo(struct smtp_session *s, const char *arg, size_t len)
 		smtp_reply(s, 501, "5.5.4", "Syntax: %s hostname", s->pend.cmd->verb);
 		return -1;
 	}
-	if ((s->pend.arg = strndup(arg, len)) == NULL) {
-		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+	/* The name goes to logs, to hooks and into --capture's JSON: control
+	 * characters and broken UTF-8 have no place in a host name. */
+	if (smtp_reply_text_ok(arg, len) == -1) {
+		smtp_reply(
+		    s, 501, "5.5.2", "Error: invalid characters in %s hostname", s->pend.cmd->verb);
 		return -1;
 	}
-	return 0;
+	return check_keep_arg(s, arg, len);
 }
 
 static int
@@ -359,7 +392,7 @@ check_vrfy(struct smtp_session *s, const char *arg, size_t len)
 		smtp_reply(s, 501, "5.5.4", "Syntax: VRFY address");
 		return -1;
 	}
-	return check_helo(s, arg, len);
+	return check_keep_arg(s, arg, len);
 }
 
 /* Common to MAIL and RCPT: "FROM:" / "TO:", then a path, then parameters. */
@@ -718,6 +751,10 @@ do_connect(struct smtp_session *s, const struct hook_result *res)
 	char text[SMTP_REPLY_TEXT_MAX + 1];
 
 	smtp_enter_state(s, ST_GREETED);
+	s->greeted_max_size = s->max_size;
+	s->greeted_require_tls = s->require_tls;
+	if (s->script != NULL)
+		hook_api_mark_greeted(s->script->L, s);
 	snprintf(text, sizeof(text), "%s ESMTP luamta", s->srv->cfg->hostname);
 	smtp_reply_hook(s, res, 220, NULL, text);
 }
@@ -789,10 +826,27 @@ smtp_sasl_plain(struct smtp_session *s, const char *msg, size_t len)
 	return 0;
 }
 
+/* RFC 4422 3.1: a mechanism name is 1-20 characters of [A-Z0-9-_]. */
+#define SMTP_SASL_MECH_MAX 20
+
+static int check_auth_mech(struct smtp_session *, const char *, size_t, char *, size_t);
+
 static int
 check_auth(struct smtp_session *s, const char *arg, size_t len)
 {
-	char mech[16], buf[SMTP_AUTH_LINE_MAX];
+	char buf[SMTP_AUTH_LINE_MAX];
+	int rc;
+
+	rc = check_auth_mech(s, arg, len, buf, sizeof(buf));
+	/* The decoded initial response may hold a password. */
+	explicit_bzero(buf, sizeof(buf));
+	return rc;
+}
+
+static int
+check_auth_mech(struct smtp_session *s, const char *arg, size_t len, char *buf, size_t bufsz)
+{
+	char mech[SMTP_SASL_MECH_MAX + 1];
 	const char *sp = memchr(arg, ' ', len), *ir = NULL;
 	size_t ml = sp != NULL ? (size_t)(sp - arg) : len;
 	int n;
@@ -814,13 +868,18 @@ check_auth(struct smtp_session *s, const char *arg, size_t len)
 		    s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
 		return -1;
 	}
-	if (len == 0 || ml >= sizeof(mech)) {
+	if (ml == 0 || ml > SMTP_SASL_MECH_MAX) {
 		smtp_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
 		return -1;
 	}
-	for (size_t i = 0; i < ml && i < sizeof(mech) - 1; i++)
+	for (size_t i = 0; i < ml; i++) {
 		mech[i] = (char)toupper((unsigned char)arg[i]);
-	mech[ml < sizeof(mech) ? ml : sizeof(mech) - 1] = '\0';
+		if (!isalnum((unsigned char)mech[i]) && mech[i] != '-' && mech[i] != '_') {
+			smtp_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+			return -1;
+		}
+	}
+	mech[ml] = '\0';
 	if (ml < len)
 		ir = arg + ml + 1;
 	snprintf(s->pend.verb, sizeof(s->pend.verb), "%s", mech);
@@ -830,7 +889,7 @@ check_auth(struct smtp_session *s, const char *arg, size_t len)
 			smtp_reply(s, 334, NULL, "%s", "");
 			return 1;
 		}
-		if ((n = smtp_b64_decode(ir, len - ml - 1, buf, sizeof(buf))) == -1) {
+		if ((n = smtp_b64_decode(ir, len - ml - 1, buf, bufsz)) == -1) {
 			smtp_reply(s, 501, "5.5.2", "Error: invalid base64 data");
 			return -1;
 		}
@@ -843,7 +902,7 @@ check_auth(struct smtp_session *s, const char *arg, size_t len)
 			return 1;
 		}
 		/* An initial response carries the user name (RFC 4954 4). */
-		if ((n = smtp_b64_decode(ir, len - ml - 1, buf, sizeof(buf))) <= 0 ||
+		if ((n = smtp_b64_decode(ir, len - ml - 1, buf, bufsz)) <= 0 ||
 		    (s->pend.arg = strdup(buf)) == NULL) {
 			smtp_reply(s, 501, "5.5.2", "Error: invalid base64 data");
 			return -1;
@@ -961,12 +1020,13 @@ check_starttls(struct smtp_session *s, const char *arg, size_t len)
 	return 0;
 }
 
+/* After the 220 is out (all of it, when it was paced): the switch. */
 static void
-do_starttls(struct smtp_session *s, const struct hook_result *res)
+smtp_starttls_begin(struct smtp_session *s)
 {
 	size_t injected = buf_avail(conn_input(s->conn));
 
-	smtp_reply_hook(s, res, 220, "2.0.0", "Ready to start TLS");
+	s->starttls_pending = 0;
 	/* Whatever the client pipelined after STARTTLS was sent in plaintext
 	 * and must not be executed (CVE-2011-0411); conn_starttls drops it. */
 	if (injected > 0)
@@ -975,16 +1035,36 @@ do_starttls(struct smtp_session *s, const struct hook_result *res)
 		smtp_session_close(s, "out of memory");
 		return;
 	}
-	/* RFC 3207 4.2: forget everything learnt before the handshake. */
+	/* RFC 3207 4.2: forget everything learnt from the client before the
+	 * handshake, including what hooks set on the session since the
+	 * greeting (what on_connect set came from no client input and
+	 * stays). Failed AUTH attempts still count: a new handshake must not
+	 * reset that limit. */
 	smtp_tx_end(s);
 	free(s->helo);
 	free(s->user);
 	s->helo = s->user = NULL;
 	s->esmtp = 0;
 	s->ext = 0;
+	s->max_size = s->greeted_max_size;
+	s->require_tls = s->greeted_require_tls;
+	if (s->script != NULL)
+		hook_api_forget(s->script->L, s);
 	smtp_enter_state(s, ST_GREETED);
 	s->tls_wait = 1;
 	conn_set_timeout(s->conn, s->srv->cfg->tls_timeout);
+}
+
+static void
+do_starttls(struct smtp_session *s, const struct hook_result *res)
+{
+	smtp_reply_hook(s, res, 220, "2.0.0", "Ready to start TLS");
+	/* A paced 220 must reach the client whole before the handshake:
+	 * the switch waits for the end of the pace (smtp_on_pace). */
+	if (s->pace != NULL)
+		s->starttls_pending = 1;
+	else
+		smtp_starttls_begin(s);
 }
 
 /* The handshake finished: STARTTLS goes on with the greeted session, an
@@ -1156,7 +1236,8 @@ smtp_hook_run(struct smtp_session *s)
 }
 
 /* Whether a custom code fits the phase: 354 only for DATA (which accepts
- * with nothing else), 220 for the greeting, 221 for QUIT. */
+ * with nothing else), 220 for the greeting and STARTTLS, 221 for QUIT, 235
+ * for AUTH. */
 static int
 smtp_code_allowed(const struct smtp_cmd *cmd, int code)
 {
@@ -1169,6 +1250,10 @@ smtp_code_allowed(const struct smtp_cmd *cmd, int code)
 		return code == 220;
 	case HOOK_QUIT:
 		return code == 221;
+	case HOOK_STARTTLS:
+		return code == 220; /* only 220 starts TLS (RFC 3207 4) */
+	case HOOK_AUTH:
+		return code == 235; /* only 235 authenticates (RFC 4954 4) */
 	default:
 		return code < 300;
 	}
@@ -1192,6 +1277,16 @@ smtp_hook_finish(struct smtp_session *s, const struct hook_result *res)
 	 * on_auth that forgets to return must not let everybody in. */
 	if (cmd->hook == HOOK_AUTH && v == HOOK_ACCEPT && !res->truth)
 		v = HOOK_REJECT;
+	/* A script fault after the message was written (a budget or an error
+	 * once the deliverers returned): a 451 would make the client send it
+	 * again, so the reply follows what was written. */
+	if (cmd == &smtp_cmd_message && v == HOOK_ERROR && s->tx->delivered > 0 &&
+	    !s->tx->delivery_failed) {
+		log_warn(s->sid,
+		    "smtp.message qid=%s result=accept reason=\"hook failed after delivery\"",
+		    s->tx->qid);
+		v = HOOK_ACCEPT;
+	}
 	/* The message handle lives for on_message only. */
 	if (cmd == &smtp_cmd_message && s->script != NULL)
 		hook_api_end_message(s->script->L, s);
@@ -1382,74 +1477,132 @@ smtp_command(struct smtp_session *s, const char *line, size_t len)
 	smtp_hook_run(s);
 }
 
-/* Handles every complete command line and DATA chunk that is buffered,
- * unless a hook is parked or replies are piling up; then writes all
- * replies of the batch at once. */
+/* A line of an AUTH exchange that is too long (RFC 4954 4) ends the
+ * exchange: otherwise the next command would be decoded as base64. */
 static void
-smtp_session_process(struct smtp_session *s)
+smtp_line_too_long(struct smtp_session *s)
 {
-	struct buf *in = conn_input(s->conn);
+	log_info(s->sid, "smtp.line_too_long");
+	if (s->sasl != SASL_NONE) {
+		s->sasl = SASL_NONE;
+		smtp_pending_reset(s);
+		smtp_reply(s, 500, "5.5.6", "Authentication Exchange line is too long");
+	} else
+		smtp_reply(s, 500, "5.5.2", "Line too long");
+}
+
+/* An AUTH command or a line of its exchange carries credentials: it is
+ * handled from a copy, and neither the copy nor the bytes in the input
+ * buffer (which stay there until the next read) outlive it. */
+static void
+smtp_auth_line(struct smtp_session *s, const char *line, size_t len)
+{
+	char copy[SMTP_AUTH_LINE_MAX];
+
+	memcpy(copy, line, len);
+	explicit_bzero((char *)(uintptr_t)line, len);
+	if (s->sasl != SASL_NONE)
+		smtp_sasl_line(s, copy, len);
+	else
+		smtp_command(s, copy, len);
+	explicit_bzero(copy, len);
+}
+
+/* One step of input: a DATA chunk or one command line. Returns 0 to go on,
+ * -1 when the buffered input holds nothing complete. */
+static int
+smtp_session_step(struct smtp_session *s, struct buf *in)
+{
 	const char *line;
 	size_t len;
 	int crlf, done;
 
+	if (s->state == ST_DATA) {
+		size_t n = smtp_data_feed(s->tx->data, buf_head(in), buf_avail(in), &done);
+		buf_consume(in, n);
+		smtp_data_progress(s, n);
+		if (done)
+			smtp_data_end(s);
+		return 0;
+	}
+	if (s->skip_line) {
+		const char *lf = memchr(buf_head(in), '\n', buf_avail(in));
+		if (lf == NULL) {
+			buf_consume(in, buf_avail(in));
+			return -1;
+		}
+		buf_consume(in, (size_t)(lf - buf_head(in)) + 1);
+		conn_touch(s->conn);
+		s->skip_line = 0;
+		smtp_line_too_long(s);
+		return 0;
+	}
+	/* Lines may reach SMTP_AUTH_LINE_MAX only for AUTH and its
+	 * responses (RFC 4954 4); others keep the RFC 5321 limit. */
+	switch (buf_getline(in, SMTP_AUTH_LINE_MAX, &line, &len, &crlf)) {
+	case BUF_NEED_MORE:
+		if (buf_avail(in) < SMTP_CMD_LINE_MAX || s->sasl != SASL_NONE ||
+		    strncasecmp(buf_head(in), "AUTH ", 5) == 0)
+			return -1;
+		s->skip_line = 1;
+		return 0;
+	case BUF_TOO_LONG:
+		s->skip_line = 1;
+		return 0;
+	case BUF_LINE:
+		break;
+	}
+	/* A whole line is progress; a partial one is not. */
+	conn_touch(s->conn);
+	if (!crlf && s->srv->cfg->bare == SMTP_BARE_REJECT) {
+		/* A command ended by a bare LF is where SMTP smuggling starts
+		 * (RFC 5321 2.3.8): never split on it, never execute it. */
+		log_info(s->sid, "smtp.bare_lf state=%s", smtp_state_str(s->state));
+		smtp_reply(s, 500, "5.5.2", "Error: bare <LF> received (see RFC 5321 2.3.8)");
+		smtp_session_close(s, "bare_lf");
+	} else if (s->sasl != SASL_NONE || (len >= 5 && strncasecmp(line, "AUTH ", 5) == 0))
+		smtp_auth_line(s, line, len);
+	else if (len + (crlf ? 2 : 1) > SMTP_CMD_LINE_MAX)
+		smtp_line_too_long(s);
+	else
+		smtp_command(s, line, len);
+	return 0;
+}
+
+/* Whether the session may take its next input now: not while a hook is
+ * parked, a paced reply goes out, a handshake runs or replies pile up. */
+static int
+smtp_session_ready(const struct smtp_session *s)
+{
+	return !s->closing && s->run == NULL && s->pace == NULL && s->state != ST_CONNECTED &&
+	    !s->tls_wait && conn_output_pending(s->conn) < SMTP_OUTPUT_HIGH;
+}
+
+/* Handles every complete command line and DATA chunk that is buffered,
+ * unless a hook is parked or replies are piling up; then writes all
+ * replies of the batch at once. When the replies stopped the loop and the
+ * write took them all, the loop goes on: no CONN_DRAINED would come. */
+static void
+smtp_session_process(struct smtp_session *s)
+{
+	struct buf *in = conn_input(s->conn);
+	int full;
+
 	if (s->in_process)
 		return;
 	s->in_process = 1;
-	while (!s->closing && s->run == NULL && s->pace == NULL && s->state != ST_CONNECTED &&
-	    !s->tls_wait && conn_output_pending(s->conn) < SMTP_OUTPUT_HIGH && buf_avail(in) > 0) {
-		if (s->state == ST_DATA) {
-			size_t n = smtp_data_feed(s->tx->data, buf_head(in), buf_avail(in), &done);
-			buf_consume(in, n);
-			smtp_data_progress(s, n);
-			if (done)
-				smtp_data_end(s);
-			continue;
-		}
-		if (s->skip_line) {
-			const char *lf = memchr(buf_head(in), '\n', buf_avail(in));
-			if (lf == NULL) {
-				buf_consume(in, buf_avail(in));
+	do {
+		while (smtp_session_ready(s) && buf_avail(in) > 0)
+			if (smtp_session_step(s, in) == -1)
 				break;
-			}
-			buf_consume(in, (size_t)(lf - buf_head(in)) + 1);
-			conn_touch(s->conn);
-			s->skip_line = 0;
-			log_info(s->sid, "smtp.line_too_long");
-			smtp_reply(s, 500, "5.5.2", "Line too long");
-			continue;
-		}
-		/* Lines may reach SMTP_AUTH_LINE_MAX only for AUTH and its
-		 * responses (RFC 4954 4); others keep the RFC 5321 limit. */
-		switch (buf_getline(in, SMTP_AUTH_LINE_MAX, &line, &len, &crlf)) {
-		case BUF_NEED_MORE:
-			if (buf_avail(in) < SMTP_CMD_LINE_MAX || s->sasl != SASL_NONE ||
-			    strncasecmp(buf_head(in), "AUTH ", 5) == 0)
-				goto out;
-			s->skip_line = 1;
-			continue;
-		case BUF_TOO_LONG:
-			s->skip_line = 1;
-			continue;
-		case BUF_LINE:
-			/* A whole line is progress; a partial one is not. */
-			conn_touch(s->conn);
-			if (s->sasl != SASL_NONE)
-				smtp_sasl_line(s, line, len);
-			else if (len + (crlf ? 2 : 1) > SMTP_CMD_LINE_MAX &&
-			    strncasecmp(line, "AUTH ", 5) != 0) {
-				log_info(s->sid, "smtp.line_too_long");
-				smtp_reply(s, 500, "5.5.2", "Line too long");
-			} else
-				smtp_command(s, line, len);
-			break;
-		}
-	}
-out:
+		full = conn_output_pending(s->conn) >= SMTP_OUTPUT_HIGH;
+		conn_flush(s->conn);
+	} while (full && smtp_session_ready(s) && buf_avail(in) > 0);
 	s->in_process = 0;
-	if (s->input_eof && !s->closing && s->run == NULL && s->pace == NULL &&
-	    conn_output_pending(s->conn) < SMTP_OUTPUT_HIGH)
-		smtp_session_close(s, "eof");
+	/* The client closed its side (or --stdio's input ended): once all
+	 * it sent is answered, the session is over. */
+	if (s->input_eof && smtp_session_ready(s))
+		smtp_session_close(s, s->srv->stdio ? "eof" : "peer_closed");
 	conn_flush(s->conn);
 	if (buf_avail(in) == 0)
 		conn_trim(s->conn);
@@ -1560,15 +1713,22 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 			smtp_reap(s);
 			break;
 		}
-		if (ev == CONN_CLOSED && s->srv->stdio) {
-			/* A file or pipe on stdin ends where the session's
-			 * input ends: answer everything read, then close. */
+		if (ev == CONN_CLOSED && s->tls_wait) {
+			smtp_session_close(s, "peer_closed");
+			break;
+		}
+		if (ev == CONN_CLOSED) {
+			/* The client closed its side (a half-close, or a file
+			 * or pipe on --stdio's stdin ending): everything it
+			 * sent before still gets its reply, a parked hook
+			 * included, then the session closes. A transaction cut
+			 * short (DATA without its final dot) is abandoned. */
 			s->input_eof = 1;
 			smtp_session_process(s);
 			break;
 		}
-		/* A transaction in progress (mid-DATA, or a hook pending) is
-		 * abandoned: nothing gets delivered after the client left. */
+		/* A reset or an error abandons whatever was in progress (mid-DATA,
+		 * or a hook pending): nothing gets delivered then. */
 		if (ev == CONN_ERROR)
 			log_info(s->sid, "smtp.conn_error state=%s error=\"%s\"",
 			    smtp_state_str(s->state), conn_strerror(s->conn));

@@ -48,6 +48,7 @@ struct smtp_tx {
 	char *msg;              /* owned: the message after DATA */
 	size_t msglen;
 	int delivery_failed; /* a deliverer failed in on_message */
+	int delivered;       /* deliverers that wrote the message in on_message */
 };
 
 struct smtp_cmd;
@@ -82,10 +83,13 @@ struct smtp_session {
 	int require_tls;        /* MAIL needs TLS (config or a hook) */
 	int tls_active;         /* the connection is encrypted */
 	int tls_wait;           /* a handshake is under way: no commands */
+	int starttls_pending;   /* STARTTLS accepted: switch once the paced 220 is out */
 	struct smtp_pace *pace; /* owned: a paced reply going out, or NULL */
 	size_t max_size;
-	unsigned messages;  /* accepted in this session */
-	struct smtp_tx *tx; /* owned, or NULL */
+	size_t greeted_max_size; /* max_size and require_tls as on_connect left */
+	int greeted_require_tls; /* them: what STARTTLS goes back to */
+	unsigned messages;       /* accepted in this session */
+	struct smtp_tx *tx;      /* owned, or NULL */
 	struct smtp_pending pend;
 	struct hook_run *run; /* owned: the parked hook, or NULL */
 	int handle_ref;       /* Lua session handle, or LUA_NOREF */
@@ -94,7 +98,7 @@ struct smtp_session {
 	int closing;          /* smtp_session_close() was called */
 	int reaping;          /* on the reap list */
 	int linger_over;      /* closing: stop waiting for the last reply to drain */
-	int input_eof;        /* --stdio: input ended; close once it is answered */
+	int input_eof;        /* the client closed its side: close once all is answered */
 	double data_mark;     /* DATA: when the timer was last re-armed (ev_now) */
 	size_t data_bytes;    /* DATA: bytes since then */
 	int in_process;       /* inside smtp_session_process() */

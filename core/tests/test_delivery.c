@@ -1,11 +1,14 @@
 /* test_delivery.c - Maildir, mbox and print delivery against a scratch
  * directory from mkdtemp(). Failures are provoked with a regular file where
  * a directory should be and with RLIMIT_FSIZE, which work even as root,
- * where permission bits do not. */
+ * where permission bits do not. A locked mbox is locked by a forked child,
+ * driven over pipes so no step depends on timing. */
 
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -443,6 +446,210 @@ test_mbox_fail(void)
 	free(after);
 }
 
+/* How the child of a lock test holds the mailbox. */
+enum holder_kind {
+	HOLD_FCNTL_WRITE = 0, /* fcntl write lock on the whole file */
+	HOLD_FCNTL_READ_PART, /* fcntl read lock on a few bytes only */
+	HOLD_FLOCK_EX,        /* flock, exclusive */
+	HOLD_FLOCK_SH,        /* flock, shared */
+};
+
+/* A child process holding a lock on a file until told to stop. It answers
+ * one byte per request on reply: 'L' once the lock is held (or 'E'), and
+ * for each 'c' on cmd, 'y' when no other process holds a lock it can see
+ * ('n' otherwise). It exits when cmd reaches end of file. */
+struct holder {
+	pid_t pid;
+	int cmd;   /* write end: requests to the child */
+	int reply; /* read end: its answers */
+};
+
+/* The child's side: never returns. An fcntl lock is tested with F_GETLK,
+ * which ignores the child's own locks and changes nothing; a flock with a
+ * non-blocking try on the child's descriptor when it holds no flock of its
+ * own. Closing any descriptor of the file would drop the child's fcntl
+ * locks, so it opens exactly one. */
+static void
+holder_child(const char *path, enum holder_kind kind, int cmd, int reply)
+{
+	struct flock lk;
+	char c;
+	int fd, ok;
+
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1)
+		goto fail;
+	memset(&lk, 0, sizeof(lk));
+	lk.l_whence = SEEK_SET;
+	switch (kind) {
+	case HOLD_FCNTL_WRITE:
+		lk.l_type = F_WRLCK;
+		ok = fcntl(fd, F_SETLKW, &lk) == 0;
+		break;
+	case HOLD_FCNTL_READ_PART:
+		lk.l_type = F_RDLCK;
+		lk.l_start = 5;
+		lk.l_len = 10;
+		ok = fcntl(fd, F_SETLKW, &lk) == 0;
+		break;
+	case HOLD_FLOCK_EX:
+		ok = flock(fd, LOCK_EX) == 0;
+		break;
+	default:
+		ok = flock(fd, LOCK_SH) == 0;
+		break;
+	}
+	if (!ok || write(reply, "L", 1) != 1)
+		goto fail;
+	while (read(cmd, &c, 1) == 1) {
+		memset(&lk, 0, sizeof(lk));
+		lk.l_type = F_WRLCK;
+		lk.l_whence = SEEK_SET;
+		ok = fcntl(fd, F_GETLK, &lk) == 0 && lk.l_type == F_UNLCK;
+		if (ok && (kind == HOLD_FCNTL_WRITE || kind == HOLD_FCNTL_READ_PART))
+			ok = flock(fd, LOCK_EX | LOCK_NB) == 0 && flock(fd, LOCK_UN) == 0;
+		if (write(reply, ok ? "y" : "n", 1) != 1)
+			goto fail;
+	}
+	_exit(0);
+fail:
+	/* The parent reads anything but 'L' as a failure, end of file too. */
+	if (write(reply, "E", 1) != 1)
+		_exit(2);
+	_exit(1);
+}
+
+/* Forks a child that locks path; returns 0 once it holds the lock. */
+static int
+holder_start(struct holder *h, const char *path, enum holder_kind kind)
+{
+	int cmd[2], reply[2];
+	char c;
+
+	h->pid = -1;
+	h->cmd = h->reply = -1;
+	if (pipe(cmd) == -1)
+		return -1;
+	if (pipe(reply) == -1) {
+		close(cmd[0]);
+		close(cmd[1]);
+		return -1;
+	}
+	if ((h->pid = fork()) == -1) {
+		close(cmd[0]);
+		close(cmd[1]);
+		close(reply[0]);
+		close(reply[1]);
+		return -1;
+	}
+	if (h->pid == 0) {
+		close(cmd[1]);
+		close(reply[0]);
+		holder_child(path, kind, cmd[0], reply[1]);
+	}
+	close(cmd[0]);
+	close(reply[1]);
+	h->cmd = cmd[1];
+	h->reply = reply[0];
+	return read(h->reply, &c, 1) == 1 && c == 'L' ? 0 : -1;
+}
+
+/* Whether the child sees no lock of another process on the file. */
+static int
+holder_sees_none(struct holder *h)
+{
+	char c;
+
+	return write(h->cmd, "c", 1) == 1 && read(h->reply, &c, 1) == 1 && c == 'y';
+}
+
+/* Lets the child go (its exit releases the lock) and reaps it; returns its
+ * exit status, or -1. */
+static int
+holder_stop(struct holder *h)
+{
+	int status;
+
+	if (h->cmd != -1)
+		close(h->cmd);
+	if (h->reply != -1)
+		close(h->reply);
+	h->cmd = h->reply = -1;
+	if (h->pid <= 0)
+		return -1;
+	while (waitpid(h->pid, &status, 0) == -1)
+		if (errno != EINTR)
+			return -1;
+	h->pid = -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void
+test_mbox_locked(void)
+{
+	static const struct {
+		const char *name;
+		enum holder_kind kind;
+		const char *lock; /* the lock the error must name */
+	} cases[] = {
+		{ "fcntl write lock", HOLD_FCNTL_WRITE, "fcntl" },
+		{ "fcntl read lock on bytes 5-14", HOLD_FCNTL_READ_PART, "fcntl" },
+		{ "exclusive flock", HOLD_FLOCK_EX, "flock" },
+		{ "shared flock", HOLD_FLOCK_SH, "flock" },
+	};
+	static const char msg[] = "Subject: new\r\n\r\nx\r\n";
+	static const char old[] = "From old@x Thu Jan  1 00:00:00 1970\n"
+				  "Subject: already here\n\nbody\n\n";
+	char path[PATH_MAX], err[256];
+	char *before, *after;
+	const char *p;
+	size_t blen, alen, i;
+	struct holder h;
+	int r;
+
+	/* A delivery that waited for the lock would wait for ever, the
+	 * child waiting for us: let SIGALRM end the test instead. */
+	alarm(60);
+	path_of(path, sizeof(path), "mbox-locked");
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		CHECK(write_file(path, old) == 0);
+		before = read_file(path, &blen);
+		CHECK_MSG(holder_start(&h, path, cases[i].kind) == 0, "%s: child did not lock",
+		    cases[i].name);
+
+		err[0] = '\0';
+		r = delivery_mbox(path, "a@b", msg, sizeof(msg) - 1, err, sizeof(err));
+		CHECK_MSG(r == DELIVERY_LOCKED, "%s: returned %d (%s)", cases[i].name, r, err);
+		CHECK_MSG(strstr(err, "locked") != NULL && strstr(err, cases[i].lock) != NULL &&
+			strstr(err, path) != NULL,
+		    "%s: error: %s", cases[i].name, err);
+		after = read_file(path, &alen);
+		CHECK_MSG(before != NULL && after != NULL && alen == blen &&
+			memcmp(before, after, blen) == 0,
+		    "%s: the mailbox changed", cases[i].name);
+		free(after);
+		/* Whatever lock delivery did get before it met the other one
+		 * is released again: the child sees no lock but its own. */
+		CHECK_MSG(holder_sees_none(&h), "%s: a lock was left behind", cases[i].name);
+		CHECK_MSG(holder_stop(&h) == 0, "%s: child failed", cases[i].name);
+
+		/* Released: the same delivery now goes through, after the old
+		 * content. */
+		err[0] = '\0';
+		r = delivery_mbox(path, "a@b", msg, sizeof(msg) - 1, err, sizeof(err));
+		CHECK_MSG(r == 0, "%s: after release: %s", cases[i].name, err);
+		after = read_file(path, &alen);
+		CHECK_MSG(before != NULL && after != NULL && alen > blen &&
+			memcmp(before, after, blen) == 0,
+		    "%s: old content not kept", cases[i].name);
+		p = after != NULL && alen > blen ? after + blen : "";
+		CHECK_MSG(check_from_line(&p, "a@b"), "%s: From_ line: %.60s", cases[i].name, p);
+		CHECK_STR(p, "Subject: new\n\nx\n\n");
+		free(after);
+		free(before);
+	}
+	alarm(0);
+}
+
 static void
 test_print(void)
 {
@@ -517,8 +724,10 @@ main(void)
 {
 	const char *tmp;
 
-	/* The file size limit tests must not be killed by SIGXFSZ. */
+	/* The file size limit tests must not be killed by SIGXFSZ, nor
+	 * the lock tests by SIGPIPE should a child die early. */
 	signal(SIGXFSZ, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
 	if ((tmp = getenv("TMPDIR")) == NULL || tmp[0] == '\0')
 		tmp = "/tmp";
 	snprintf(base, sizeof(base), "%s/test_delivery.XXXXXX", tmp);
@@ -531,6 +740,7 @@ main(void)
 	test_maildir_fail();
 	test_mbox();
 	test_mbox_fail();
+	test_mbox_locked();
 	test_print();
 
 	if (test_failures == 0)
