@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "smtp_parse.h"
+#include "smtp_reply.h"
 
 /* Lua 5.4.6 renamed lua_resetthread(L) to lua_closethread(L, from). */
 #if LUA_VERSION_RELEASE_NUM >= 50406

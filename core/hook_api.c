@@ -17,6 +17,7 @@
 #include "delivery.h"
 #include "log.h"
 #include "smtp_parse.h"
+#include "smtp_reply.h"
 #include "smtp_session_types.h"
 #include "conn.h"
 #include "tls.h"
@@ -219,7 +220,8 @@ session_tostring(lua_State *L)
 	return 1;
 }
 
-void
+/* Pushes the session's handle onto co, creating it on first use. */
+static void
 hook_api_push_session(lua_State *co, struct smtp_session *s)
 {
 	struct hook_api_handle *h;
@@ -588,7 +590,8 @@ message_index(lua_State *L)
 	return 1;
 }
 
-void
+/* Pushes a message handle for the session's transaction (on_message). */
+static void
 hook_api_push_message(lua_State *co, struct smtp_session *s)
 {
 	struct hook_api_handle *h;
@@ -673,6 +676,20 @@ hook_api_release(lua_State *L, struct smtp_session *s)
 /* Argument tables ------------------------------------------------------- */
 
 void
+hook_api_session_init(struct smtp_session *s)
+{
+	s->handle_ref = s->msg_ref = LUA_NOREF;
+	hook_api_pending_init(s);
+}
+
+void
+hook_api_pending_init(struct smtp_session *s)
+{
+	s->pend.keywords_ref = LUA_NOREF;
+}
+
+
+void
 hook_api_push_params(lua_State *co, const char *params)
 {
 	char copy[SMTP_CMD_LINE_MAX];
@@ -700,8 +717,11 @@ hook_api_push_params(lua_State *co, const char *params)
 	}
 }
 
-int
-hook_api_push_keywords(lua_State *co, const char *lines)
+/* Pushes the EHLO keyword list ('\n'-separated in lines) as an array and
+ * keeps a registry reference to it in the pending command, so the list as
+ * on_ehlo left it can be read back. */
+static void
+hook_api_push_keywords(lua_State *co, struct smtp_session *s, const char *lines)
 {
 	const char *line = lines;
 	int i = 0;
@@ -716,18 +736,27 @@ hook_api_push_keywords(lua_State *co, const char *lines)
 		line = nl != NULL ? nl + 1 : NULL;
 	}
 	lua_pushvalue(co, -1);
-	return luaL_ref(co, LUA_REGISTRYINDEX);
+	s->pend.keywords_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+}
+
+void
+hook_api_drop_keywords(lua_State *L, struct smtp_session *s)
+{
+	luaL_unref(L, LUA_REGISTRYINDEX, s->pend.keywords_ref);
+	s->pend.keywords_ref = LUA_NOREF;
 }
 
 char *
-hook_api_take_keywords(lua_State *L, int ref)
+hook_api_take_keywords(lua_State *L, struct smtp_session *s)
 {
 	size_t n, len, total = 1, o = 0, kept = 0;
 	const char *kw;
 	char *out = NULL;
 
-	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-	luaL_unref(L, LUA_REGISTRYINDEX, ref);
+	if (s->pend.keywords_ref == LUA_NOREF)
+		return NULL;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->pend.keywords_ref);
+	hook_api_drop_keywords(L, s);
 	n = lua_type(L, -1) == LUA_TTABLE ? (size_t)lua_rawlen(L, -1) : 0;
 	if (n > 64)
 		n = 64;
@@ -772,6 +801,46 @@ hook_api_take_keywords(lua_State *L, int ref)
 	if (out != NULL)
 		out[o] = '\0';
 	return out;
+}
+
+int
+hook_api_push_args(lua_State *co, struct smtp_session *s, enum hook_kind kind, const char *keywords)
+{
+	const struct smtp_pending *p = &s->pend;
+
+	hook_api_push_session(co, s);
+	switch (kind) {
+	case HOOK_HELO:
+	case HOOK_VRFY:
+		lua_pushstring(co, p->arg);
+		return 2;
+	case HOOK_EHLO:
+		lua_pushstring(co, p->arg);
+		hook_api_push_keywords(co, s, keywords);
+		return 3;
+	case HOOK_MAIL:
+	case HOOK_RCPT:
+		lua_pushstring(co, p->arg);
+		hook_api_push_params(co, p->params);
+		return 3;
+	case HOOK_MESSAGE:
+		hook_api_push_message(co, s);
+		return 2;
+	case HOOK_AUTH:
+		lua_pushstring(co, p->verb);
+		lua_pushstring(co, p->arg);
+		lua_pushstring(co, p->params != NULL ? p->params : "");
+		return 4;
+	case HOOK_UNKNOWN:
+		lua_pushstring(co, p->verb);
+		lua_pushstring(co, p->arg != NULL ? p->arg : "");
+		return 3;
+	case HOOK_VERB:
+		lua_pushstring(co, p->arg != NULL ? p->arg : "");
+		return 2;
+	default:
+		return 1;
+	}
 }
 
 /* Registration ---------------------------------------------------------- */

@@ -10,16 +10,24 @@
 
 #include <lua.h>
 
+#include "script.h"
+
 struct smtp_session;
 
 /* Registers the luamta module (global and package.loaded) and the
  * handle metatables in a new state. */
 void hook_api_open(lua_State *L, const char *hostname);
 
-/* Pushes the session's handle onto co, creating it on first use. */
-void hook_api_push_session(lua_State *co, struct smtp_session *);
-/* Pushes a message handle for the session's transaction (on_message). */
-void hook_api_push_message(lua_State *co, struct smtp_session *);
+/* A new session's Lua references: none yet. */
+void hook_api_session_init(struct smtp_session *);
+/* The pending command's references: none (after it was reset). */
+void hook_api_pending_init(struct smtp_session *);
+
+/* Pushes what the hook of kind receives: the session handle, then its
+ * arguments from the pending command (keywords: the EHLO keyword lines,
+ * '\n'-separated, for on_ehlo to edit). Returns how many it pushed. */
+int hook_api_push_args(
+    lua_State *co, struct smtp_session *, enum hook_kind, const char *keywords);
 /* Cuts the message handle off (the on_message phase is over). */
 void hook_api_end_message(lua_State *L, struct smtp_session *);
 /* The greeting is out: remembers s.vars as on_connect left it (a shallow
@@ -34,12 +42,12 @@ void hook_api_release(lua_State *L, struct smtp_session *);
 /* Pushes a table of ESMTP parameters parsed from params (may be NULL):
  * upper-cased keyword -> value, or true without a value. */
 void hook_api_push_params(lua_State *co, const char *params);
-/* Pushes the EHLO keyword list ('\n'-separated in lines) as an array and
- * returns a registry reference to it, so the edited list can be read back. */
-int hook_api_push_keywords(lua_State *co, const char *lines);
-/* Reads the keyword list back and releases the reference. Returns the
- * valid entries (printable ASCII, 1-500 bytes) joined by '\n' (malloc'ed;
- * "" when empty), or NULL when out of memory. */
-char *hook_api_take_keywords(lua_State *L, int ref);
+/* The EHLO keyword list as on_ehlo left it, or NULL when no list was
+ * handed to a hook (or out of memory): the valid entries (printable ASCII,
+ * 1-500 bytes, as many as fit a reply) joined by '\n', malloc'ed. The
+ * list's reference is released. */
+char *hook_api_take_keywords(lua_State *L, struct smtp_session *);
+/* Releases the keyword list's reference, if any. */
+void hook_api_drop_keywords(lua_State *L, struct smtp_session *);
 
 #endif

@@ -157,3 +157,20 @@ listener_free(struct listener *l)
 	close(l->fd);
 	free(l);
 }
+
+void
+listener_addr_str(const struct sockaddr *sa, char *ip, size_t ipsz, int *port)
+{
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, (socklen_t)ipsz);
+		*port = ntohs(s6->sin6_port);
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)ipsz);
+		*port = ntohs(s4->sin_port);
+	} else {
+		snprintf(ip, ipsz, sa->sa_family == AF_UNSPEC ? "stdio" : "local");
+		*port = 0;
+	}
+}

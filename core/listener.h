@@ -1,6 +1,6 @@
 /* listener.h - listening sockets: bind, accept, and back off on EMFILE.
  * Hands each accepted fd to a callback; knows nothing of the protocol
- * (connection caps answer 421, so they live in smtp_session.c). */
+ * (connection caps answer 421, so they live in smtp_server.c). */
 #ifndef LUAMTA_LISTENER_H
 #define LUAMTA_LISTENER_H
 
@@ -21,6 +21,11 @@ int listener_bind(const char *host, int port, char *err, size_t errsz);
 /* The address a socket is bound to ("127.0.0.1", "::1") and its port
  * (useful after port 0). 0 or -1. */
 int listener_sockname(int fd, char *host, size_t hostsz, int *port);
+
+/* A peer's (or a local) address as text ("192.0.2.1", "2001:db8::1";
+ * "stdio" for AF_UNSPEC, "local" for anything else) and its port (0 when
+ * it has none). */
+void listener_addr_str(const struct sockaddr *, char *ip, size_t ipsz, int *port);
 
 /* Starts accepting on a socket from listener_bind(); takes ownership of
  * this process's copy of fd. Returns NULL when out of memory. */

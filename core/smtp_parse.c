@@ -531,11 +531,3 @@ smtp_reply_text_ok(const char *text, size_t len)
 	}
 	return 0;
 }
-
-int
-smtp_reply_size_ok(size_t nlines, size_t textlen)
-{
-	if (nlines > SMTP_REPLY_MAX / SMTP_REPLY_LINE_EXTRA || textlen > SMTP_REPLY_MAX)
-		return -1;
-	return nlines * SMTP_REPLY_LINE_EXTRA + textlen <= SMTP_REPLY_MAX ? 0 : -1;
-}

@@ -14,12 +14,6 @@
 #define SMTP_DOMAIN_MAX     255 /* RFC 5321 4.5.3.1.2 */
 #define SMTP_PARAMS_MAX     16  /* ESMTP parameters per MAIL/RCPT */
 #define SMTP_REPLY_TEXT_MAX 506 /* 512 minus "250-" and CRLF (RFC 5321 4.5.3.1.5) */
-/* One whole (multi-line) reply on the wire. Clients buffer a reply until
- * its last line; 8 KiB is far more than any real one needs. */
-#define SMTP_REPLY_MAX 8192
-/* What formatting adds to a line of text at most: "250-", an enhanced code
- * "5.123.123 " and CRLF. */
-#define SMTP_REPLY_LINE_EXTRA 16
 
 /* Splits a command line (without its CRLF) into an upper-cased verb and its
  * argument. Writes at most SMTP_VERB_MAX bytes plus NUL into verb; the verb
@@ -76,12 +70,6 @@ size_t smtp_enhanced_len(const char *text, size_t len);
  * most SMTP_REPLY_TEXT_MAX bytes, and is printable ASCII or valid UTF-8
  * (returns 0), else -1. */
 int smtp_reply_text_ok(const char *text, size_t len);
-
-/* The one check of a reply's size: 0 when nlines lines holding textlen
- * bytes of text in all are sure to fit SMTP_REPLY_MAX once formatted,
- * else -1. Every reply text a script gives (hook replies, EHLO keywords)
- * passes here, so a reply is never cut on the wire. */
-int smtp_reply_size_ok(size_t nlines, size_t textlen);
 
 /* 0 when p[0..len) is valid UTF-8 (no overlongs, no surrogates), else -1. */
 int smtp_utf8_valid(const char *p, size_t len);

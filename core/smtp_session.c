@@ -16,14 +16,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <lauxlib.h>
 #include <mbedtls/base64.h>
 
 #include "conn.h"
+#include "listener.h"
 #include "tls.h"
 #include "hook_api.h"
 #include "log.h"
+#include "smtp_pace.h"
 #include "smtp_parse.h"
+#include "smtp_reply.h"
 #include "smtp_session_types.h"
 
 #define SMTP_OUTPUT_HIGH   65536 /* stop reading commands while replies pile up */
@@ -55,22 +57,6 @@ static void smtp_session_free(struct smtp_session *);
 static void smtp_hook_run(struct smtp_session *);
 static void smtp_starttls_begin(struct smtp_session *);
 
-static const char *const smtp_state_names[] = {
-	"connected",
-	"greeted",
-	"ready",
-	"mail",
-	"rcpt",
-	"data",
-	"closing",
-};
-
-const char *
-smtp_state_str(enum smtp_state st)
-{
-	return (unsigned)st < 7 ? smtp_state_names[st] : "?";
-}
-
 static void
 smtp_enter_state(struct smtp_session *s, enum smtp_state st)
 {
@@ -93,136 +79,52 @@ smtp_next_id(struct smtp_server *srv)
 
 /* Replies --------------------------------------------------------------- */
 
-/* Formats one reply into out and returns its length, or 0 when it does
- * not fit (never a part of it). text holds '\n'-separated lines. When enh
- * is not NULL, every line carries an enhanced status code (RFC 2034 3): its
- * own if it has one, else that of the first line, else enh. */
-static size_t
-smtp_format_reply(char *out, size_t outsz, int code, const char *enh, const char *text)
-{
-	char first_enh[16] = "";
-	size_t o = 0;
-	const char *line = text;
-
-	if (enh != NULL) {
-		size_t el = smtp_enhanced_len(text, strcspn(text, "\n"));
-		if (el > 0 && el < sizeof(first_enh)) {
-			memcpy(first_enh, text, el - 1);
-			first_enh[el - 1] = '\0';
-			enh = first_enh;
-		}
-	}
-	while (line != NULL) {
-		const char *nl = strchr(line, '\n');
-		size_t ll = nl != NULL ? (size_t)(nl - line) : strlen(line);
-		int r;
-
-		if (enh != NULL && smtp_enhanced_len(line, ll) == 0)
-			r = snprintf(out + o, outsz - o, "%d%c%s %.*s\r\n", code,
-			    nl != NULL ? '-' : ' ', enh, (int)ll, line);
-		else
-			r = snprintf(out + o, outsz - o, "%d%c%.*s\r\n", code,
-			    nl != NULL ? '-' : ' ', (int)ll, line);
-		if (r < 0 || (size_t)r >= outsz - o)
-			return 0;
-		o += (size_t)r;
-		line = nl != NULL ? nl + 1 : NULL;
-	}
-	return o;
-}
-
 /* Formats a reply into out; one that cannot fit (smtp_reply_size_ok()
  * makes sure no script text gets here) becomes a 451 rather than half a
  * reply that would leave the client waiting for its last line. */
 static size_t
-smtp_format_reply_safe(
+smtp_reply_build(
     struct smtp_session *s, char *out, size_t outsz, int code, const char *enh, const char *text)
 {
-	size_t n = smtp_format_reply(out, outsz, code, enh, text);
+	size_t n = smtp_reply_format(out, outsz, code, enh, text);
 
 	if (n == 0) {
 		log_warn(s->sid, "smtp.reply_too_long code=%d", code);
-		n = smtp_format_reply(out, outsz, 451, "4.3.0", "Error: reply too long");
+		n = smtp_reply_format(out, outsz, 451, "4.3.0", "Error: reply too long");
 	}
 	return n;
 }
 
-/* Queues one reply (see smtp_format_reply). */
+/* Queues one reply (see smtp_reply_format). */
 static void
 smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *text)
 {
 	char out[SMTP_REPLY_MAX];
-	size_t n = smtp_format_reply_safe(s, out, sizeof(out), code, enh, text);
+	size_t n = smtp_reply_build(s, out, sizeof(out), code, enh, text);
 
 	if (conn_write(s->conn, out, n) == -1)
 		smtp_session_close(s, "out of memory");
 	log_debug(s->sid, "smtp.reply code=%d", code);
 }
 
-/* Paced replies (luamta.reply options, for testing clients): the lines go
- * out one at a time, line_delay apart, and with drop_after the connection
- * is cut after that many lines. Commands wait until the reply is over. */
-struct smtp_pace {
-	char buf[SMTP_REPLY_MAX]; /* the formatted reply */
-	size_t len, off;          /* off: released so far */
-	int lines;                /* released so far */
-	int drop_after;           /* -1: send it all */
-	ev_timer timer;
-	struct smtp_session *s; /* borrowed: the session frees the pace first */
-};
-
+/* A paced reply is over: what the client sent meanwhile is next, or the
+ * close that was waiting for it, or the TLS handshake. */
 static void
-smtp_pace_free(struct smtp_session *s)
+smtp_on_pace_end(struct smtp_pace *p, enum smtp_pace_end end, int lines, void *arg)
 {
-	if (s->pace == NULL)
-		return;
-	ev_timer_stop(s->srv->loop, &s->pace->timer);
-	free(s->pace);
+	struct smtp_session *s = arg;
+
+	smtp_pace_free(p);
 	s->pace = NULL;
-}
-
-/* Releases the next line; returns 1 while more are to come. */
-static int
-smtp_pace_step(struct smtp_session *s)
-{
-	struct smtp_pace *p = s->pace;
-	const char *lf;
-	size_t n;
-
-	if (p->drop_after >= 0 && p->lines >= p->drop_after) {
-		log_info(s->sid, "smtp.reply_dropped lines=%d", p->lines);
-		smtp_pace_free(s);
+	if (end == SMTP_PACE_DROPPED) {
+		log_info(s->sid, "smtp.reply_dropped lines=%d", lines);
 		smtp_session_close(s, "hook_drop");
-		return 0;
-	}
-	lf = memchr(p->buf + p->off, '\n', p->len - p->off);
-	n = lf != NULL ? (size_t)(lf - (p->buf + p->off)) + 1 : p->len - p->off;
-	if (conn_write(s->conn, p->buf + p->off, n) == -1) {
-		smtp_pace_free(s);
-		smtp_session_close(s, "out of memory");
-		return 0;
-	}
-	conn_flush(s->conn);
-	p->off += n;
-	p->lines++;
-	if (p->off < p->len || (p->drop_after >= 0 && p->lines >= p->drop_after))
-		return 1;
-	smtp_pace_free(s);
-	return 0;
-}
-
-static void
-smtp_on_pace(struct ev_loop *loop, ev_timer *t, int revents)
-{
-	struct smtp_pace *p = t->data;
-	struct smtp_session *s = p->s;
-
-	(void)loop;
-	(void)revents;
-	if (smtp_pace_step(s))
 		return;
-	/* The reply is over: what the client sent meanwhile is next, or the
-	 * close that was waiting for it, or the TLS handshake. */
+	}
+	if (end == SMTP_PACE_FAILED) {
+		smtp_session_close(s, "out of memory");
+		return;
+	}
 	if (s->closing)
 		smtp_reap(s);
 	else {
@@ -232,28 +134,21 @@ smtp_on_pace(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 }
 
+/* Paced replies (luamta.reply options, for testing clients): the lines go
+ * out line_delay apart, and with drop_after the connection is cut after
+ * that many lines. Commands wait until the reply is over. */
 static void
 smtp_reply_paced(struct smtp_session *s, int code, const char *enh, const char *text,
     const struct hook_result *res)
 {
-	struct smtp_pace *p;
+	char out[SMTP_REPLY_MAX];
+	size_t n = smtp_reply_build(s, out, sizeof(out), code, enh, text);
 
-	if ((p = calloc(1, sizeof(*p))) == NULL) {
+	smtp_pace_free(s->pace);
+	s->pace = smtp_pace_new(s->srv->loop, s->conn, out, n, res->line_delay, res->drop_after,
+	    smtp_on_pace_end, s);
+	if (s->pace == NULL)
 		smtp_reply_lines(s, code, enh, text);
-		return;
-	}
-	p->len = smtp_format_reply_safe(s, p->buf, sizeof(p->buf), code, enh, text);
-	p->drop_after = res->drop_after;
-	p->s = s;
-	ev_timer_init(&p->timer, smtp_on_pace, res->line_delay, res->line_delay);
-	p->timer.data = p;
-	smtp_pace_free(s);
-	s->pace = p;
-	while (smtp_pace_step(s))
-		if (res->line_delay > 0) {
-			ev_timer_start(s->srv->loop, &p->timer);
-			return;
-		}
 }
 
 static void smtp_reply(struct smtp_session *, int, const char *, const char *, ...)
@@ -330,10 +225,10 @@ smtp_pending_reset(struct smtp_session *s)
 	if (s->pend.params != NULL)
 		explicit_bzero(s->pend.params, strlen(s->pend.params));
 	free(s->pend.params);
-	if (s->pend.keywords_ref != LUA_NOREF && s->script != NULL)
-		luaL_unref(s->script->L, LUA_REGISTRYINDEX, s->pend.keywords_ref);
+	if (s->script != NULL)
+		hook_api_drop_keywords(s->script->L, s);
 	memset(&s->pend, 0, sizeof(s->pend));
-	s->pend.keywords_ref = LUA_NOREF;
+	hook_api_pending_init(s);
 }
 
 /* Checks ---------------------------------------------------------------- */
@@ -615,11 +510,10 @@ do_ehlo(struct smtp_session *s, const struct hook_result *res)
 	const char *keywords;
 	size_t n;
 
-	if (s->pend.keywords_ref != LUA_NOREF) {
-		kw = hook_api_take_keywords(s->script->L, s->pend.keywords_ref);
-		s->pend.keywords_ref = LUA_NOREF;
-		keywords = kw != NULL ? kw : "";
-	} else {
+	/* The list on_ehlo edited, else ours. */
+	if (s->script != NULL && (kw = hook_api_take_keywords(s->script->L, s)) != NULL)
+		keywords = kw;
+	else {
 		smtp_ehlo_keywords(s, kwbuf, sizeof(kwbuf));
 		keywords = kwbuf;
 	}
@@ -1155,47 +1049,6 @@ smtp_hook_name(const struct smtp_session *s)
 	return s->pend.cmd->hook == HOOK_VERB ? s->pend.verb : hook_kind_str(s->pend.cmd->hook);
 }
 
-/* Pushes the arguments of the pending command's hook after the session. */
-static int
-smtp_hook_push_args(struct smtp_session *s, lua_State *co, enum hook_kind kind)
-{
-	char kw[256];
-
-	switch (kind) {
-	case HOOK_HELO:
-	case HOOK_VRFY:
-		lua_pushstring(co, s->pend.arg);
-		return 1;
-	case HOOK_EHLO:
-		lua_pushstring(co, s->pend.arg);
-		smtp_ehlo_keywords(s, kw, sizeof(kw));
-		s->pend.keywords_ref = hook_api_push_keywords(co, kw);
-		return 2;
-	case HOOK_MAIL:
-	case HOOK_RCPT:
-		lua_pushstring(co, s->pend.arg);
-		hook_api_push_params(co, s->pend.params);
-		return 2;
-	case HOOK_MESSAGE:
-		hook_api_push_message(co, s);
-		return 1;
-	case HOOK_AUTH:
-		lua_pushstring(co, s->pend.verb);
-		lua_pushstring(co, s->pend.arg);
-		lua_pushstring(co, s->pend.params != NULL ? s->pend.params : "");
-		return 3;
-	case HOOK_UNKNOWN:
-		lua_pushstring(co, s->pend.verb);
-		lua_pushstring(co, s->pend.arg != NULL ? s->pend.arg : "");
-		return 2;
-	case HOOK_VERB:
-		lua_pushstring(co, s->pend.arg != NULL ? s->pend.arg : "");
-		return 1;
-	default:
-		return 0;
-	}
-}
-
 /* Runs the pending command's hook, or proceeds at once without one. */
 static void
 smtp_hook_run(struct smtp_session *s)
@@ -1204,6 +1057,7 @@ smtp_hook_run(struct smtp_session *s)
 	struct hook_run *run;
 	struct hook_result res = { .verdict = HOOK_ACCEPT };
 	lua_State *co;
+	char kw[256] = "";
 	int nargs;
 	enum hook_status st;
 
@@ -1224,8 +1078,9 @@ smtp_hook_run(struct smtp_session *s)
 		smtp_hook_finish(s, &res);
 		return;
 	}
-	hook_api_push_session(co, s);
-	nargs = 1 + smtp_hook_push_args(s, co, cmd->hook);
+	if (cmd->hook == HOOK_EHLO)
+		smtp_ehlo_keywords(s, kw, sizeof(kw));
+	nargs = hook_api_push_args(co, s, cmd->hook, kw);
 	st = hook_run_start(run, nargs);
 	if (st == HOOK_PENDING) {
 		s->run = run;
@@ -1610,8 +1465,8 @@ smtp_session_process(struct smtp_session *s)
 
 /* Sessions -------------------------------------------------------------- */
 
-static void
-smtp_on_reap(struct ev_loop *loop, ev_idle *w, int revents)
+void
+smtp_session_on_reap(struct ev_loop *loop, ev_idle *w, int revents)
 {
 	struct smtp_server *srv = w->data;
 	struct smtp_session *s;
@@ -1737,110 +1592,27 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 	}
 }
 
-static void
-smtp_sockaddr_str(const struct sockaddr *sa, char *ip, size_t ipsz, int *port)
-{
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, ip, (socklen_t)ipsz);
-		*port = ntohs(s6->sin6_port);
-	} else if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)ipsz);
-		*port = ntohs(s4->sin_port);
-	} else {
-		snprintf(ip, ipsz, sa->sa_family == AF_UNSPEC ? "stdio" : "local");
-		*port = 0;
-	}
-}
-
-/* Refuses a connection over a cap with one best-effort write; the socket
- * is fresh, so the short reply fits its buffer. */
-static void
-smtp_refuse(int fd, const char *ip, const char *why)
-{
-	static const char msg[] = "421 4.3.2 Too many connections, try again later\r\n";
-
-	log_warn(NULL, "smtp.refuse peer=%s reason=%s", ip, why);
-	if (write(fd, msg, sizeof(msg) - 1) < 0)
-		(void)0; /* the client is told nothing more by a failed write */
-	close(fd);
-}
-
-static void smtp_session_start(int, int, const struct sockaddr *, struct smtp_server *, int);
-
 void
-smtp_server_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
-{
-	(void)salen;
-	smtp_session_start(fd, fd, sa, arg, 0);
-}
-
-void
-smtp_server_accept_tls(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
-{
-	(void)salen;
-	smtp_session_start(fd, fd, sa, arg, 1);
-}
-
-void
-smtp_server_stdio(struct smtp_server *srv, int rfd, int wfd)
-{
-	struct sockaddr_storage peer;
-	socklen_t len = sizeof(peer);
-
-	/* Under inetd or systemd socket activation stdin is the client's
-	 * socket: its address is the peer's. Over pipes there is none. */
-	memset(&peer, 0, sizeof(peer));
-	if (getpeername(rfd, (struct sockaddr *)&peer, &len) == -1)
-		peer.ss_family = AF_UNSPEC;
-	srv->stdio = 1;
-	smtp_session_start(rfd, wfd, (struct sockaddr *)&peer, srv, 0);
-}
-
-/* Starts a session on a socket (fd == wfd) or a pair of descriptors. */
-static void
-smtp_session_start(int fd, int wfd, const struct sockaddr *sa, struct smtp_server *srv, int tls)
+smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int tls)
 {
 	const struct config *cfg = srv->cfg;
 	struct smtp_session *s;
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
-	char ip[INET6_ADDRSTRLEN];
-	int port;
 
-	smtp_sockaddr_str(sa, ip, sizeof(ip), &port);
-	if (srv->stopping) {
-		close(fd);
-		return;
-	}
-	if (srv->nsessions >= cfg->max_connections) {
-		smtp_refuse(fd, ip, "max_connections");
-		return;
-	}
-	if (cfg->max_per_ip > 0) {
-		int n = 0;
-		for (s = srv->sessions; s != NULL; s = s->next)
-			if (!s->closing && strcmp(s->peer_ip, ip) == 0)
-				n++;
-		if (n >= cfg->max_per_ip) {
-			smtp_refuse(fd, ip, "max_per_ip");
-			return;
-		}
-	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		smtp_refuse(fd, ip, "out_of_memory");
+		close(fd);
+		if (wfd != fd)
+			close(wfd);
 		return;
 	}
 	s->srv = srv;
-	s->handle_ref = s->msg_ref = LUA_NOREF;
-	s->pend.keywords_ref = LUA_NOREF;
+	hook_api_session_init(s);
 	s->max_size = cfg->max_size;
 	snprintf(s->sid, sizeof(s->sid), "%016llx", (unsigned long long)smtp_next_id(srv));
-	memcpy(s->peer_ip, ip, sizeof(ip));
-	s->peer_port = port;
+	listener_addr_str(sa, s->peer_ip, sizeof(s->peer_ip), &s->peer_port);
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
-		smtp_sockaddr_str(
+		listener_addr_str(
 		    (struct sockaddr *)&local, s->local_ip, sizeof(s->local_ip), &s->local_port);
 	if ((s->conn = conn_new_pair(srv->loop, fd, wfd, smtp_on_conn, s)) == NULL) {
 		free(s);
@@ -1889,8 +1661,8 @@ smtp_hook_disconnect(struct smtp_session *s)
 		return;
 	co = hook_run_thread(run);
 	if (script_push_hook(s->script, co, HOOK_DISCONNECT, NULL) == 0) {
-		hook_api_push_session(co, s);
-		if (hook_run_start(run, 1) == HOOK_PENDING)
+		if (hook_run_start(run, hook_api_push_args(co, s, HOOK_DISCONNECT, NULL)) ==
+		    HOOK_PENDING)
 			log_warn(s->sid,
 			    "hook.cancel hook=on_disconnect reason=\"cannot wait in "
 			    "on_disconnect\"");
@@ -1905,7 +1677,8 @@ smtp_session_free(struct smtp_session *s)
 
 	hook_run_free(s->run);
 	s->run = NULL;
-	smtp_pace_free(s);
+	smtp_pace_free(s->pace);
+	s->pace = NULL;
 	if (s->script != NULL) {
 		smtp_hook_disconnect(s);
 		hook_api_release(s->script->L, s);
@@ -1930,49 +1703,11 @@ smtp_session_free(struct smtp_session *s)
 }
 
 void
-smtp_server_init(
-    struct smtp_server *srv, struct ev_loop *loop, const struct config *cfg, struct script *script)
+smtp_session_abort(struct smtp_session *s)
 {
-	memset(srv, 0, sizeof(*srv));
-	srv->loop = loop;
-	srv->cfg = cfg;
-	srv->script = script;
-	srv->ids = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-	ev_idle_init(&srv->reaper, smtp_on_reap);
-	srv->reaper.data = srv;
-}
-
-void
-smtp_server_set_script(struct smtp_server *srv, struct script *sc)
-{
-	script_unref(srv->script);
-	srv->script = sc;
-}
-
-void
-smtp_server_drain(struct smtp_server *srv, void (*cb)(struct smtp_server *))
-{
-	srv->stopping = 1;
-	srv->on_drained = cb;
-}
-
-void
-smtp_server_shutdown(struct smtp_server *srv)
-{
-	struct smtp_session *s;
-
-	srv->stopping = 1;
-	ev_idle_stop(srv->loop, &srv->reaper);
-	srv->reap = NULL;
-	while ((s = srv->sessions) != NULL) {
-		if (!s->closing) {
-			smtp_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
-			conn_flush(s->conn);
-		}
-		smtp_session_free(s);
+	if (!s->closing) {
+		smtp_reply(s, 421, "4.3.2", "%s Service shutting down", s->srv->cfg->hostname);
+		conn_flush(s->conn);
 	}
-	script_unref(srv->script);
-	srv->script = NULL;
-	tls_config_unref(srv->tls);
-	srv->tls = NULL;
+	smtp_session_free(s);
 }

@@ -1,53 +1,25 @@
-/* smtp_session.h - the SMTP server side: accepting sessions, the session
- * and transaction state, the one command table, replies. Policy decisions
- * are delegated to hooks (hook.h); Lua itself is never touched here except
- * through hook_api.h. */
+/* smtp_session.h - one SMTP session: the state machine, the transaction,
+ * the one command table, replies. Policy decisions are delegated to hooks
+ * (hook.h); Lua itself is touched only through hook_api.h. The server
+ * (smtp_server.c) creates sessions and hands them their socket. */
 #ifndef LUAMTA_SMTP_SESSION_H
 #define LUAMTA_SMTP_SESSION_H
 
-#include <stdint.h>
 #include <sys/socket.h>
 
 #include <ev.h>
 
-#include "config.h"
-#include "script.h"
+#include "smtp_server.h"
 
-struct smtp_session;
-struct tls_config;
-
-struct smtp_server {
-	struct ev_loop *loop;
-	const struct config *cfg;      /* borrowed */
-	struct script *script;         /* current generation (own ref), or NULL */
-	struct smtp_session *sessions; /* all live sessions */
-	int nsessions;
-	struct smtp_session *reap; /* closed sessions waiting to be freed */
-	ev_idle reaper;
-	uint64_t ids; /* id generator state */
-	int stopping;
-	int stdio;              /* --stdio: at EOF, answer what was read before closing */
-	struct tls_config *tls; /* own reference, or NULL: no TLS */
-	void (*on_drained)(struct smtp_server *); /* draining: called at 0 sessions */
-};
-
-/* Borrows cfg; takes over the caller's reference to script (may be NULL).
- * The caller may then set srv->tls (taking over a reference). */
-void smtp_server_init(
-    struct smtp_server *, struct ev_loop *, const struct config *, struct script *);
-/* A listener_cb: takes ownership of fd and starts a session on it (or
- * answers 421 and closes when a connection cap is reached). */
-void smtp_server_accept(int fd, const struct sockaddr *, socklen_t, void *srv);
-/* --stdio: one session on rfd/wfd (stdin and stdout, or one socket). */
-void smtp_server_stdio(struct smtp_server *, int rfd, int wfd);
-/* The same for an implicit-TLS listener (RFC 8314): handshake first. */
-void smtp_server_accept_tls(int fd, const struct sockaddr *, socklen_t, void *srv);
-/* Makes sc (taking over the caller's reference) the generation new
- * sessions start on; the previous one lives on in its sessions. */
-void smtp_server_set_script(struct smtp_server *, struct script *sc);
-/* Stops taking sessions; cb runs when the last one has ended. */
-void smtp_server_drain(struct smtp_server *, void (*cb)(struct smtp_server *));
-/* Answers every session 421 4.3.2 and frees them all, then the script. */
-void smtp_server_shutdown(struct smtp_server *);
+/* Starts a session of srv on a socket (fd == wfd) or a pair of descriptors
+ * (--stdio over pipes), taking ownership of them; with tls, the TLS
+ * handshake comes before the greeting (RFC 8314). The session links itself
+ * into srv->sessions and frees itself when it ends. */
+void smtp_session_new(struct smtp_server *, int fd, int wfd, const struct sockaddr *peer, int tls);
+/* Shutdown: a session not already closing is told 421 4.3.2, then freed. */
+void smtp_session_abort(struct smtp_session *);
+/* srv->reaper's callback: frees the closed sessions once their last reply
+ * is out (or their linger is over). */
+void smtp_session_on_reap(struct ev_loop *, ev_idle *, int revents);
 
 #endif

@@ -1,6 +1,8 @@
-/* smtp_session_types.h - the session and transaction structs, shared by
- * smtp_session.c (which owns them) and hook_api.c (their Lua face, which
- * reads fields and sets the few a script may set). Nobody else includes it. */
+/* smtp_session_types.h - the session and transaction structs and the state
+ * enum, shared by smtp_session.c (which owns them), hook_api.c (their Lua
+ * face, which reads fields and sets the few a script may set) and
+ * smtp_server.c (which counts sessions). Header only, so that hook_api.c
+ * depends on no function of the session code. */
 #ifndef LUAMTA_SMTP_SESSION_TYPES_H
 #define LUAMTA_SMTP_SESSION_TYPES_H
 
@@ -9,7 +11,7 @@
 
 #include "hook.h"
 #include "smtp_data.h"
-#include "smtp_session.h"
+#include "smtp_server.h"
 
 enum smtp_state {
 	ST_CONNECTED = 0, /* on_connect may be running; no greeting yet */
@@ -20,7 +22,21 @@ enum smtp_state {
 	ST_DATA,          /* reading the message */
 	ST_CLOSING,       /* the last reply is going out */
 };
-const char *smtp_state_str(enum smtp_state);
+static inline const char *
+smtp_state_str(enum smtp_state st)
+{
+	static const char *const names[] = {
+		"connected",
+		"greeted",
+		"ready",
+		"mail",
+		"rcpt",
+		"data",
+		"closing",
+	};
+
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
 
 /* Extensions whose parameters MAIL accepts, as the EHLO reply (possibly
  * edited by on_ehlo) advertised them. */

@@ -1,0 +1,54 @@
+/* smtp_server.h - the SMTP service of one process: the sessions it runs,
+ * the policy generation new sessions start on, TLS, and the door: accepting
+ * connections under the connection caps, --stdio, draining and shutting
+ * down. The protocol itself is smtp_session.c's. */
+#ifndef LUAMTA_SMTP_SERVER_H
+#define LUAMTA_SMTP_SERVER_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <ev.h>
+
+#include "config.h"
+
+struct anvil;
+struct script;
+struct smtp_session;
+struct tls_config;
+
+struct smtp_server {
+	struct ev_loop *loop;
+	const struct config *cfg;      /* borrowed */
+	struct script *script;         /* current generation (own ref), or NULL */
+	struct smtp_session *sessions; /* all live sessions */
+	int nsessions;
+	struct smtp_session *reap; /* closed sessions waiting to be freed */
+	ev_idle reaper;
+	uint64_t ids; /* id generator state */
+	int stopping;
+	int stdio;              /* --stdio: at EOF, answer what was read before closing */
+	struct tls_config *tls; /* own reference, or NULL: no TLS */
+	void (*on_drained)(struct smtp_server *); /* draining: called at 0 sessions */
+};
+
+/* Borrows cfg; takes over the caller's reference to script (may be NULL).
+ * The caller may then set srv->tls (taking over a reference). */
+void smtp_server_init(
+    struct smtp_server *, struct ev_loop *, const struct config *, struct script *);
+/* A listener_cb: takes ownership of fd and starts a session on it (or
+ * answers 421 and closes when a connection cap is reached). */
+void smtp_server_accept(int fd, const struct sockaddr *, socklen_t, void *srv);
+/* The same for an implicit-TLS listener (RFC 8314): handshake first. */
+void smtp_server_accept_tls(int fd, const struct sockaddr *, socklen_t, void *srv);
+/* --stdio: one session on rfd/wfd (stdin and stdout, or one socket). */
+void smtp_server_stdio(struct smtp_server *, int rfd, int wfd);
+/* Makes sc (taking over the caller's reference) the generation new
+ * sessions start on; the previous one lives on in its sessions. */
+void smtp_server_set_script(struct smtp_server *, struct script *sc);
+/* Stops taking sessions; cb runs when the last one has ended. */
+void smtp_server_drain(struct smtp_server *, void (*cb)(struct smtp_server *));
+/* Answers every session 421 4.3.2 and frees them all, then the script. */
+void smtp_server_shutdown(struct smtp_server *);
+
+#endif
