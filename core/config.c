@@ -2,11 +2,14 @@
  * that motivates its default; see README.md for the user-facing table. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -15,14 +18,28 @@ static const char usage_text[] =
     "usage: luamta [--listen ADDR:PORT]... [--script FILE] [--hostname NAME]\n"
     "              [--max-size BYTES] [--max-recipients N] [--timeout SECS]\n"
     "              [--data-timeout SECS] [--max-connections N] [--max-per-ip N]\n"
+    "              [--max-conn-rate N] [--limit-exempt CIDR,...|none]...\n"
+    "              [--max-data-memory BYTES]\n"
     "              [--bare-lf reject|fix|allow] [--log-level error|warn|info|debug]\n"
     "              [--ready-file FILE] [--hook-timeout SECS] [--hook-instructions N]\n"
     "              [--lua-memory BYTES] [--listen-tls ADDR:PORT]... [--tls-cert FILE]\n"
     "              [--tls-key FILE] [--tls-client-ca FILE] [--tls-timeout SECS]\n"
     "              [--require-tls] [--auth-plaintext] [--max-auth-failures N] [--watch]\n"
     "              [--workers N] [--foreground] [--shutdown-timeout SECS] [--user NAME]\n"
-    "              [--capture DIR] [--stdio]\n"
-    "              [--check] [--version] [--help]\n";
+    "              [--watchdog SECS] [--capture DIR] [--stdio]\n"
+    "              [--check] [--version] [--help]\n"
+    "\n"
+    "Connection limits (Postfix's smtpd_client_* in spirit):\n"
+    "  --max-per-ip N        concurrent sessions per client address (default 50; 0: off)\n"
+    "  --max-conn-rate N     new connections per client address per minute (default 0: off)\n"
+    "  --limit-exempt LIST   comma-separated networks spared both limits; the first use\n"
+    "                        replaces the default 127.0.0.0/8,::1/128, later ones add,\n"
+    "                        'none' empties the list\n"
+    "  --max-data-memory B   per worker: message data held in memory (default 268435456)\n"
+    "Workers:\n"
+    "  --watchdog SECS       kill and restart a worker that has neither turned its event\n"
+    "                        loop nor started a hook for SECS (default 3 x --hook-timeout,\n"
+    "                        at least 5; 0: off; not in --foreground or --stdio)\n";
 
 enum {
 	OPT_LISTEN = 256,
@@ -58,6 +75,10 @@ enum {
 	OPT_USER,
 	OPT_CAPTURE,
 	OPT_STDIO,
+	OPT_MAX_CONN_RATE,
+	OPT_MAX_DATA_MEMORY,
+	OPT_LIMIT_EXEMPT,
+	OPT_WATCHDOG,
 };
 
 static const struct option long_opts[] = {
@@ -92,6 +113,10 @@ static const struct option long_opts[] = {
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "capture", required_argument, NULL, OPT_CAPTURE },
 	{ "stdio", no_argument, NULL, OPT_STDIO },
+	{ "max-conn-rate", required_argument, NULL, OPT_MAX_CONN_RATE },
+	{ "max-data-memory", required_argument, NULL, OPT_MAX_DATA_MEMORY },
+	{ "limit-exempt", required_argument, NULL, OPT_LIMIT_EXEMPT },
+	{ "watchdog", required_argument, NULL, OPT_WATCHDOG },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -154,12 +179,178 @@ bad:
 	return -1;
 }
 
+/* ::ffff:a.b.c.d, an IPv4 client on an IPv6 socket. */
+static int
+net_v4mapped(const unsigned char *a6)
+{
+	static const unsigned char prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	return memcmp(a6, prefix, sizeof(prefix)) == 0;
+}
+
+/* Zeroes the bits of addr (len bytes) past prefix. */
+static void
+net_mask(unsigned char *addr, size_t len, int prefix)
+{
+	for (size_t i = 0; i < len; i++) {
+		int keep = prefix - (int)i * 8;
+
+		if (keep <= 0)
+			addr[i] = 0;
+		else if (keep < 8)
+			addr[i] &= (unsigned char)(0xff << (8 - keep));
+	}
+}
+
+/* "192.0.2.0/24", "2001:db8::/32", or an address alone (one host).
+ * Host bits past the prefix are refused rather than masked away:
+ * "10.1.2.3/8" is likelier a typo than a wish to spare all of 10/8.
+ * An IPv4-mapped IPv6 network is stored as the IPv4 one it names, since
+ * that is how such clients are matched. */
+static int
+parse_net(const char *s, size_t len, struct config_net *n)
+{
+	char text[INET6_ADDRSTRLEN + 8];
+	unsigned char masked[16];
+	char *slash;
+	int max;
+
+	while (len > 0 && (*s == ' ' || *s == '\t'))
+		s++, len--;
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	if (len == 0 || len >= sizeof(text))
+		return -1;
+	memcpy(text, s, len);
+	text[len] = '\0';
+	if ((slash = strchr(text, '/')) != NULL)
+		*slash++ = '\0';
+	memset(n, 0, sizeof(*n));
+	if (inet_pton(AF_INET, text, n->addr) == 1) {
+		n->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, text, n->addr) == 1) {
+		n->family = AF_INET6;
+		max = 128;
+	} else
+		return -1;
+	n->prefix = max;
+	if (slash != NULL) {
+		size_t digits = strspn(slash, "0123456789");
+
+		if (digits == 0 || digits > 3 || slash[digits] != '\0' || atoi(slash) > max)
+			return -1;
+		n->prefix = atoi(slash);
+	}
+	memcpy(masked, n->addr, sizeof(masked));
+	net_mask(masked, (size_t)max / 8, n->prefix);
+	if (memcmp(masked, n->addr, (size_t)max / 8) != 0)
+		return -1;
+	if (n->family == AF_INET6 && n->prefix >= 96 && net_v4mapped(n->addr)) {
+		memmove(n->addr, n->addr + 12, 4);
+		memset(n->addr + 4, 0, 12);
+		n->family = AF_INET;
+		n->prefix -= 96;
+	}
+	return 0;
+}
+
+/* --limit-exempt: a comma-separated list of networks, or "none". */
+static int
+parse_exempt(struct config *cfg, const char *arg)
+{
+	const char *p = arg;
+
+	if (strcmp(arg, "none") == 0) {
+		cfg->nexempt = 0;
+		return 0;
+	}
+	for (;;) {
+		size_t len = strcspn(p, ",");
+
+		if (cfg->nexempt == CONFIG_EXEMPT_MAX) {
+			fprintf(stderr, "luamta: --limit-exempt: more than %d networks\n",
+			    CONFIG_EXEMPT_MAX);
+			return -1;
+		}
+		if (parse_net(p, len, &cfg->exempt[cfg->nexempt]) == -1) {
+			fprintf(stderr,
+			    "luamta: --limit-exempt: expected ADDR[/PREFIX] with no host bits "
+			    "past the prefix, got '%.*s'\n",
+			    (int)len, p);
+			return -1;
+		}
+		cfg->nexempt++;
+		if (p[len] == '\0')
+			return 0;
+		p += len + 1;
+	}
+}
+
+static int
+config_exempt_addr(const struct config *cfg, int family, const unsigned char *addr)
+{
+	for (int i = 0; i < cfg->nexempt; i++) {
+		const struct config_net *n = &cfg->exempt[i];
+		unsigned char masked[16];
+		size_t len = family == AF_INET ? 4 : 16;
+
+		if (n->family != family)
+			continue;
+		memcpy(masked, addr, len);
+		net_mask(masked, len, n->prefix);
+		if (memcmp(masked, n->addr, len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int
+config_exempt(const struct config *cfg, const struct sockaddr *sa)
+{
+	struct sockaddr_in s4;
+	struct sockaddr_in6 s6;
+
+	if (sa == NULL)
+		return 0;
+	/* Copied out: the caller's sockaddr may be a plain struct sockaddr
+	 * buffer with no promise about its alignment. */
+	if (sa->sa_family == AF_INET) {
+		memcpy(&s4, sa, sizeof(s4));
+		return config_exempt_addr(cfg, AF_INET, (const unsigned char *)&s4.sin_addr);
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(&s6, sa, sizeof(s6));
+		if (net_v4mapped(s6.sin6_addr.s6_addr))
+			return config_exempt_addr(cfg, AF_INET, s6.sin6_addr.s6_addr + 12);
+		return config_exempt_addr(cfg, AF_INET6, s6.sin6_addr.s6_addr);
+	}
+	return 0;
+}
+
+int
+config_exempt_ip(const struct config *cfg, const char *ip)
+{
+	struct in6_addr a6;
+	unsigned char a4[4];
+
+	if (ip == NULL)
+		return 0;
+	if (inet_pton(AF_INET, ip, a4) == 1)
+		return config_exempt_addr(cfg, AF_INET, a4);
+	if (inet_pton(AF_INET6, ip, &a6) != 1)
+		return 0;
+	if (net_v4mapped(a6.s6_addr))
+		return config_exempt_addr(cfg, AF_INET, a6.s6_addr + 12);
+	return config_exempt_addr(cfg, AF_INET6, a6.s6_addr);
+}
+
 int
 config_parse(struct config *cfg, int argc, char **argv)
 {
 	enum log_level lvl;
 	double v;
-	int c;
+	int c, exempt_given = 0;
 
 	memset(cfg, 0, sizeof(*cfg));
 	if (gethostname(cfg->hostname, sizeof(cfg->hostname) - 1) == -1 || cfg->hostname[0] == '\0')
@@ -169,7 +360,13 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->timeout = 300;
 	cfg->data_timeout = 300;
 	cfg->max_connections = 1024;
-	cfg->max_per_ip = 0;
+	cfg->max_per_ip = 50;   /* Postfix smtpd_client_connection_count_limit */
+	cfg->max_conn_rate = 0; /* Postfix smtpd_client_connection_rate_limit */
+	cfg->max_data_memory = 256u << 20;
+	/* Postfix spares $mynetworks, which defaults to the host's own. */
+	if (parse_exempt(cfg, "127.0.0.0/8,::1/128") == -1)
+		return -1;
+	cfg->watchdog = -1; /* from --hook-timeout, below */
 	cfg->bare = SMTP_BARE_REJECT;
 	cfg->log_level = LOG_INFO;
 	cfg->hook_timeout = 5;
@@ -229,6 +426,28 @@ config_parse(struct config *cfg, int argc, char **argv)
 			if (parse_num("max-per-ip", optarg, 0, 1e7, &v) == -1)
 				return -1;
 			cfg->max_per_ip = (int)v;
+			break;
+		case OPT_MAX_CONN_RATE:
+			if (parse_num("max-conn-rate", optarg, 0, 1e7, &v) == -1)
+				return -1;
+			cfg->max_conn_rate = (int)v;
+			break;
+		case OPT_MAX_DATA_MEMORY:
+			if (parse_num("max-data-memory", optarg, 1024, 1e13, &v) == -1)
+				return -1;
+			cfg->max_data_memory = (size_t)v;
+			break;
+		case OPT_LIMIT_EXEMPT:
+			/* The first one replaces the default list. */
+			if (!exempt_given)
+				cfg->nexempt = 0;
+			exempt_given = 1;
+			if (parse_exempt(cfg, optarg) == -1)
+				return -1;
+			break;
+		case OPT_WATCHDOG:
+			if (parse_num("watchdog", optarg, 0, 86400, &cfg->watchdog) == -1)
+				return -1;
 			break;
 		case OPT_BARE_LF:
 			if (smtp_bare_parse(optarg, &cfg->bare) == -1) {
@@ -346,6 +565,16 @@ config_parse(struct config *cfg, int argc, char **argv)
 		}
 	if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL) {
 		fprintf(stderr, "luamta: --tls-client-ca needs --tls-cert and --tls-key\n");
+		return -1;
+	}
+	/* The watchdog must let a hook use its whole time budget: it is for
+	 * what the budget cannot interrupt. The floor keeps a tiny
+	 * --hook-timeout from turning a slow fsync into a killed worker. */
+	if (cfg->watchdog < 0)
+		cfg->watchdog = cfg->hook_timeout * 3 > 5 ? cfg->hook_timeout * 3 : 5;
+	else if (cfg->watchdog > 0 && cfg->watchdog <= cfg->hook_timeout) {
+		fprintf(
+		    stderr, "luamta: --watchdog must be 0 (off) or longer than --hook-timeout\n");
 		return -1;
 	}
 	if (cfg->nlisten == 0) {

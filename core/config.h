@@ -8,11 +8,22 @@
 #include "smtp_data.h"
 
 #define CONFIG_LISTEN_MAX 16
+#define CONFIG_EXEMPT_MAX 64 /* --limit-exempt networks */
+
+struct sockaddr;
 
 struct config_listen {
 	char host[64]; /* numeric address, without brackets */
 	int port;      /* 0: the kernel picks one */
 	int tls;       /* implicit TLS (RFC 8314): handshake before the greeting */
+};
+
+/* One --limit-exempt network. An IPv4 client seen on an IPv6 socket
+ * (::ffff:a.b.c.d) is matched as IPv4. */
+struct config_net {
+	int family;             /* AF_INET or AF_INET6 */
+	unsigned char addr[16]; /* network byte order; AF_INET uses the first 4 */
+	int prefix;             /* 0..32 or 0..128; host bits are zero */
 };
 
 struct config {
@@ -25,7 +36,11 @@ struct config {
 	double timeout;      /* RFC 5321 4.5.3.2.7: at least 5 minutes */
 	double data_timeout; /* RFC 5321 4.5.3.2.5: 3 minutes per block */
 	int max_connections;
-	int max_per_ip; /* 0: no limit */
+	int max_per_ip;         /* concurrent sessions per address; 0: no limit */
+	int max_conn_rate;      /* new connections per address per minute; 0: off */
+	size_t max_data_memory; /* per worker: message data held in memory */
+	struct config_net exempt[CONFIG_EXEMPT_MAX]; /* spared max_per_ip and max_conn_rate */
+	int nexempt;
 	enum smtp_bare bare;
 	int log_level;          /* enum log_level */
 	const char *ready_file; /* borrowed from argv, or NULL */
@@ -47,6 +62,7 @@ struct config {
 	const char *user;          /* drop privileges to this user after binding */
 	const char *capture_dir;   /* --capture: store accepted messages here */
 	int stdio;                 /* one session on stdin/stdout, no listeners */
+	double watchdog;           /* kill a worker whose loop stalls this long; 0: off */
 };
 
 /* Whether a Lua policy runs: a --script, or --capture's wrapper alone. */
@@ -55,6 +71,13 @@ config_has_policy(const struct config *cfg)
 {
 	return cfg->script != NULL || cfg->capture_dir != NULL;
 }
+
+/* Whether a client address is in --limit-exempt: 1 if it is, else 0 (also
+ * for an address that is neither IPv4 nor IPv6, such as a pipe's). Pure. */
+int config_exempt(const struct config *, const struct sockaddr *);
+/* The same for a numeric address ("192.0.2.1", "2001:db8::1"); 0 when ip
+ * does not parse. */
+int config_exempt_ip(const struct config *, const char *ip);
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when the
  * caller should exit 0 (--help, --version: already printed), -1 on a usage

@@ -62,6 +62,38 @@ main_drop_privileges(const char *user)
 	log_info(NULL, "server.user user=%s uid=%d", user, (int)pw->pw_uid);
 }
 
+/* Loads the policy and the TLS files into *sc and *tls (NULL when not
+ * configured). Returns 0, or -1 after logging why (and printing it for
+ * --check), with nothing loaded. */
+static int
+main_load(const struct config *cfg, struct script **sc, struct tls_config **tls)
+{
+	struct script_opts so;
+	char err[2048];
+
+	*sc = NULL;
+	*tls = NULL;
+	worker_script_opts(cfg, &so);
+	if (config_has_policy(cfg) &&
+	    (*sc = script_load(&so, EV_DEFAULT, NULL, err, sizeof(err))) == NULL) {
+		if (cfg->check)
+			printf("%s\n", err);
+		log_error(NULL, "script.load_failed error=\"%s\"", err);
+		return -1;
+	}
+	if (cfg->tls_cert != NULL &&
+	    (*tls = tls_config_new(
+		 cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err, sizeof(err))) == NULL) {
+		if (cfg->check)
+			printf("%s\n", err);
+		log_error(NULL, "tls.load_failed error=\"%s\"", err);
+		script_unref(*sc);
+		*sc = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -69,7 +101,6 @@ main(int argc, char **argv)
 	struct worker_listen ls[CONFIG_LISTEN_MAX];
 	struct script *script = NULL;
 	struct tls_config *tls = NULL;
-	struct script_opts so;
 	char err[2048];
 	int rc;
 
@@ -86,23 +117,8 @@ main(int argc, char **argv)
 		fatal("--capture %s", cfg.capture_dir);
 	/* Load everything once here, so a broken script or certificate stops
 	 * the start with its reason (and --check is just this). */
-	worker_script_opts(&cfg, &so);
-	if (config_has_policy(&cfg) &&
-	    (script = script_load(&so, EV_DEFAULT, NULL, err, sizeof(err))) == NULL) {
-		if (cfg.check)
-			printf("%s\n", err);
-		log_error(NULL, "script.load_failed error=\"%s\"", err);
+	if (main_load(&cfg, &script, &tls) == -1)
 		return 1;
-	}
-	if (cfg.tls_cert != NULL &&
-	    (tls = tls_config_new(
-		 cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca, err, sizeof(err))) == NULL) {
-		if (cfg.check)
-			printf("%s\n", err);
-		log_error(NULL, "tls.load_failed error=\"%s\"", err);
-		script_unref(script);
-		return 1;
-	}
 	if (cfg.check) {
 		printf("OK %s\n", cfg.script != NULL ? cfg.script : "(no script)");
 		tls_config_unref(tls);
@@ -125,18 +141,26 @@ main(int argc, char **argv)
 	worker_block_signals(1);
 	if (cfg.ready_file != NULL)
 		main_write_ready(cfg.ready_file, ls, cfg.nlisten);
-	if (cfg.user != NULL)
+	if (cfg.user != NULL) {
 		main_drop_privileges(cfg.user);
+		/* What serves (and what the master hands its workers) is
+		 * loaded as that user, like every later reload: the policy's
+		 * top level must not have run as root. */
+		tls_config_unref(tls);
+		script_unref(script);
+		if (main_load(&cfg, &script, &tls) == -1)
+			return 1;
+	}
 	log_info(NULL, "server.ready version=%s script=%s pid=%d workers=%d", LUAMTA_VERSION,
 	    cfg.script != NULL ? cfg.script : "-", (int)getpid(), cfg.foreground ? 0 : cfg.workers);
 
+	/* No master, no watchdog: a worker stuck where the hook budget
+	 * cannot reach stays stuck (README, Workers). */
 	if (cfg.foreground)
 		rc = worker_run(&cfg, ls, cfg.nlisten, 0, script, tls);
 	else {
-		/* Each worker loads its own state after the fork. */
-		script_unref(script);
-		tls_config_unref(tls);
-		rc = master_run(&cfg, ls, cfg.nlisten);
+		/* The master keeps this generation for the workers it forks. */
+		rc = master_run(&cfg, ls, cfg.nlisten, script, tls);
 		for (int i = 0; i < cfg.nlisten; i++)
 			if (ls[i].fd != -1)
 				close(ls[i].fd);

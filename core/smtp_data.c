@@ -78,6 +78,8 @@ smtp_data_err_str(enum smtp_data_err err)
 		return "bare";
 	case SMTP_DATA_ERR_NOMEM:
 		return "nomem";
+	case SMTP_DATA_ERR_STORAGE:
+		return "storage";
 	}
 	return "unknown";
 }
@@ -316,4 +318,20 @@ smtp_data_steal(struct smtp_data *d, size_t *len)
 	d->buf = NULL;
 	d->len = d->cap = 0;
 	return buf;
+}
+
+size_t
+smtp_data_held(const struct smtp_data *d)
+{
+	return d->cap;
+}
+
+void
+smtp_data_fail(struct smtp_data *d, enum smtp_data_err err)
+{
+	if (d->err == SMTP_DATA_OK)
+		d->err = err;
+	free(d->buf);
+	d->buf = NULL;
+	d->len = d->cap = 0;
 }

@@ -19,9 +19,10 @@ int smtp_bare_parse(const char *s, enum smtp_bare *out); /* 0 or -1 */
 
 enum smtp_data_err {
 	SMTP_DATA_OK = 0,
-	SMTP_DATA_ERR_SIZE,  /* more than max_size bytes after unstuffing */
-	SMTP_DATA_ERR_BARE,  /* bare LF/CR under SMTP_BARE_REJECT */
-	SMTP_DATA_ERR_NOMEM, /* could not grow the buffer */
+	SMTP_DATA_ERR_SIZE,    /* more than max_size bytes after unstuffing */
+	SMTP_DATA_ERR_BARE,    /* bare LF/CR under SMTP_BARE_REJECT */
+	SMTP_DATA_ERR_NOMEM,   /* could not grow the buffer */
+	SMTP_DATA_ERR_STORAGE, /* the owner's memory budget ran out (smtp_data_fail) */
 };
 const char *smtp_data_err_str(enum smtp_data_err);
 
@@ -53,6 +54,11 @@ enum smtp_data_err smtp_data_error(const struct smtp_data *);
 const char *smtp_data_bytes(const struct smtp_data *, size_t *len);
 /* Bytes the message would have after unstuffing, even past the limit. */
 size_t smtp_data_size(const struct smtp_data *);
+/* Bytes of memory the reader holds for the message (what it allocated). */
+size_t smtp_data_held(const struct smtp_data *);
+/* Sets a sticky error from outside (the first error wins) and gives the
+ * stored bytes back at once; the reader still looks for the end of data. */
+void smtp_data_fail(struct smtp_data *, enum smtp_data_err);
 /* Takes the stored bytes out (caller frees with free()); the reader keeps
  * nothing afterwards. Returns NULL when nothing was stored. */
 char *smtp_data_steal(struct smtp_data *, size_t *len);

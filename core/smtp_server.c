@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "anvil.h"
 #include "listener.h"
 #include "log.h"
 #include "script.h"
@@ -18,12 +19,10 @@
 /* Refuses a connection over a cap with one best-effort write; the socket
  * is fresh, so the short reply fits its buffer. */
 static void
-smtp_server_refuse(int fd, const char *ip, const char *why)
+smtp_server_refuse(int fd, const char *ip, const char *why, const char *reply)
 {
-	static const char msg[] = "421 4.3.2 Too many connections, try again later\r\n";
-
 	log_warn(NULL, "smtp.refuse peer=%s reason=%s", ip, why);
-	if (write(fd, msg, sizeof(msg) - 1) < 0)
+	if (write(fd, reply, strlen(reply)) < 0)
 		(void)0; /* the client is told nothing more by a failed write */
 	close(fd);
 }
@@ -33,7 +32,9 @@ static void
 smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int tls)
 {
 	const struct config *cfg = srv->cfg;
-	char ip[INET6_ADDRSTRLEN];
+	struct anvil_key key;
+	int counted = 0;
+	char ip[INET6_ADDRSTRLEN], reply[sizeof(cfg->hostname) + ANVIL_KEY_STR_MAX + 64];
 	int port;
 
 	if (srv->stopping) {
@@ -42,20 +43,32 @@ smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 	}
 	listener_addr_str(sa, ip, sizeof(ip), &port);
 	if (srv->nsessions >= cfg->max_connections) {
-		smtp_server_refuse(fd, ip, "max_connections");
+		smtp_server_refuse(fd, ip, "max_connections",
+		    "421 4.3.2 Too many connections, try again later\r\n");
 		return;
 	}
-	if (cfg->max_per_ip > 0) {
-		int n = 0;
-		for (struct smtp_session *s = srv->sessions; s != NULL; s = s->next)
-			if (!s->closing && strcmp(s->peer_ip, ip) == 0)
-				n++;
-		if (n >= cfg->max_per_ip) {
-			smtp_server_refuse(fd, ip, "max_per_ip");
+	/* Per client: Postfix's smtpd_client_connection_count_limit and
+	 * _rate_limit, with the networks of --limit-exempt spared (Postfix
+	 * spares $mynetworks). Without a table (out of memory) nobody is
+	 * limited rather than everybody refused. */
+	if (srv->anvil != NULL && (cfg->max_per_ip > 0 || cfg->max_conn_rate > 0) &&
+	    anvil_key(sa, &key) == 0 && !config_exempt(cfg, sa)) {
+		enum anvil_verdict v = anvil_connect(
+		    srv->anvil, &key, ev_now(srv->loop), cfg->max_per_ip, cfg->max_conn_rate);
+
+		if (v != ANVIL_OK) {
+			char who[ANVIL_KEY_STR_MAX];
+
+			snprintf(reply, sizeof(reply),
+			    "421 4.7.0 %s Error: too many connections from %s\r\n", cfg->hostname,
+			    anvil_key_str(&key, who, sizeof(who)));
+			smtp_server_refuse(fd, ip, anvil_verdict_str(v), reply);
 			return;
 		}
+		counted = 1;
 	}
-	smtp_session_new(srv, fd, wfd, sa, tls);
+	if (smtp_session_new(srv, fd, wfd, sa, tls, counted ? &key : NULL) == NULL && counted)
+		anvil_disconnect(srv->anvil, &key);
 }
 
 void
@@ -84,7 +97,7 @@ smtp_server_stdio(struct smtp_server *srv, int rfd, int wfd)
 	if (getpeername(rfd, (struct sockaddr *)&peer, &len) == -1)
 		peer.ss_family = AF_UNSPEC;
 	srv->stdio = 1;
-	smtp_session_new(srv, rfd, wfd, (struct sockaddr *)&peer, 0);
+	(void)smtp_session_new(srv, rfd, wfd, (struct sockaddr *)&peer, 0, NULL);
 }
 
 void
@@ -98,6 +111,8 @@ smtp_server_init(
 	srv->ids = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	ev_idle_init(&srv->reaper, smtp_session_on_reap);
 	srv->reaper.data = srv;
+	/* Made here, in the serving process: each has a hash seed of its own. */
+	srv->anvil = anvil_new();
 }
 
 void
@@ -126,4 +141,6 @@ smtp_server_shutdown(struct smtp_server *srv)
 	srv->script = NULL;
 	tls_config_unref(srv->tls);
 	srv->tls = NULL;
+	anvil_free(srv->anvil);
+	srv->anvil = NULL;
 }

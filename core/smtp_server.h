@@ -23,12 +23,14 @@ struct smtp_server {
 	struct script *script;         /* current generation (own ref), or NULL */
 	struct smtp_session *sessions; /* all live sessions */
 	int nsessions;
+	size_t data_held; /* message bytes the sessions hold in memory (--max-data-memory) */
 	struct smtp_session *reap; /* closed sessions waiting to be freed */
 	ev_idle reaper;
 	uint64_t ids; /* id generator state */
 	int stopping;
 	int stdio;              /* --stdio: at EOF, answer what was read before closing */
 	struct tls_config *tls; /* own reference, or NULL: no TLS */
+	struct anvil *anvil;    /* per-client counts and rates, or NULL (out of memory) */
 	void (*on_drained)(struct smtp_server *); /* draining: called at 0 sessions */
 };
 
@@ -36,8 +38,12 @@ struct smtp_server {
  * The caller may then set srv->tls (taking over a reference). */
 void smtp_server_init(
     struct smtp_server *, struct ev_loop *, const struct config *, struct script *);
-/* A listener_cb: takes ownership of fd and starts a session on it (or
- * answers 421 and closes when a connection cap is reached). */
+/* A listener_cb: takes ownership of fd and starts a session on it, or
+ * answers 421 and closes when a cap is reached: --max-connections for the
+ * process, --max-per-ip and --max-conn-rate for the client (an IPv4
+ * address or an IPv6 /64; --limit-exempt networks are spared). The
+ * per-client counts are this process's: with --workers N, a client may
+ * reach N times the limits. */
 void smtp_server_accept(int fd, const struct sockaddr *, socklen_t, void *srv);
 /* The same for an implicit-TLS listener (RFC 8314): handshake first. */
 void smtp_server_accept_tls(int fd, const struct sockaddr *, socklen_t, void *srv);

@@ -16,8 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <mbedtls/base64.h>
-
 #include "conn.h"
 #include "listener.h"
 #include "tls.h"
@@ -26,11 +24,11 @@
 #include "smtp_pace.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
+#include "smtp_sasl.h"
 #include "smtp_session_types.h"
 
 #define SMTP_OUTPUT_HIGH   65536 /* stop reading commands while replies pile up */
 #define SMTP_CLOSE_LINGER  5.0   /* seconds to get the last reply out */
-#define SMTP_AUTH_LINE_MAX 12288 /* RFC 4954 4: AUTH lines and SASL responses */
 #define SMTP_DATA_MIN_RATE 500   /* bytes/s that keep DATA alive (Postfix's default) */
 
 #define S(st)      (1u << (st))
@@ -145,8 +143,8 @@ smtp_reply_paced(struct smtp_session *s, int code, const char *enh, const char *
 	size_t n = smtp_reply_build(s, out, sizeof(out), code, enh, text);
 
 	smtp_pace_free(s->pace);
-	s->pace = smtp_pace_new(s->srv->loop, s->conn, out, n, res->line_delay, res->drop_after,
-	    smtp_on_pace_end, s);
+	s->pace = smtp_pace_new(
+	    s->srv->loop, s->conn, out, n, res->line_delay, res->drop_after, smtp_on_pace_end, s);
 	if (s->pace == NULL)
 		smtp_reply_lines(s, code, enh, text);
 }
@@ -190,6 +188,21 @@ smtp_reply_hook(struct smtp_session *s, const struct hook_result *res, int code,
 		smtp_reply_lines(s, code, enh, text);
 }
 
+/* A NUL-terminated copy of n bytes of a command line. Not strndup(): the
+ * line lies in the input buffer with no NUL after it, and strndup may look
+ * for one past n. NULL when out of memory. */
+static char *
+smtp_copy(const char *p, size_t n)
+{
+	char *c = malloc(n + 1);
+
+	if (c != NULL) {
+		memcpy(c, p, n);
+		c[n] = '\0';
+	}
+	return c;
+}
+
 /* Transactions ---------------------------------------------------------- */
 
 static void
@@ -207,6 +220,20 @@ smtp_tx_free(struct smtp_tx *tx)
 	free(tx);
 }
 
+/* Keeps srv->data_held, the message bytes the worker holds in memory, in
+ * step with what this session holds now: the DATA reader's buffer, then
+ * the message while on_message runs. */
+static void
+smtp_data_account(struct smtp_session *s)
+{
+	size_t now = 0;
+
+	if (s->tx != NULL)
+		now = s->tx->data != NULL ? smtp_data_held(s->tx->data) : s->tx->msglen;
+	s->srv->data_held = s->srv->data_held - s->data_held + now;
+	s->data_held = now;
+}
+
 /* Ends the transaction (RSET, end of data, HELO, errors) and returns to
  * the state after HELO (or before it). */
 static void
@@ -214,6 +241,7 @@ smtp_tx_end(struct smtp_session *s)
 {
 	smtp_tx_free(s->tx);
 	s->tx = NULL;
+	smtp_data_account(s);
 	smtp_enter_state(s, s->helo != NULL ? ST_READY : ST_GREETED);
 }
 
@@ -256,7 +284,7 @@ check_anyarg(struct smtp_session *s, const char *arg, size_t len)
 static int
 check_keep_arg(struct smtp_session *s, const char *arg, size_t len)
 {
-	if ((s->pend.arg = strndup(arg, len)) == NULL) {
+	if ((s->pend.arg = smtp_copy(arg, len)) == NULL) {
 		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 		return -1;
 	}
@@ -326,7 +354,7 @@ check_path(struct smtp_session *s, const char *arg, size_t len, const char *pref
 	}
 	while (rest < end && *rest == ' ')
 		rest++;
-	if (rest < end && (s->pend.params = strndup(rest, (size_t)(end - rest))) == NULL) {
+	if (rest < end && (s->pend.params = smtp_copy(rest, (size_t)(end - rest))) == NULL) {
 		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 		return -1;
 	}
@@ -388,6 +416,7 @@ check_mail(struct smtp_session *s, const char *arg, size_t len)
 				    s, 552, "5.3.4", "Error: message size exceeds fixed limit");
 				return -1;
 			}
+			s->pend.size = (size_t)sz;
 		} else if (strcasecmp(p[i].key, "BODY") == 0 && (s->ext & SMTP_EXT_8BITMIME)) {
 			if (p[i].value == NULL ||
 			    (strcasecmp(p[i].value, "7BIT") != 0 &&
@@ -556,6 +585,7 @@ do_mail(struct smtp_session *s, const struct hook_result *res)
 	tx->params = s->pend.params;
 	s->pend.arg = s->pend.params = NULL;
 	tx->smtputf8 = s->pend.smtputf8;
+	tx->size = s->pend.size;
 	s->tx = tx;
 	smtp_enter_state(s, ST_MAIL);
 	log_debug(s->sid, "smtp.mail qid=%s", tx->qid);
@@ -581,6 +611,25 @@ do_rcpt(struct smtp_session *s, const struct hook_result *res)
 	s->pend.arg = NULL;
 	smtp_enter_state(s, ST_RCPT);
 	smtp_reply_hook(s, res, 250, "2.1.5", "Ok");
+}
+
+/* The worker holds every message in memory until its final dot, within
+ * --max-data-memory: a DATA that the budget cannot take (already spent, or
+ * less left than MAIL's SIZE announced) waits for a retry (RFC 1870 6.2). */
+static int
+check_data(struct smtp_session *s, const char *arg, size_t len)
+{
+	size_t max = s->srv->cfg->max_data_memory, held = s->srv->data_held;
+
+	if (check_noarg(s, arg, len) == -1)
+		return -1;
+	if (held >= max || s->tx->size > max - held) {
+		log_warn(s->sid, "smtp.data_memory result=refused held=%zu size=%zu max=%zu", held,
+		    s->tx->size, max);
+		smtp_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -661,89 +710,35 @@ rejected_close(struct smtp_session *s)
 
 /* AUTH (RFC 4954) ------------------------------------------------------- */
 
-/* Decodes one base64 SASL response into out (NUL-terminated; outsz bytes).
- * "=" is the empty response (RFC 4954 4). Returns the length, or -1. */
+/* Answers what the exchange (smtp_sasl.c) asks for: a challenge or a
+ * failure here; with credentials, the on_auth hook decides. Returns 1 while
+ * the exchange goes on, -1 when it failed, 0 when the user name and the
+ * password are in the pending command (whose reset wipes the password). */
 static int
-smtp_b64_decode(const char *in, size_t inlen, char *out, size_t outsz)
+smtp_sasl_result(struct smtp_session *s, enum smtp_sasl_status st, const struct smtp_sasl_reply *r)
 {
-	size_t n = 0;
-
-	if (inlen == 1 && in[0] == '=') {
-		out[0] = '\0';
-		return 0;
+	snprintf(s->pend.verb, sizeof(s->pend.verb), "%s", s->sasl.mech);
+	switch (st) {
+	case SMTP_SASL_CHALLENGE:
+		smtp_reply(s, 334, NULL, "%s", r->text);
+		return 1;
+	case SMTP_SASL_FAIL:
+		smtp_reply(s, r->code, r->enh, "%s", r->text);
+		return -1;
+	case SMTP_SASL_DONE:
+		break;
 	}
-	/* Strict RFC 4648 4: padded to a multiple of 4, the alphabet only
-	 * (mbedTLS would also skip spaces and line breaks). */
-	if (inlen % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < inlen; i++)
-		if (!isalnum((unsigned char)in[i]) && in[i] != '+' && in[i] != '/' && in[i] != '=')
-			return -1;
-	if (inlen == 0 ||
-	    mbedtls_base64_decode(
-		(unsigned char *)out, outsz - 1, &n, (const unsigned char *)in, inlen) != 0)
-		return -1;
-	out[n] = '\0';
-	return (int)n;
-}
-
-/* Takes a decoded PLAIN response "authzid NUL authcid NUL passwd" (RFC
- * 4616 2) apart into the pending user and password. Replies and returns
- * -1 when it is malformed. */
-static int
-smtp_sasl_plain(struct smtp_session *s, const char *msg, size_t len)
-{
-	const char *authcid, *passwd, *nul1, *nul2;
-
-	if ((nul1 = memchr(msg, '\0', len)) == NULL ||
-	    (nul2 = memchr(nul1 + 1, '\0', len - (size_t)(nul1 + 1 - msg))) == NULL ||
-	    memchr(nul2 + 1, '\0', len - (size_t)(nul2 + 1 - msg)) != NULL) {
-		smtp_reply(s, 501, "5.5.2", "Error: malformed PLAIN response");
-		return -1;
-	}
-	authcid = nul1 + 1;
-	passwd = nul2 + 1;
-	/* Acting as another identity would need a policy of its own; refuse
-	 * an authorization identity other than the user itself. */
-	if (nul1 != msg && strcmp(msg, authcid) != 0) {
-		smtp_reply(s, 535, "5.7.8", "Error: authorization identity not allowed");
-		return -1;
-	}
-	if (*authcid == '\0') {
-		smtp_reply(s, 501, "5.5.2", "Error: empty user name");
-		return -1;
-	}
-	if ((s->pend.arg = strdup(authcid)) == NULL || (s->pend.params = strdup(passwd)) == NULL) {
-		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
-		return -1;
-	}
+	s->pend.arg = s->sasl.user;
+	s->pend.params = s->sasl.pass;
+	s->sasl.user = s->sasl.pass = NULL;
+	smtp_sasl_reset(&s->sasl);
 	return 0;
 }
-
-/* RFC 4422 3.1: a mechanism name is 1-20 characters of [A-Z0-9-_]. */
-#define SMTP_SASL_MECH_MAX 20
-
-static int check_auth_mech(struct smtp_session *, const char *, size_t, char *, size_t);
 
 static int
 check_auth(struct smtp_session *s, const char *arg, size_t len)
 {
-	char buf[SMTP_AUTH_LINE_MAX];
-	int rc;
-
-	rc = check_auth_mech(s, arg, len, buf, sizeof(buf));
-	/* The decoded initial response may hold a password. */
-	explicit_bzero(buf, sizeof(buf));
-	return rc;
-}
-
-static int
-check_auth_mech(struct smtp_session *s, const char *arg, size_t len, char *buf, size_t bufsz)
-{
-	char mech[SMTP_SASL_MECH_MAX + 1];
-	const char *sp = memchr(arg, ' ', len), *ir = NULL;
-	size_t ml = sp != NULL ? (size_t)(sp - arg) : len;
-	int n;
+	struct smtp_sasl_reply r;
 
 	if (!s->esmtp) {
 		smtp_reply(s, 503, "5.5.1", "Error: send EHLO first");
@@ -762,100 +757,23 @@ check_auth_mech(struct smtp_session *s, const char *arg, size_t len, char *buf, 
 		    s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
 		return -1;
 	}
-	if (ml == 0 || ml > SMTP_SASL_MECH_MAX) {
-		smtp_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
-		return -1;
-	}
-	for (size_t i = 0; i < ml; i++) {
-		mech[i] = (char)toupper((unsigned char)arg[i]);
-		if (!isalnum((unsigned char)mech[i]) && mech[i] != '-' && mech[i] != '_') {
-			smtp_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
-			return -1;
-		}
-	}
-	mech[ml] = '\0';
-	if (ml < len)
-		ir = arg + ml + 1;
-	snprintf(s->pend.verb, sizeof(s->pend.verb), "%s", mech);
-	if (strcmp(mech, "PLAIN") == 0) {
-		if (ir == NULL) {
-			s->sasl = SASL_PLAIN;
-			smtp_reply(s, 334, NULL, "%s", "");
-			return 1;
-		}
-		if ((n = smtp_b64_decode(ir, len - ml - 1, buf, bufsz)) == -1) {
-			smtp_reply(s, 501, "5.5.2", "Error: invalid base64 data");
-			return -1;
-		}
-		return smtp_sasl_plain(s, buf, (size_t)n);
-	}
-	if (strcmp(mech, "LOGIN") == 0) {
-		if (ir == NULL) {
-			s->sasl = SASL_LOGIN_USER;
-			smtp_reply(s, 334, NULL, "VXNlcm5hbWU6"); /* "Username:" */
-			return 1;
-		}
-		/* An initial response carries the user name (RFC 4954 4). */
-		if ((n = smtp_b64_decode(ir, len - ml - 1, buf, bufsz)) <= 0 ||
-		    (s->pend.arg = strdup(buf)) == NULL) {
-			smtp_reply(s, 501, "5.5.2", "Error: invalid base64 data");
-			return -1;
-		}
-		s->sasl = SASL_LOGIN_PASS;
-		smtp_reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
-		return 1;
-	}
-	smtp_reply(s, 504, "5.5.4", "Error: unsupported authentication mechanism");
-	return -1;
+	return smtp_sasl_result(s, smtp_sasl_start(&s->sasl, arg, len, &r), &r);
 }
 
 /* A line of an AUTH exchange: cancel, more of LOGIN, or the end. */
 static void
 smtp_sasl_line(struct smtp_session *s, const char *line, size_t len)
 {
-	char buf[SMTP_AUTH_LINE_MAX];
-	enum smtp_sasl step = s->sasl;
-	int n;
+	struct smtp_sasl_reply r;
 
-	s->sasl = SASL_NONE;
-	if (len == 1 && line[0] == '*') {
-		smtp_reply(s, 501, "5.7.0", "Authentication aborted");
-		goto fail;
-	}
-	if ((n = smtp_b64_decode(line, len, buf, sizeof(buf))) == -1) {
-		smtp_reply(s, 501, "5.5.2", "Error: invalid base64 data");
-		goto fail;
-	}
-	switch (step) {
-	case SASL_PLAIN:
-		if (smtp_sasl_plain(s, buf, (size_t)n) == -1)
-			goto fail;
+	switch (smtp_sasl_result(s, smtp_sasl_next(&s->sasl, line, len, &r), &r)) {
+	case 0:
+		smtp_hook_run(s);
 		break;
-	case SASL_LOGIN_USER:
-		if (n == 0 || memchr(buf, '\0', (size_t)n) != NULL ||
-		    (s->pend.arg = strdup(buf)) == NULL) {
-			smtp_reply(s, 501, "5.5.2", "Error: bad user name");
-			goto fail;
-		}
-		s->sasl = SASL_LOGIN_PASS;
-		smtp_reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
-		return;
-	case SASL_LOGIN_PASS:
-		if (memchr(buf, '\0', (size_t)n) != NULL ||
-		    (s->pend.params = strdup(buf)) == NULL) {
-			smtp_reply(s, 501, "5.5.2", "Error: bad password");
-			goto fail;
-		}
-		break;
-	case SASL_NONE:
+	case -1:
+		smtp_pending_reset(s);
 		break;
 	}
-	explicit_bzero(buf, sizeof(buf));
-	smtp_hook_run(s);
-	return;
-fail:
-	explicit_bzero(buf, sizeof(buf));
-	smtp_pending_reset(s);
 }
 
 static void
@@ -996,7 +914,7 @@ static const struct smtp_cmd smtp_cmds[] = {
 	  550, "5.7.1", "Sender rejected" },
 	{ "RCPT", S(ST_MAIL) | S(ST_RCPT), HOOK_RCPT,   check_rcpt,   do_rcpt,    NULL,
 	  550, "5.7.1", "Recipient rejected" },
-	{ "DATA", S(ST_RCPT),             HOOK_DATA,    check_noarg,  do_data,    NULL,
+	{ "DATA", S(ST_RCPT),             HOOK_DATA,    check_data,   do_data,    NULL,
 	  554, "5.5.1", "Rejected" },
 	{ "RSET", ST_SESSION,             HOOK_RSET,    check_noarg,  do_rset,    NULL,
 	  550, "5.7.1", "Rejected" },
@@ -1246,6 +1164,24 @@ smtp_data_progress(struct smtp_session *s, size_t n)
 	}
 }
 
+/* Counts what the DATA reader now holds; past the worker's budget the
+ * message is dropped at once and the rest read to its end, then answered
+ * 452 (RFC 1870 6.2: a temporary lack of storage). */
+static void
+smtp_data_budget(struct smtp_session *s)
+{
+	const struct config *cfg = s->srv->cfg;
+
+	smtp_data_account(s);
+	if (s->srv->data_held <= cfg->max_data_memory ||
+	    smtp_data_error(s->tx->data) != SMTP_DATA_OK)
+		return;
+	log_warn(s->sid, "smtp.data_memory result=dropped qid=%s held=%zu max=%zu", s->tx->qid,
+	    s->srv->data_held, cfg->max_data_memory);
+	smtp_data_fail(s->tx->data, SMTP_DATA_ERR_STORAGE);
+	smtp_data_account(s);
+}
+
 /* The final dot arrived: answer size and bare-LF errors, else hand the
  * message to on_message. */
 static void
@@ -1262,6 +1198,8 @@ smtp_data_end(struct smtp_session *s)
 		else if (err == SMTP_DATA_ERR_BARE)
 			smtp_reply(s, 550, "5.6.0",
 			    "Error: bare <CR> or <LF> in message (see RFC 5321 2.3.8)");
+		else if (err == SMTP_DATA_ERR_STORAGE)
+			smtp_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
 		else
 			smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 		rejected_message(s);
@@ -1270,6 +1208,7 @@ smtp_data_end(struct smtp_session *s)
 	tx->msg = smtp_data_steal(tx->data, &tx->msglen);
 	smtp_data_free(tx->data);
 	tx->data = NULL;
+	smtp_data_account(s);
 	s->pend.cmd = &smtp_cmd_message;
 	smtp_hook_run(s);
 }
@@ -1308,7 +1247,7 @@ smtp_command(struct smtp_session *s, const char *line, size_t len)
 	if (cmd == NULL) {
 		cmd = script_has_verb(s->script, verb) ? &smtp_cmd_verb : &smtp_cmd_unknown;
 		snprintf(s->pend.verb, sizeof(s->pend.verb), "%s", verb);
-		if (arglen > 0 && (s->pend.arg = strndup(arg, arglen)) == NULL) {
+		if (arglen > 0 && (s->pend.arg = smtp_copy(arg, arglen)) == NULL) {
 			smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 			return;
 		}
@@ -1338,8 +1277,8 @@ static void
 smtp_line_too_long(struct smtp_session *s)
 {
 	log_info(s->sid, "smtp.line_too_long");
-	if (s->sasl != SASL_NONE) {
-		s->sasl = SASL_NONE;
+	if (s->sasl.step != SMTP_SASL_IDLE) {
+		smtp_sasl_reset(&s->sasl);
 		smtp_pending_reset(s);
 		smtp_reply(s, 500, "5.5.6", "Authentication Exchange line is too long");
 	} else
@@ -1352,11 +1291,11 @@ smtp_line_too_long(struct smtp_session *s)
 static void
 smtp_auth_line(struct smtp_session *s, const char *line, size_t len)
 {
-	char copy[SMTP_AUTH_LINE_MAX];
+	char copy[SMTP_SASL_LINE_MAX];
 
 	memcpy(copy, line, len);
 	explicit_bzero((char *)(uintptr_t)line, len);
-	if (s->sasl != SASL_NONE)
+	if (s->sasl.step != SMTP_SASL_IDLE)
 		smtp_sasl_line(s, copy, len);
 	else
 		smtp_command(s, copy, len);
@@ -1376,6 +1315,7 @@ smtp_session_step(struct smtp_session *s, struct buf *in)
 		size_t n = smtp_data_feed(s->tx->data, buf_head(in), buf_avail(in), &done);
 		buf_consume(in, n);
 		smtp_data_progress(s, n);
+		smtp_data_budget(s);
 		if (done)
 			smtp_data_end(s);
 		return 0;
@@ -1392,11 +1332,11 @@ smtp_session_step(struct smtp_session *s, struct buf *in)
 		smtp_line_too_long(s);
 		return 0;
 	}
-	/* Lines may reach SMTP_AUTH_LINE_MAX only for AUTH and its
+	/* Lines may reach SMTP_SASL_LINE_MAX only for AUTH and its
 	 * responses (RFC 4954 4); others keep the RFC 5321 limit. */
-	switch (buf_getline(in, SMTP_AUTH_LINE_MAX, &line, &len, &crlf)) {
+	switch (buf_getline(in, SMTP_SASL_LINE_MAX, &line, &len, &crlf)) {
 	case BUF_NEED_MORE:
-		if (buf_avail(in) < SMTP_CMD_LINE_MAX || s->sasl != SASL_NONE ||
+		if (buf_avail(in) < SMTP_CMD_LINE_MAX || s->sasl.step != SMTP_SASL_IDLE ||
 		    strncasecmp(buf_head(in), "AUTH ", 5) == 0)
 			return -1;
 		s->skip_line = 1;
@@ -1415,7 +1355,8 @@ smtp_session_step(struct smtp_session *s, struct buf *in)
 		log_info(s->sid, "smtp.bare_lf state=%s", smtp_state_str(s->state));
 		smtp_reply(s, 500, "5.5.2", "Error: bare <LF> received (see RFC 5321 2.3.8)");
 		smtp_session_close(s, "bare_lf");
-	} else if (s->sasl != SASL_NONE || (len >= 5 && strncasecmp(line, "AUTH ", 5) == 0))
+	} else if (s->sasl.step != SMTP_SASL_IDLE ||
+	    (len >= 5 && strncasecmp(line, "AUTH ", 5) == 0))
 		smtp_auth_line(s, line, len);
 	else if (len + (crlf ? 2 : 1) > SMTP_CMD_LINE_MAX)
 		smtp_line_too_long(s);
@@ -1592,8 +1533,9 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 	}
 }
 
-void
-smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int tls)
+struct smtp_session *
+smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int tls,
+    const struct anvil_key *counted)
 {
 	const struct config *cfg = srv->cfg;
 	struct smtp_session *s;
@@ -1604,7 +1546,7 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 		close(fd);
 		if (wfd != fd)
 			close(wfd);
-		return;
+		return NULL;
 	}
 	s->srv = srv;
 	hook_api_session_init(s);
@@ -1616,7 +1558,11 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 		    (struct sockaddr *)&local, s->local_ip, sizeof(s->local_ip), &s->local_port);
 	if ((s->conn = conn_new_pair(srv->loop, fd, wfd, smtp_on_conn, s)) == NULL) {
 		free(s);
-		return;
+		return NULL;
+	}
+	if (counted != NULL) {
+		s->client = *counted;
+		s->client_counted = 1;
 	}
 	s->script = srv->script;
 	if (s->script != NULL)
@@ -1633,16 +1579,17 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 		 * on_connect) follow in smtp_tls_ready(). */
 		if (conn_starttls(s->conn, srv->tls) == -1) {
 			smtp_session_close(s, "out of memory");
-			return;
+			return s;
 		}
 		s->tls_wait = 1;
 		conn_set_timeout(s->conn, cfg->tls_timeout);
-		return;
+		return s;
 	}
 	conn_set_timeout(s->conn, cfg->timeout);
 	s->pend.cmd = &smtp_cmd_connect;
 	smtp_hook_run(s);
 	smtp_session_process(s);
+	return s;
 }
 
 /* on_disconnect is a notification: its result is ignored, and it cannot
@@ -1684,7 +1631,12 @@ smtp_session_free(struct smtp_session *s)
 		hook_api_release(s->script->L, s);
 	}
 	smtp_pending_reset(s);
+	smtp_sasl_reset(&s->sasl);
 	smtp_tx_free(s->tx);
+	s->tx = NULL;
+	smtp_data_account(s);
+	if (s->client_counted)
+		anvil_disconnect(srv->anvil, &s->client);
 	free(s->helo);
 	free(s->user);
 	conn_free(s->conn);

@@ -9,13 +9,19 @@
 
 #include <ev.h>
 
+#include "anvil.h"
 #include "smtp_server.h"
 
 /* Starts a session of srv on a socket (fd == wfd) or a pair of descriptors
  * (--stdio over pipes), taking ownership of them; with tls, the TLS
  * handshake comes before the greeting (RFC 8314). The session links itself
- * into srv->sessions and frees itself when it ends. */
-void smtp_session_new(struct smtp_server *, int fd, int wfd, const struct sockaddr *peer, int tls);
+ * into srv->sessions and frees itself when it ends (never before the loop
+ * runs again, so the caller may still look at it). When counted is not
+ * NULL the session owes srv->anvil one anvil_disconnect() for that key
+ * when it is freed. Returns the session, or NULL when out of memory (the
+ * descriptors are closed and nothing is owed). */
+struct smtp_session *smtp_session_new(struct smtp_server *, int fd, int wfd,
+    const struct sockaddr *peer, int tls, const struct anvil_key *counted);
 /* Shutdown: a session not already closing is told 421 4.3.2, then freed. */
 void smtp_session_abort(struct smtp_session *);
 /* srv->reaper's callback: frees the closed sessions once their last reply

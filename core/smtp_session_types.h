@@ -9,8 +9,10 @@
 #include <netinet/in.h>
 #include <stddef.h>
 
+#include "anvil.h"
 #include "hook.h"
 #include "smtp_data.h"
+#include "smtp_sasl.h"
 #include "smtp_server.h"
 
 enum smtp_state {
@@ -45,14 +47,6 @@ smtp_state_str(enum smtp_state st)
 #define SMTP_EXT_SMTPUTF8 0x04u
 #define SMTP_EXT_AUTH     0x08u
 
-/* Where an AUTH exchange (RFC 4954) is waiting for the client's next line. */
-enum smtp_sasl {
-	SASL_NONE = 0,
-	SASL_PLAIN,      /* 334 sent, waiting for the PLAIN response */
-	SASL_LOGIN_USER, /* 334 Username: */
-	SASL_LOGIN_PASS, /* 334 Password: */
-};
-
 struct smtp_tx {
 	char qid[17]; /* queue id, 16 hex digits */
 	char *sender; /* owned; "" for <> */
@@ -60,6 +54,7 @@ struct smtp_tx {
 	char **rcpts; /* owned, nrcpts entries */
 	size_t nrcpts, rcpts_cap;
 	int smtputf8;           /* MAIL ... SMTPUTF8 */
+	size_t size;            /* MAIL ... SIZE=, or 0 */
 	struct smtp_data *data; /* owned; while reading DATA */
 	char *msg;              /* owned: the message after DATA */
 	size_t msglen;
@@ -76,6 +71,7 @@ struct smtp_pending {
 	char *params;     /* owned: MAIL/RCPT parameters, or NULL */
 	char verb[33];    /* custom or unknown verb */
 	int smtputf8;     /* MAIL had the SMTPUTF8 parameter */
+	size_t size;      /* MAIL's SIZE parameter, or 0 */
 	int keywords_ref; /* EHLO keyword table in the registry, or LUA_NOREF */
 };
 
@@ -88,6 +84,8 @@ struct smtp_session {
 	char sid[17];
 	enum smtp_state state;
 	char peer_ip[INET6_ADDRSTRLEN];
+	struct anvil_key client; /* the client as --max-per-ip counts it */
+	int client_counted;      /* owes srv->anvil an anvil_disconnect() */
 	char local_ip[INET6_ADDRSTRLEN];
 	int peer_port, local_port;
 	char *helo; /* owned, or NULL */
@@ -95,7 +93,7 @@ struct smtp_session {
 	unsigned ext;           /* SMTP_EXT_* advertised in the last EHLO */
 	char *user;             /* owned: the authenticated identity, or NULL */
 	int auth_failures;      /* failed AUTH attempts */
-	enum smtp_sasl sasl;    /* AUTH exchange in progress */
+	struct smtp_sasl sasl;  /* the AUTH exchange in progress, if any */
 	int require_tls;        /* MAIL needs TLS (config or a hook) */
 	int tls_active;         /* the connection is encrypted */
 	int tls_wait;           /* a handshake is under way: no commands */
@@ -115,6 +113,7 @@ struct smtp_session {
 	int reaping;          /* on the reap list */
 	int linger_over;      /* closing: stop waiting for the last reply to drain */
 	int input_eof;        /* the client closed its side: close once all is answered */
+	size_t data_held;     /* message bytes held now, counted in srv->data_held */
 	double data_mark;     /* DATA: when the timer was last re-armed (ev_now) */
 	size_t data_bytes;    /* DATA: bytes since then */
 	int in_process;       /* inside smtp_session_process() */

@@ -247,6 +247,16 @@ tls_config_ref(struct tls_config *cfg)
 	return cfg;
 }
 
+int
+tls_config_reseed(struct tls_config *cfg)
+{
+	pid_t pid = getpid();
+
+	return mbedtls_ctr_drbg_reseed(&cfg->drbg, (const unsigned char *)&pid, sizeof(pid)) == 0 ?
+	    0 :
+	    -1;
+}
+
 void
 tls_config_unref(struct tls_config *cfg)
 {

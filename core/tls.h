@@ -38,6 +38,11 @@ struct tls_config *tls_config_new(
 struct tls_config *tls_config_ref(struct tls_config *);
 /* Drops a reference; the last one frees the config. NULL is a no-op. */
 void tls_config_unref(struct tls_config *);
+/* After fork(): gives this process's copy of cfg a random generator state
+ * of its own (fresh entropy, the pid as extra input), so processes that
+ * share a copy never make the same handshake keys. 0, or -1 when the
+ * entropy source failed (the copy must not be used then). */
+int tls_config_reseed(struct tls_config *);
 
 /* Starts a server-side context on fd, which the caller has made
  * non-blocking and keeps owning: tls_free() does not close it. Takes a

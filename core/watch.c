@@ -88,13 +88,18 @@ watch_new(struct ev_loop *loop, double settle, watch_cb *cb, void *arg)
 	return wa;
 }
 
+/* Forgets the files; with rm, also removes their watches from the inotify
+ * instance. watch_free() does not: closing the descriptor is enough, and a
+ * process forked from the owner shares the instance, so removing watches
+ * there would remove the owner's. */
 static void
-watch_clear(struct watch *wa)
+watch_clear(struct watch *wa, int rm)
 {
 	for (int i = 0; i < wa->nfiles; i++) {
 		/* Several files may share a directory's descriptor; removing it
 		 * twice fails harmlessly with EINVAL. */
-		(void)inotify_rm_watch(wa->fd, wa->files[i].wd);
+		if (rm)
+			(void)inotify_rm_watch(wa->fd, wa->files[i].wd);
 		free(wa->files[i].name);
 	}
 	wa->nfiles = 0;
@@ -105,7 +110,7 @@ watch_free(struct watch *wa)
 {
 	if (wa == NULL)
 		return;
-	watch_clear(wa);
+	watch_clear(wa, 0);
 	ev_io_stop(wa->loop, &wa->io);
 	ev_timer_stop(wa->loop, &wa->settle);
 	close(wa->fd);
@@ -118,7 +123,7 @@ watch_set(struct watch *wa, char *const *files)
 	char dir[PATH_MAX];
 	int rc = 0;
 
-	watch_clear(wa);
+	watch_clear(wa, 1);
 	for (; files != NULL && *files != NULL && wa->nfiles < WATCH_MAX; files++) {
 		const char *slash = strrchr(*files, '/');
 		struct watch_file *f = &wa->files[wa->nfiles];

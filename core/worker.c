@@ -6,9 +6,12 @@
 #include "worker.h"
 
 #include <signal.h>
-#include <sys/stat.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -19,8 +22,6 @@
 #include "smtp_session.h"
 #include "tls.h"
 #include "watch.h"
-
-#define WORKER_WATCH_SETTLE 0.2 /* editors write in steps: reload once it is quiet */
 
 struct worker {
 	struct ev_loop *loop;
@@ -35,16 +36,18 @@ struct worker {
 	struct watch *watch; /* --watch, or NULL */
 };
 
+int
+worker_watch_set(struct watch *watch, const struct config *cfg, const struct script *sc)
+{
+	char *only[2] = { (char *)cfg->script, NULL };
+
+	return watch_set(watch, sc != NULL && sc->files != NULL ? sc->files : only);
+}
+
 static void
 worker_watch_arm(struct worker *w)
 {
-	char *only[2] = { (char *)w->cfg->script, NULL };
-
-	if (w->watch == NULL)
-		return;
-	if (watch_set(w->watch,
-		w->srv.script != NULL && w->srv.script->files != NULL ? w->srv.script->files :
-									only) == -1)
+	if (w->watch != NULL && worker_watch_set(w->watch, w->cfg, w->srv.script) == -1)
 		log_warn(NULL, "server.watch error=\"some policy files cannot be watched\"");
 }
 
@@ -158,6 +161,54 @@ worker_script_opts(const struct config *cfg, struct script_opts *o)
 	o->budget.seconds = cfg->hook_timeout;
 	o->hostname = cfg->hostname;
 	o->capture_dir = cfg->capture_dir;
+}
+
+/* Seeds math.random from the kernel. Without it every worker forked from
+ * one master state would draw the same sequence (Lua's own seed is the
+ * time in seconds and an address, both the same in each copy). Only the
+ * library's own randomseed is called: a policy that replaced it gets no
+ * say here, outside any hook's budget. */
+static void
+worker_reseed_lua(struct script *sc, int index)
+{
+	lua_State *L = sc->L;
+	uint64_t seed[2];
+	int top = lua_gettop(L);
+
+	if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		seed[0] = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+		seed[1] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30);
+	}
+	lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+	lua_pushliteral(L, "math");
+	if (lua_rawget(L, -2) == LUA_TTABLE) {
+		lua_pushliteral(L, "randomseed");
+		if (lua_rawget(L, -2) == LUA_TFUNCTION && lua_iscfunction(L, -1)) {
+			lua_pushinteger(L, (lua_Integer)(seed[0] & INT64_MAX));
+			lua_pushinteger(L, (lua_Integer)(seed[1] & INT64_MAX));
+			if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+				log_warn(NULL, "worker.reseed worker=%d error=\"%s\"", index,
+				    lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+		}
+	}
+	lua_settop(L, top);
+}
+
+void
+worker_forked(int index, struct script *sc, struct tls_config **tls)
+{
+	if (sc != NULL)
+		worker_reseed_lua(sc, index);
+	/* The TLS config holds the random generator that makes every
+	 * handshake's keys: a copy shared with the master and the other
+	 * workers would repeat them. */
+	if (*tls != NULL && tls_config_reseed(*tls) == -1) {
+		log_error(NULL, "tls.reseed result=failed worker=%d", index);
+		_exit(1);
+	}
 }
 
 void

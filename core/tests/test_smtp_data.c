@@ -627,9 +627,41 @@ test_property(void)
 	    err_kinds[SMTP_DATA_ERR_BARE]);
 }
 
+/* An error set from outside (the owner's memory budget) gives the stored
+ * bytes back, stores nothing more, and the end of data is still found. */
+static void
+test_fail(void)
+{
+	struct smtp_data *d = smtp_data_new(1 << 20, SMTP_BARE_REJECT);
+	const char *first = "Subject: x\r\n\r\nfirst part\r\n";
+	const char *rest = "more body\r\n.\r\nNOOP\r\n";
+	size_t n, len;
+	int done = 0;
+
+	CHECK(d != NULL);
+	if (d == NULL)
+		return;
+	CHECK(smtp_data_feed(d, first, strlen(first), &done) == strlen(first) && !done);
+	CHECK(smtp_data_held(d) >= strlen(first));
+	smtp_data_fail(d, SMTP_DATA_ERR_STORAGE);
+	CHECK(smtp_data_held(d) == 0);
+	CHECK(smtp_data_error(d) == SMTP_DATA_ERR_STORAGE);
+	CHECK_STR(smtp_data_err_str(SMTP_DATA_ERR_STORAGE), "storage");
+	n = smtp_data_feed(d, rest, strlen(rest), &done);
+	CHECK(done);
+	CHECK(n == strlen("more body\r\n.\r\n"));
+	CHECK(smtp_data_held(d) == 0);
+	CHECK(smtp_data_steal(d, &len) == NULL);
+	/* The first error wins. */
+	smtp_data_fail(d, SMTP_DATA_ERR_NOMEM);
+	CHECK(smtp_data_error(d) == SMTP_DATA_ERR_STORAGE);
+	smtp_data_free(d);
+}
+
 int
 main(void)
 {
+	test_fail();
 	test_table();
 	test_api();
 	test_large();

@@ -327,3 +327,48 @@ describe("STARTTLS forgets what was learnt in plaintext #integration", function(
     assert.are.equal("250 2.0.0 connect=kept plaintext=nil max_size=5000\r\n", o.replies[2])
   end)
 end)
+
+describe("message data held in memory (--max-data-memory) #integration", function()
+  local srv
+  lazy_setup(function()
+    srv = assert(server.start({ args = { "--max-data-memory", "300000" } }))
+  end)
+  lazy_teardown(function() if srv then srv:stop() end end)
+
+  local function in_data(name, size)
+    local c = session(srv)
+    c:send("EHLO " .. name .. ".spec.test"):expect(250)
+    c:send("MAIL FROM:<a@spec.test>" .. (size and (" SIZE=" .. size) or "")):expect(250)
+    c:send("RCPT TO:<b@spec.test>"):expect(250)
+    return c
+  end
+  local line = ("x"):rep(998) .. "\r\n"
+
+  it("refuses DATA with 452 4.3.1 when the budget cannot take the announced SIZE, drops a "
+    .. "message that outgrows it, and takes both once memory is free again", function()
+    local a, b, c
+    finally(function()
+      for _, x in ipairs({ a, b, c }) do x:close() end
+    end)
+    a = in_data("a")
+    a:send("DATA"):expect(354)
+    a:send_raw(line:rep(100)) -- about 100 kB held, the final dot still to come
+    b = in_data("b", 200000)
+    b:send("DATA"):expect(452, "4.3.1")
+    assert.truthy(srv:wait_log("smtp.data_memory result=refused"))
+
+    c = in_data("c")
+    c:send("DATA"):expect(354)
+    c:send_raw(line:rep(200) .. ".\r\n"):expect(452, "4.3.1")
+    assert.truthy(srv:wait_log("smtp.data_memory result=dropped"))
+    c:send("NOOP"):expect(250)
+
+    a:send_raw(".\r\n"):expect(250, "2.0.0")
+    b:send("DATA"):expect(354)
+    b:send_raw(line:rep(150) .. ".\r\n"):expect(250, "2.0.0")
+    c:send("MAIL FROM:<a@spec.test>"):expect(250)
+    c:send("RCPT TO:<b@spec.test>"):expect(250)
+    c:send("DATA"):expect(354)
+    c:send_raw(line:rep(100) .. ".\r\n"):expect(250, "2.0.0")
+  end)
+end)

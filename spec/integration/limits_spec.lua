@@ -135,13 +135,17 @@ describe("--max-connections 2 #integration", function()
 end)
 
 describe("--max-per-ip 1 #integration", function()
-  local srv
+  local srv, exempt
   lazy_setup(function()
-    srv = assert(server.start({ args = { "--max-per-ip", "1" } }))
+    srv = assert(server.start({ args = { "--max-per-ip", "1", "--limit-exempt", "none" } }))
+    exempt = assert(server.start({ args = { "--max-per-ip", "1" } }))
   end)
-  lazy_teardown(function() if srv then srv:stop() end end)
+  lazy_teardown(function()
+    if srv then srv:stop() end
+    if exempt then exempt:stop() end
+  end)
 
-  it("refuses a second session from the same address with 421 and closes it", function()
+  it("refuses a second session from the same address with 421 4.7.0 and closes it", function()
     local a = assert(smtp.connect(srv))
     local b, other, again
     finally(function()
@@ -149,14 +153,53 @@ describe("--max-per-ip 1 #integration", function()
     end)
     a:expect(220)
     b = assert(smtp.connect(srv))
-    b:expect(421, "^4%.%d+%.%d+ ") -- README names no code; Postfix uses 421 4.7.0
+    b:expect(421, "4.7.0") -- as Postfix answers
     b:expect_closed()
+    assert.truthy(srv:wait_log("smtp.refuse peer=127.0.0.1 reason=max_per_ip"))
     -- another client address is a different client
     other = assert(smtp.connect(srv, { bind = "127.0.0.2" }))
     other:expect(220)
     a:send("QUIT"):expect(221)
     again = connect_until_greeted(srv)
     again:send("EHLO again.spec.test"):expect(250)
+  end)
+
+  it("spares loopback clients by default (--limit-exempt 127.0.0.0/8,::1/128)", function()
+    local a, b
+    finally(function()
+      for _, c in ipairs({ a, b }) do c:close() end
+    end)
+    a = assert(smtp.connect(exempt))
+    a:expect(220)
+    b = assert(smtp.connect(exempt))
+    b:expect(220)
+    b:send("EHLO two.spec.test"):expect(250)
+  end)
+end)
+
+describe("--max-conn-rate 3 #integration", function()
+  local srv
+  lazy_setup(function()
+    srv = assert(server.start({ args = { "--max-conn-rate", "3", "--limit-exempt", "none" } }))
+  end)
+  lazy_teardown(function() if srv then srv:stop() end end)
+
+  it("refuses the fourth connection of a minute from one address with 421 4.7.0, "
+    .. "counts another address apart", function()
+    for i = 1, 3 do
+      local c = assert(smtp.connect(srv))
+      c:expect(220)
+      c:send("QUIT"):expect(221)
+      c:close()
+    end
+    local c = assert(smtp.connect(srv))
+    finally(function() c:close() end)
+    c:expect(421, "4.7.0")
+    c:expect_closed()
+    assert.truthy(srv:wait_log("reason=max_conn_rate"))
+    local other = assert(smtp.connect(srv, { bind = "127.0.0.2" }))
+    other:expect(220)
+    other:close()
   end)
 end)
 
