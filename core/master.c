@@ -400,10 +400,7 @@ master_run(const struct config *cfg, struct worker_listen *ls, int nlisten, stru
 
 	ev_run(m.loop, 0);
 
-	ev_signal_stop(m.loop, &m.sigterm);
-	ev_signal_stop(m.loop, &m.sigint);
-	ev_signal_stop(m.loop, &m.sighup);
-	worker_ignore_signals();
+	worker_stop_signals(m.loop, &m.sigterm, &m.sigint, &m.sighup);
 	for (int i = 0; i < m.nworkers; i++) {
 		ev_child_stop(m.loop, &m.w[i].child);
 		ev_timer_stop(m.loop, &m.w[i].restart);

@@ -3,7 +3,11 @@
  * stop), hook (the Lua phase, which may finish now or later) and proceed
  * (apply the effects and send the success reply). Input is not processed
  * while a hook is pending, so a pipelining client cannot get ahead of the
- * policy; replies to a pipelined batch leave in one write. */
+ * policy; replies to a pipelined batch leave in one write.
+ * The file is long on purpose: the table, each verb's check and proceed,
+ * and the loop that drives them are one state machine, read together.
+ * Everything that is not (the door, SASL, reply formatting and pacing,
+ * what Lua sees) lives in its own module. */
 #include "smtp_session.h"
 
 #include <arpa/inet.h>

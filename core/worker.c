@@ -243,11 +243,20 @@ worker_stdio(struct worker *w)
 }
 
 void
-worker_ignore_signals(void)
+worker_stop_signals(struct ev_loop *loop, ev_signal *term, ev_signal *intr, ev_signal *hup)
 {
+	/* Stopping a signal's last watcher restores its default action: a
+	 * TERM arriving between that and SIG_IGN would kill the process
+	 * instead of letting it exit 0. Blocked meanwhile, it stays pending
+	 * and meets SIG_IGN. */
+	worker_block_signals(1);
+	ev_signal_stop(loop, term);
+	ev_signal_stop(loop, intr);
+	ev_signal_stop(loop, hup);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	worker_block_signals(0);
 }
 
 int
@@ -309,10 +318,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 		listener_free(w.listeners[i]);
 	watch_free(w.watch);
 	ev_timer_stop(w.loop, &w.drain);
-	ev_signal_stop(w.loop, &w.sigterm);
-	ev_signal_stop(w.loop, &w.sigint);
-	ev_signal_stop(w.loop, &w.sighup);
-	worker_ignore_signals();
+	worker_stop_signals(w.loop, &w.sigterm, &w.sigint, &w.sighup);
 	smtp_server_shutdown(&w.srv);
 	log_info(NULL, "worker.exit worker=%d", index);
 	return 0;

@@ -5,6 +5,8 @@
 #ifndef LUAMTA_WORKER_H
 #define LUAMTA_WORKER_H
 
+#include <ev.h>
+
 #include "config.h"
 
 #define WORKER_WATCH_SETTLE 0.2 /* editors write in steps: reload once it is quiet */
@@ -40,10 +42,10 @@ void worker_forked(int index, struct script *sc, struct tls_config **tls);
  * process's own watchers are in place, so an early TERM waits instead of
  * killing it or being lost. */
 void worker_block_signals(int block);
-/* After the loop: stopping the signal watchers restored the default
- * actions, so another TERM during clean-up would kill the process instead
- * of letting it exit 0. Ignore TERM, INT and HUP from then on. */
-void worker_ignore_signals(void);
+/* After the loop: stops the signal watchers and ignores TERM, INT and HUP
+ * from then on, so another TERM during clean-up cannot kill the process
+ * instead of letting it exit 0. */
+void worker_stop_signals(struct ev_loop *, ev_signal *term, ev_signal *intr, ev_signal *hup);
 
 /* Serves until stopped. sc and tls are a generation already loaded (their
  * references are taken over), or NULL to load them here. index numbers the

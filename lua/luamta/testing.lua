@@ -33,6 +33,16 @@
 -- A mismatch fails with the whole reply, the recent transcript and the last
 -- 40 lines of the server log. Every read has a timeout (M.TIMEOUT, 10 s) so
 -- a hung server fails the spec instead of hanging it.
+--
+-- Under a checking tool: $LUAMTA_WRAPPER holds command words (shell text,
+-- "{dir}" replaced by the server's directory) that start() and run() put in
+-- front of the binary, e.g. "valgrind -q --error-exitcode=99". When the tool
+-- also marks its reports with a fixed text, name it in $LUAMTA_WRAPPER_ERROR:
+-- stop() then fails when the server log contains it, which catches a report
+-- from a worker process (the master does not pass on a worker's status).
+-- $LUAMTA_TIMEOUT_SCALE (default 1) multiplies every default timeout (reads,
+-- start, stop, waits, run) for such slow runs; M.TIMEOUT_SCALE is that
+-- factor, for specs that pass timeouts of their own.
 local socket = require "socket"
 
 local M = {}
@@ -48,9 +58,14 @@ local debug_getupvalue, debug_getinfo = debug.getupvalue, debug.getinfo
 local math_type = math.type
 local gettime, select_, sleep = socket.gettime, socket.select, socket.sleep
 
-M.TIMEOUT = 10           -- seconds a client read may take
-local START_TIMEOUT = 20 -- seconds to wait for the ready file
-local STOP_TIMEOUT = 30  -- seconds to wait for the exit after TERM (LSan can be slow)
+local SCALE = tonumber(os_getenv("LUAMTA_TIMEOUT_SCALE") or "")
+if not SCALE or not (SCALE > 0) then SCALE = 1 end
+M.TIMEOUT_SCALE = SCALE
+M.TIMEOUT = 10 * SCALE           -- seconds a client read may take
+local START_TIMEOUT = 20 * SCALE -- seconds to wait for the ready file
+local STOP_TIMEOUT = 30 * SCALE  -- seconds to wait for the exit after TERM (LSan can be slow)
+local WAIT_TIMEOUT = 10 * SCALE  -- wait_log and wait_file
+local RUN_TIMEOUT = 60 * SCALE   -- run()
 local POLL = 0.02
 
 ---------------------------------------------------------------------------
@@ -145,6 +160,16 @@ local function env_prefix(env, dir)
     parts[#parts + 1] = k .. "=" .. q(v)
   end
   return "env " .. concat(parts, " ") .. " "
+end
+
+-- The shell text that goes in front of the binary: opts.wrapper (false for
+-- none), else $LUAMTA_WRAPPER, with "{dir}" replaced; "" without one.
+local function wrapper_prefix(opts, dir)
+  local w = opts.wrapper
+  if w == nil then w = os_getenv("LUAMTA_WRAPPER") end
+  if not w or w == "" then return "" end
+  if type(w) ~= "string" then error("wrapper must be a string or false", 3) end
+  return (w:gsub("{dir}", function() return dir end)) .. " "
 end
 
 -- Names of the files in a directory (sorted), or {} when it does not exist.
@@ -288,9 +313,9 @@ end
 
 -- Polls the log until at least `count` (default 1) lines match pats; returns
 -- the last matching line and all of them, or nil after `timeout` seconds
--- (default 10).
+-- (default 10, scaled).
 function Server:wait_log(pats, timeout, count)
-  local deadline = gettime() + (timeout or 10)
+  local deadline = gettime() + (timeout or WAIT_TIMEOUT)
   count = count or 1
   repeat
     local lines = self:log_lines(pats)
@@ -303,7 +328,7 @@ end
 -- Polls a file (relative to the server's directory) until it contains
 -- pattern (or exists, without one); returns its content or nil.
 function Server:wait_file(name, pattern, timeout)
-  local deadline = gettime() + (timeout or 10)
+  local deadline = gettime() + (timeout or WAIT_TIMEOUT)
   local path = name:sub(1, 1) == "/" and name or (self.dir .. "/" .. name)
   repeat
     local data = read_file(path)
@@ -396,15 +421,24 @@ function Server:__gc()
 end
 
 -- TERM, wait for the exit, assert exit status 0 (this is where a crash, a
--- leak found by LeakSanitizer or an ASan/UBSan report fails the spec),
+-- leak found by LeakSanitizer or an ASan/UBSan report fails the spec) and,
+-- under a wrapper with $LUAMTA_WRAPPER_ERROR, a log free of that text;
 -- remove the directory. Calling it again returns the same status.
 function Server:stop(sig)
   local status = self:terminate(sig)
-  local log = self.cleaned and "" or self:log_tail(60)
+  local full = self.cleaned and "" or self:log()
+  local log = last_lines(full, 60)
+  local marker = self.wrapper_error
   self:cleanup()
   if status ~= 0 then
     error("luamta (" .. self.dir .. ") exited with status " .. tostring(status)
       .. " instead of 0; last log lines:\n" .. log, 2)
+  end
+  local at = marker and full:find(marker, 1, true)
+  if at then
+    error("luamta (" .. self.dir .. ") exited with status 0 but its log holds a report"
+      .. " of the wrapper (" .. marker .. "); from the first one:\n"
+      .. full:sub(at, at + 4000), 2)
   end
   return status
 end
@@ -421,6 +455,8 @@ end
 --   listen        list of --listen values (default { "127.0.0.1:0" })
 --   workers       N: run a master and N workers (default: --foreground)
 --   bin           the binary (default $LUAMTA_BIN, else luamta on PATH)
+--   wrapper       shell words in front of the binary (default
+--                 $LUAMTA_WRAPPER; false: none)
 -- Returns srv (srv.port, srv.host, srv.dir, srv.pid, srv.listeners), or nil
 -- and an error with the command and the log tail.
 function M.start(opts)
@@ -470,7 +506,8 @@ function M.start(opts)
   local quoted = {}
   for i, a in ipairs(args) do quoted[i] = q(a) end
   -- The wrapper shell records the server's pid and, once it exits, its status.
-  local inner = env_prefix(opts.env, dir) .. q(bin) .. " " .. concat(quoted, " ")
+  local inner = env_prefix(opts.env, dir) .. wrapper_prefix(opts, dir)
+    .. q(bin) .. " " .. concat(quoted, " ")
     .. " </dev/null >" .. q(dir .. "/stdout") .. " 2>" .. q(dir .. "/log")
     .. " & echo $! >" .. q(dir .. "/pid.tmp") .. "; mv " .. q(dir .. "/pid.tmp")
     .. " " .. q(dir .. "/pid") .. "; wait $!; echo $? >" .. q(dir .. "/exit.tmp")
@@ -482,8 +519,10 @@ function M.start(opts)
     return nil, "cannot run: " .. cmd
   end
 
+  local marker = os_getenv("LUAMTA_WRAPPER_ERROR")
+  if wrapper_prefix(opts, dir) == "" or marker == "" then marker = nil end
   local srv = setmetatable({ dir = dir, args = args, script = script,
-    capture_dir = capture_dir }, Server)
+    capture_dir = capture_dir, wrapper_error = marker }, Server)
   local deadline = gettime() + START_TIMEOUT
   while gettime() < deadline do
     if not srv.pid then
@@ -518,7 +557,8 @@ end
 -- Runs the binary to completion (--check, --version, bad scripts).
 -- Returns exit status, stdout, stderr. opts.env: extra environment;
 -- opts.cwd: working directory (default the source dir); opts.bin;
--- opts.timeout: seconds before it is killed (default 60; status 137).
+-- opts.wrapper (as for start); opts.timeout: seconds before it is killed
+-- (default 60, scaled; status 137).
 function M.run(args, opts)
   opts = opts or {}
   local bin = opts.bin and absolute(opts.bin) or M.bin()
@@ -526,7 +566,8 @@ function M.run(args, opts)
   local quoted = {}
   for i, a in ipairs(args) do quoted[i] = q(a) end
   local cmd = "cd " .. q(opts.cwd or source_dir()) .. " && " .. env_prefix(opts.env, dir)
-    .. "timeout -s KILL " .. tostring(opts.timeout or 60) .. " " .. q(bin) .. " " .. concat(quoted, " ")
+    .. "timeout -s KILL " .. tostring(opts.timeout or RUN_TIMEOUT) .. " "
+    .. wrapper_prefix(opts, dir) .. q(bin) .. " " .. concat(quoted, " ")
     .. " </dev/null >" .. q(dir .. "/stdout") .. " 2>" .. q(dir .. "/stderr")
   local _, _, code = os_execute(cmd)
   local out, err = read_file(dir .. "/stdout") or "", read_file(dir .. "/stderr") or ""
