@@ -312,7 +312,8 @@ conn_new_pair(struct ev_loop *loop, int fd, int wfd, conn_cb *cb, void *arg)
 	if (wfd != fd && (fl = fcntl(wfd, F_GETFL)) != -1)
 		(void)fcntl(wfd, F_SETFL, fl | O_NONBLOCK);
 	/* One write per reply batch, no Nagle delay against the client's
-	 * delayed ACK (STYLE 12). Fails harmlessly on a non-TCP socket. */
+	 * delayed ACK (a client waits about 40 ms per multi-line reply otherwise).
+	 * Fails harmlessly on a non-TCP socket. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->loop = loop;
 	c->fd = fd;

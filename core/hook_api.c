@@ -2,7 +2,10 @@
  * module, the session handle "luamta.session" and the message handle
  * "luamta.message". Handles are userdata holding a session pointer that the
  * session clears when it (or the on_message phase) ends; every access checks
- * it, so a handle kept in a global raises instead of touching freed memory. */
+ * it, so a handle kept in a global raises instead of touching freed memory.
+ * One file for the whole face (a little over 800 lines): the handles share
+ * their checks and helpers and are registered together, and splitting them
+ * would make the two halves call each other. */
 #include "hook_api.h"
 
 #include <ctype.h>
