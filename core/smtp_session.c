@@ -146,6 +146,12 @@ smtp_reply_paced(struct smtp_session *s, int code, const char *enh, const char *
 	char out[SMTP_REPLY_MAX];
 	size_t n = smtp_reply_build(s, out, sizeof(out), code, enh, text);
 
+	/* One line that is not cut off has nothing to pace: it goes out now,
+	 * so what follows it (a STARTTLS handshake) starts at once too. */
+	if (res->drop_after < 0 && memchr(out, '\n', n) == out + n - 1) {
+		smtp_reply_lines(s, code, enh, text);
+		return;
+	}
 	smtp_pace_free(s->pace);
 	s->pace = smtp_pace_new(
 	    s->srv->loop, s->conn, out, n, res->line_delay, res->drop_after, smtp_on_pace_end, s);
