@@ -544,13 +544,13 @@ hook_park(lua_State *L, const char *what)
 }
 
 int
-hook_sleepk(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k)
+hook_sleepk(lua_State *L, const char *what, double secs, lua_KContext ctx, lua_KFunction k)
 {
 	struct hook_run *run;
 
 	if (!(secs >= 0) || secs > 86400)
-		return luaL_error(L, "luamta.sleep: seconds must be from 0 to 86400");
-	run = hook_park(L, "luamta.sleep");
+		return luaL_error(L, "%s: seconds must be from 0 to 86400", what);
+	run = hook_park(L, what);
 	ev_timer_init(&run->sleep, hook_on_sleep, secs, 0);
 	run->sleep.data = run;
 	ev_timer_start(run->loop, &run->sleep);
@@ -560,5 +560,5 @@ hook_sleepk(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k)
 int
 hook_sleep(lua_State *L, double secs)
 {
-	return hook_sleepk(L, secs, 0, NULL);
+	return hook_sleepk(L, "luamta.sleep", secs, 0, NULL);
 }

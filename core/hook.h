@@ -82,10 +82,11 @@ void hook_run_free(struct hook_run *);
  * happen. The caller then arms its watcher and returns lua_yield(k); the
  * watcher's callback resumes the run. Returns the run being parked. */
 struct hook_run *hook_park(lua_State *L, const char *what);
-/* luamta.sleep(): parks the running hook for secs and yields; with k, the
- * continuation k(L, LUA_YIELD, ctx) runs when the time is up (a C function
- * that retries, such as mbox delivery waiting for a lock). */
-int hook_sleepk(lua_State *L, double secs, lua_KContext ctx, lua_KFunction k);
+/* Parks the running hook for secs and yields; with k, the continuation
+ * k(L, LUA_YIELD, ctx) runs when the time is up (a C function that retries,
+ * such as mbox delivery waiting for a lock). what names the call in
+ * errors. hook_sleep() is luamta.sleep(). */
+int hook_sleepk(lua_State *L, const char *what, double secs, lua_KContext ctx, lua_KFunction k);
 int hook_sleep(lua_State *L, double secs);
 /* Whether policy code is executing now. The script allocator enforces its
  * cap only then, so C code pushing arguments never meets a memory error

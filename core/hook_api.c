@@ -466,7 +466,8 @@ message_deliver_mbox_try(lua_State *L, int status, lua_KContext ctx)
 		 * script catches the error, the reply is still the 451 that
 		 * matches the untouched mailbox. The wake-up restores it. */
 		tx->delivery_failed = 1;
-		return hook_sleepk(L, (double)nap / 1000, 0, message_deliver_mbox_try);
+		return hook_sleepk(
+		    L, "msg:deliver_mbox", (double)nap / 1000, 0, message_deliver_mbox_try);
 	}
 	if (rc == DELIVERY_LOCKED) {
 		/* Out of time, no wait allowed, or a hook that cannot yield
@@ -690,7 +691,6 @@ hook_api_pending_init(struct smtp_session *s)
 {
 	s->pend.keywords_ref = LUA_NOREF;
 }
-
 
 void
 hook_api_push_params(lua_State *co, const char *params)
