@@ -31,6 +31,7 @@ struct hook_run {
 	ev_tstamp deadline; /* of the current resume */
 	ev_timer sleep;     /* luamta.sleep's timer */
 	int parked;         /* yielded in a waiting call; a watcher resumes it */
+	int exhausted;      /* a budget ran out: the run is being stopped */
 	int nres;           /* values returned (HOOK_MODE_RAW) */
 	int top;            /* L's stack top at creation, checked at free */
 	char *error;        /* owned: the failure's message, or NULL */
@@ -86,6 +87,12 @@ int
 hook_running(void)
 {
 	return hook_current != NULL;
+}
+
+int
+hook_exhausted(void)
+{
+	return hook_current != NULL && hook_current->exhausted;
 }
 
 const char *
@@ -182,6 +189,7 @@ hook_on_budget(lua_State *co, lua_Debug *ar)
 		return;
 	/* Fire on every instruction from now on, so a pcall in the script
 	 * cannot swallow the error and keep looping. */
+	run->exhausted = 1;
 	lua_sethook(co, hook_on_budget, LUA_MASKCOUNT, 1);
 	luaL_error(co, "%s exceeded its %s budget", run->name,
 	    run->slices > run->budget.instructions / HOOK_SLICE ? "instruction" : "time");

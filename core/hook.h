@@ -92,6 +92,9 @@ int hook_sleep(lua_State *L, double secs);
  * cap only then, so C code pushing arguments never meets a memory error
  * outside a protected call. */
 int hook_running(void);
+/* Whether the running hook has run out of its budget and is being
+ * stopped: its error goes up untouched (see script.c's xpcall). */
+int hook_exhausted(void);
 /* The session id of the running hook, or NULL (for luamta.log). */
 const char *hook_current_sid(void);
 

@@ -25,8 +25,9 @@
 #include "conn.h"
 #include "tls.h"
 
-#define HOOK_API_SESSION "luamta.session"
-#define HOOK_API_MESSAGE "luamta.message"
+#define HOOK_API_SESSION     "luamta.session"
+#define HOOK_API_MESSAGE     "luamta.message"
+#define HOOK_API_PREPEND_MAX 65536 /* header bytes msg:prepend_header may add */
 
 struct hook_api_handle {
 	struct smtp_session *s; /* borrowed; NULL once the session is gone */
@@ -355,6 +356,12 @@ message_prepend_header(lua_State *L)
 	    memchr(value, '\0', vlen) != NULL)
 		return luaL_error(L, "prepend_header: the value must not contain CR, LF or NUL");
 	add = nlen + 2 + vlen + 2;
+	/* The message is held outside the script's memory cap and copied
+	 * whole each time: what scripts add to it is bounded. */
+	if (add > HOOK_API_PREPEND_MAX - tx->prepended)
+		return luaL_error(L,
+		    "prepend_header: at most %d bytes of header fields may be added",
+		    HOOK_API_PREPEND_MAX);
 	if ((msg = malloc(add + tx->msglen)) == NULL)
 		return luaL_error(L, "prepend_header: out of memory");
 	memcpy(msg, name, nlen);
@@ -366,6 +373,7 @@ message_prepend_header(lua_State *L)
 	free(tx->msg);
 	tx->msg = msg;
 	tx->msglen += add;
+	tx->prepended += add;
 	return 0;
 }
 

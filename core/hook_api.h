@@ -26,8 +26,7 @@ void hook_api_pending_init(struct smtp_session *);
 /* Pushes what the hook of kind receives: the session handle, then its
  * arguments from the pending command (keywords: the EHLO keyword lines,
  * '\n'-separated, for on_ehlo to edit). Returns how many it pushed. */
-int hook_api_push_args(
-    lua_State *co, struct smtp_session *, enum hook_kind, const char *keywords);
+int hook_api_push_args(lua_State *co, struct smtp_session *, enum hook_kind, const char *keywords);
 /* Cuts the message handle off (the on_message phase is over). */
 void hook_api_end_message(lua_State *L, struct smtp_session *);
 /* The greeting is out: remembers s.vars as on_connect left it (a shallow

@@ -71,13 +71,79 @@ script_panic(lua_State *L)
 	fatalx("lua panic: %s", msg != NULL ? msg : "(no message)");
 }
 
-/* Every hook's coroutine carries a count hook that enforces its budget;
- * debug.sethook() would take it away, and with it every limit on a loop. */
+/* Every hook's coroutine carries a count hook that enforces its budget:
+ * debug.sethook() would take it away, and with it every limit on a loop.
+ * The registry holds the handles' metatables and every reference the
+ * server keeps: debug.getregistry() would let a script break them. */
 static int
-script_no_sethook(lua_State *L)
+script_no_debug(lua_State *L)
 {
-	return luaL_error(
-	    L, "debug.sethook is not available to policies (the hook budget uses it)");
+	return luaL_error(L, "%s is not available to policies (luamta relies on it)",
+	    lua_tostring(L, lua_upvalueindex(1)));
+}
+
+/* xpcall's message handler runs where the error was raised. When that was
+ * the budget's own error, raised from the count hook, Lua runs no hooks
+ * there, and a handler that loops could never be stopped: the wrapper
+ * hands a budget error up untouched and calls the script's handler only
+ * for its own errors. */
+static int
+script_xpcall_msgh(lua_State *L)
+{
+	if (hook_exhausted())
+		return 1;
+	lua_settop(L, 1);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, 1, 1);
+	return 1;
+}
+
+/* After the protected call (now, or after a yield inside it): true and
+ * the results, or false and what the handler made of the error. The two
+ * slots below the results hold the function and the first result. */
+static int
+script_xpcall_done(lua_State *L, int status, lua_KContext base)
+{
+	if (status != LUA_OK && status != LUA_YIELD) {
+		lua_pushboolean(L, 0);
+		lua_pushvalue(L, -2);
+		return 2;
+	}
+	return lua_gettop(L) - (int)base;
+}
+
+static int
+script_xpcall(lua_State *L)
+{
+	int n = lua_gettop(L), status;
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushvalue(L, 2);
+	lua_pushcclosure(L, script_xpcall_msgh, 1);
+	lua_replace(L, 2);     /* [f msgh args...] */
+	lua_pushboolean(L, 1); /* the first result when all goes well */
+	lua_pushvalue(L, 1);   /* [f msgh args... true f] */
+	lua_rotate(L, 3, 2);   /* [f msgh true f args...] */
+	status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, script_xpcall_done);
+	return script_xpcall_done(L, status, 2);
+}
+
+/* Replaces the few library functions a policy must not have. */
+static void
+script_guard_libs(lua_State *L)
+{
+	static const char *const off[] = { "sethook", "getregistry" };
+
+	lua_getglobal(L, "debug");
+	for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
+		lua_pushfstring(L, "debug.%s", off[i]);
+		lua_pushcclosure(L, script_no_debug, 1);
+		lua_setfield(L, -2, off[i]);
+	}
+	lua_pop(L, 1);
+	lua_pushcfunction(L, script_xpcall);
+	lua_setglobal(L, "xpcall");
 }
 
 /* Puts lua/ (the build tree's, then the installed one) in front of
@@ -257,7 +323,8 @@ script_carry_shared(const struct script *prev, struct script *sc)
 	lua_pushliteral(from, LUA_LOADED_TABLE);
 	lua_rawget(from, LUA_REGISTRYINDEX);
 	lua_pushliteral(from, "luamta");
-	lua_rawget(from, -2);
+	if (lua_type(from, -2) == LUA_TTABLE)
+		lua_rawget(from, -2);
 	lua_pushliteral(from, "shared");
 	if (lua_type(from, -2) == LUA_TTABLE)
 		lua_rawget(from, -2);
@@ -327,25 +394,34 @@ script_collect_cf(lua_State *L)
 }
 
 /* The policy file and every Lua module it required that package.path
- * resolves to a file: what --watch watches. */
+ * resolves to a file: what --watch watches. package.searchpath may be the
+ * script's own function, so the listing runs under the load budget. */
 static void
-script_collect_files(struct script *sc)
+script_collect_files(struct script *sc, struct ev_loop *loop)
 {
-	lua_State *L = sc->L;
+	lua_State *L = sc->L, *co;
+	struct hook_run *run;
 	size_t n = 0;
 
 	if (sc->path != NULL)
 		script_add_file(sc, &n, sc->path);
-	lua_newtable(L);
-	lua_pushcfunction(L, script_collect_cf);
-	lua_pushvalue(L, -2);
-	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-		log_warn(NULL, "script.watch error=\"cannot list the modules the policy loaded\"");
-		lua_pop(L, 1);
+	lua_newtable(L); /* [files] */
+	run = hook_run_new(L, loop, HOOK_MODE_RAW, &sc->budget, "load", NULL, NULL, NULL);
+	if (run != NULL) {
+		co = hook_run_thread(run);
+		lua_pushcfunction(co, script_collect_cf);
+		lua_pushvalue(L, -1);
+		lua_xmove(L, co, 1);
+		if (hook_run_start(run, 1) != HOOK_DONE)
+			log_warn(NULL,
+			    "script.watch error=\"cannot list the modules the policy loaded: %s\"",
+			    hook_run_error(run));
+		hook_run_free(run);
 	}
 	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
 		lua_rawgeti(L, -1, i);
-		script_add_file(sc, &n, lua_tostring(L, -1));
+		if (lua_type(L, -1) == LUA_TSTRING)
+			script_add_file(sc, &n, lua_tostring(L, -1));
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
@@ -445,10 +521,7 @@ script_load(const struct script_opts *o, struct ev_loop *loop, const struct scri
 	}
 	lua_atpanic(sc->L, script_panic);
 	luaL_openlibs(sc->L);
-	lua_getglobal(sc->L, "debug");
-	lua_pushcfunction(sc->L, script_no_sethook);
-	lua_setfield(sc->L, -2, "sethook");
-	lua_pop(sc->L, 1);
+	script_guard_libs(sc->L);
 	script_set_path(sc->L);
 	hook_api_open(sc->L, o->hostname);
 	if (prev != NULL)
@@ -470,7 +543,7 @@ script_load(const struct script_opts *o, struct ev_loop *loop, const struct scri
 	if (script_resolve(sc, co, lua_gettop(co), err, errsz) == -1)
 		goto fail;
 	hook_run_free(run);
-	script_collect_files(sc);
+	script_collect_files(sc, loop);
 	return sc;
 fail:
 	hook_run_free(run);

@@ -74,8 +74,8 @@ smtp_pace_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 struct smtp_pace *
-smtp_pace_new(struct ev_loop *loop, struct conn *conn, const char *reply, size_t len,
-    double delay, int drop_after, smtp_pace_cb *done, void *arg)
+smtp_pace_new(struct ev_loop *loop, struct conn *conn, const char *reply, size_t len, double delay,
+    int drop_after, smtp_pace_cb *done, void *arg)
 {
 	struct smtp_pace *p;
 

@@ -43,7 +43,9 @@ smtp_reply_format(char *out, size_t outsz, int code, const char *enh, const char
 		else
 			r = snprintf(out + o, outsz - o, "%d%c%.*s\r\n", code,
 			    nl != NULL ? '-' : ' ', (int)ll, line);
-		if (r < 0 || (size_t)r >= outsz - o)
+		/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with
+		 * its CRLF, whatever the enhanced code added to it. */
+		if (r < 0 || (size_t)r >= outsz - o || r > SMTP_REPLY_LINE_MAX)
 			return 0;
 		o += (size_t)r;
 		line = nl != NULL ? nl + 1 : NULL;

@@ -12,6 +12,8 @@
 /* What formatting adds to a line of text at most: "250-", an enhanced code
  * "5.123.123 " and CRLF. */
 #define SMTP_REPLY_LINE_EXTRA 16
+/* One line of a reply with its CRLF (RFC 5321 4.5.3.1.5). */
+#define SMTP_REPLY_LINE_MAX 512
 
 /* The one check of a reply's size: 0 when nlines lines holding textlen
  * bytes of text in all are sure to fit SMTP_REPLY_MAX once formatted,
@@ -23,7 +25,8 @@ int smtp_reply_size_ok(size_t nlines, size_t textlen);
  * "250-" on all but the last. When enh is not NULL, every line carries an
  * enhanced status code (RFC 2034 3): its own if it has one, else that of
  * the first line, else enh. Returns the length, or 0 when the reply does
- * not fit in outsz bytes (nothing partial is ever returned). */
+ * not fit in outsz bytes or a line would pass SMTP_REPLY_LINE_MAX (nothing
+ * partial is ever returned). */
 size_t smtp_reply_format(char *out, size_t outsz, int code, const char *enh, const char *text);
 
 #endif

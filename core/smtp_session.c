@@ -180,10 +180,10 @@ smtp_reply_hook(struct smtp_session *s, const struct hook_result *res, int code,
     const char *text)
 {
 	if (res != NULL && res->code != 0) {
-		static const char *const class_enh[] = { "2.0.0", "2.0.0", "2.0.0", "2.0.0",
-			"4.0.0", "5.0.0" };
+		static const char *const class_enh[] = { NULL, NULL, "2.0.0", NULL, "4.0.0",
+			"5.0.0" };
 		/* Every custom reply carries an enhanced code (RFC 2034 3) but
-		 * the greeting, which RFC 2034 leaves without one. */
+		 * 220 and 354, which RFC 2034 leaves without one. */
 		const char *renh = res->code == 220 ? NULL : class_enh[res->code / 100];
 		const char *rtext = res->text != NULL ? res->text :
 		    res->code < 400                   ? "Ok" :

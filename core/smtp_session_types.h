@@ -60,6 +60,7 @@ struct smtp_tx {
 	size_t msglen;
 	int delivery_failed; /* a deliverer failed in on_message */
 	int delivered;       /* deliverers that wrote the message in on_message */
+	size_t prepended;    /* header bytes msg:prepend_header added */
 };
 
 struct smtp_cmd;

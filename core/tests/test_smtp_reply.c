@@ -58,7 +58,9 @@ static void
 test_size_ok(void)
 {
 	static char text[SMTP_REPLY_MAX * 2], out[SMTP_REPLY_MAX];
-	static const size_t lens[] = { 0, 1, 100, 300, 490, 506 };
+	/* Up to 496 bytes, so that no line passes 512 octets with the
+	 * longest code added (test_line_limit covers that). */
+	static const size_t lens[] = { 0, 1, 100, 300, 490, 496 };
 
 	CHECK(smtp_reply_size_ok(1, 506) == 0);
 	CHECK(smtp_reply_size_ok(SMTP_REPLY_MAX, 0) == -1);
@@ -84,9 +86,36 @@ test_size_ok(void)
 	CHECK(smtp_reply_size_ok(17, 17 * 500) == -1);
 }
 
+/* RFC 5321 4.5.3.1.5: no line over 512 octets with its CRLF, however the
+ * enhanced code added to it makes it grow. */
+static void
+test_line_limit(void)
+{
+	char text[600], out[SMTP_REPLY_MAX];
+	size_t n;
+
+	memset(text, 'x', 496);
+	text[496] = '\0';
+	n = smtp_reply_format(out, sizeof(out), 550, "5.123.123", text);
+	CHECK(n == 512);
+	memset(text, 'x', 497);
+	text[497] = '\0';
+	CHECK(smtp_reply_format(out, sizeof(out), 550, "5.123.123", text) == 0);
+	CHECK(smtp_reply_format(out, sizeof(out), 550, "5.0.0", text) == 4 + 6 + 497 + 2);
+	/* A line with its own code gets none added: 506 bytes of text fit. */
+	memcpy(text, "5.1.1 ", 6);
+	memset(text + 6, 'x', 500);
+	text[506] = '\0';
+	CHECK(smtp_reply_format(out, sizeof(out), 550, "5.0.0", text) == 512);
+	/* The second line of a reply counts on its own. */
+	snprintf(text, sizeof(text), "ok\n%0507d", 0);
+	CHECK(smtp_reply_format(out, sizeof(out), 250, NULL, text) == 0);
+}
+
 int
 main(void)
 {
+	test_line_limit();
 	test_format();
 	test_never_partial();
 	test_size_ok();

@@ -244,3 +244,82 @@ describe("budgets policy code cannot escape #integration", function()
     c2:send("EHLO b.spec.test"):expect(250)
   end)
 end)
+
+-- Found by the hostile-policy fuzz target (core/fuzz/hostile.lua).
+describe("what the hostile fuzz target found #integration", function()
+  it("stops a loop in an xpcall message handler entered by the budget's error", function()
+    local srv, defer = start(finally, { args = { "--hook-timeout", "1" }, hooks = {
+      on_helo = function(s, name)
+        xpcall(function() while true do end end, function(e) while true do end end)
+        return 250
+      end,
+      on_ehlo = function(s, name)
+        local ok, err = xpcall(function() error("mine", 0) end, function(e) return "handled " .. e end)
+        return 250, tostring(ok) .. " " .. err
+      end,
+    } })
+    local c = connect(srv, defer)
+    c:send("HELO a.spec.test"):expect(451, "4.3.0")
+    -- the script's own errors still reach its handler
+    local r = c:send("EHLO a.spec.test"):expect(250)
+    assert.matches("false handled mine", r.lines[1], 1, true)
+  end)
+
+  it("refuses debug.getregistry: the handles' metatables live there", function()
+    local srv, defer = start(finally, { hooks = {
+      on_helo = function(s, name)
+        local ok, err = pcall(function() debug.getregistry()["luamta.message"] = 42 end)
+        return 250, tostring(ok) .. " " .. tostring(err):gsub("^.-: ", "")
+      end,
+    } })
+    local c = connect(srv, defer)
+    local r = c:send("HELO a.spec.test"):expect(250)
+    assert.matches("false debug.getregistry is not available", r.lines[1], 1, true)
+    c:message("a@spec.test", "b@spec.test", "Subject: x\r\n\r\ny\r\n"):expect(250)
+  end)
+
+  it("answers 451 rather than put a reply line over 512 octets on the wire", function()
+    local srv, defer = start(finally, { hooks = {
+      on_helo = function(s, name) return 250, ("x"):rep(506) end,
+      on_data = function(s) return 354, ("y"):rep(506) end,
+    } })
+    local c = connect(srv, defer)
+    c:send("HELO a.spec.test"):expect(451, "4.3.0")
+    c:send("EHLO a.spec.test"):expect(250)
+    c:send("MAIL FROM:<a@spec.test>"):expect(250)
+    c:send("RCPT TO:<b@spec.test>"):expect(250)
+    local r = c:send("DATA"):expect(354)
+    assert.are.equal(("y"):rep(506), r.lines[1])
+    assert(srv:wait_log("smtp.reply_too_long code=250"))
+  end)
+
+  it("bounds what msg:prepend_header may add", function()
+    local srv, defer = start(finally, { hooks = {
+      on_message = function(s, msg)
+        local big = ("v"):rep(1000)
+        local ok, err = pcall(function()
+          for _ = 1, 100 do msg:prepend_header("X-Big", big) end
+        end)
+        return 250, "2.0.0 " .. tostring(ok) .. " " .. tostring(err):gsub("^.-: ", "")
+          .. " size=" .. msg.size
+      end,
+    } })
+    local c = connect(srv, defer)
+    c:send("EHLO a.spec.test"):expect(250)
+    local r = c:message("a@spec.test", "b@spec.test", "Subject: x\r\n\r\ny\r\n"):expect(250)
+    assert.matches("false prepend_header: at most 65536 bytes", r.lines[1], 1, true)
+    local size = tonumber(r.lines[1]:match("size=(%d+)"))
+    assert.is_true(size < 65536 + 100, r.lines[1])
+  end)
+
+  it("loads a policy whose package.searchpath loops: the module listing has a budget", function()
+    local dir = server.mkdtemp()
+    local path = dir .. "/policy.lua"
+    server.write_file(path, "package.searchpath = function() while true do end end\nreturn {}\n")
+    local code, out, err = server.run({ "--check", "--hook-timeout", "1", "--script", path })
+    server.rmtree(dir)
+    assert.are.equal(0, code, err)
+    assert.matches("OK ", out, 1, true)
+    assert.matches("cannot list the modules", err, 1, true)
+  end)
+end)
