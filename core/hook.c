@@ -260,10 +260,15 @@ hook_run_free(struct hook_run *run)
 	 * the thread, then lets the collector have it. Their __close
 	 * metamethods are policy code: they run under a fresh time budget
 	 * (and whatever is left of the instruction budget), so one that
-	 * loops is cut short like a hook. */
-	prev = hook_enter(run);
-	hook_closethread(run->co, run->L);
-	hook_leave(prev);
+	 * loops is cut short like a hook. A run that returned has none, and
+	 * skips the budget's bookkeeping. */
+	if (lua_status(run->co) == LUA_OK)
+		hook_closethread(run->co, run->L);
+	else {
+		prev = hook_enter(run);
+		hook_closethread(run->co, run->L);
+		hook_leave(prev);
+	}
 	luaL_unref(run->L, LUA_REGISTRYINDEX, run->co_ref);
 	if (lua_gettop(run->L) != run->top)
 		log_warn(run->sid[0] ? run->sid : NULL, "hook.stack name=%s expected=%d got=%d",

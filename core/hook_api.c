@@ -33,6 +33,8 @@ struct hook_api_handle {
 	struct smtp_session *s; /* borrowed; NULL once the session is gone */
 };
 
+static void hook_api_push_params(lua_State *co, const char *params);
+
 static struct smtp_session *
 hook_api_check(lua_State *L, int idx, const char *tname)
 {
@@ -700,7 +702,9 @@ hook_api_pending_init(struct smtp_session *s)
 	s->pend.keywords_ref = LUA_NOREF;
 }
 
-void
+/* Pushes a table of ESMTP parameters parsed from params (may be NULL):
+ * upper-cased keyword -> value, or true without a value. */
+static void
 hook_api_push_params(lua_State *co, const char *params)
 {
 	char copy[SMTP_CMD_LINE_MAX];
@@ -786,7 +790,7 @@ hook_api_take_keywords(lua_State *L, struct smtp_session *s)
 				ok = kw[j] >= 32 && kw[j] <= 126;
 			if (ok && pass == 0 &&
 			    smtp_reply_size_ok(kept + 2, total + len + SMTP_REPLY_TEXT_MAX) == -1) {
-				log_warn(hook_current_sid(),
+				log_warn(s->sid,
 				    "hook.invalid hook=on_ehlo error=\"keywords past the reply "
 				    "size limit dropped\" dropped=%zu",
 				    n - i + 1);

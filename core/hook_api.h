@@ -38,9 +38,6 @@ void hook_api_forget(lua_State *L, struct smtp_session *);
 /* Cuts every handle of the session off and releases them. */
 void hook_api_release(lua_State *L, struct smtp_session *);
 
-/* Pushes a table of ESMTP parameters parsed from params (may be NULL):
- * upper-cased keyword -> value, or true without a value. */
-void hook_api_push_params(lua_State *co, const char *params);
 /* The EHLO keyword list as on_ehlo left it, or NULL when no list was
  * handed to a hook (or out of memory): the valid entries (printable ASCII,
  * 1-500 bytes, as many as fit a reply) joined by '\n', malloc'ed. The
