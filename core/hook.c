@@ -31,6 +31,8 @@ struct hook_run {
 	ev_tstamp deadline; /* of the current resume */
 	ev_timer sleep;     /* luamta.sleep's timer */
 	int parked;         /* yielded in a waiting call; a watcher resumes it */
+	hook_cancel_cb *cancel; /* the waiting call's, while parked */
+	void *cancel_arg;
 	int exhausted;      /* a budget ran out: the run is being stopped */
 	int nres;           /* values returned (HOOK_MODE_RAW) */
 	int top;            /* L's stack top at creation, checked at free */
@@ -227,6 +229,20 @@ hook_run_new(lua_State *L, struct ev_loop *loop, enum hook_mode mode,
 	return run;
 }
 
+/* The run stops waiting without being woken: its watchers are stopped and
+ * the waiting call lets go of it. */
+static void
+hook_unpark(struct hook_run *run)
+{
+	hook_cancel_cb *cancel = run->cancel;
+
+	ev_timer_stop(run->loop, &run->sleep);
+	run->parked = 0;
+	run->cancel = NULL;
+	if (cancel != NULL)
+		cancel(run->cancel_arg);
+}
+
 lua_State *
 hook_run_thread(struct hook_run *run)
 {
@@ -254,8 +270,7 @@ hook_run_free(struct hook_run *run)
 		return;
 	if (hook_current == run)
 		hook_current = NULL;
-	ev_timer_stop(run->loop, &run->sleep);
-	run->parked = 0;
+	hook_unpark(run);
 	/* Closes pending to-be-closed variables of a parked run and empties
 	 * the thread, then lets the collector have it. Their __close
 	 * metamethods are policy code: they run under a fresh time budget
@@ -476,6 +491,7 @@ hook_resume(struct hook_run *run, int nargs)
 	int status, nres = 0;
 
 	run->parked = 0;
+	run->cancel = NULL;
 	prev = hook_enter(run);
 	status = lua_resume(run->co, run->L, nargs, &nres);
 	hook_leave(prev);
@@ -483,8 +499,7 @@ hook_resume(struct hook_run *run, int nargs)
 	 * reached another budget check: the overrun still counts. */
 	if ((status == LUA_OK || status == LUA_YIELD) && ev_time() > run->deadline) {
 		lua_settop(run->co, 0);
-		ev_timer_stop(run->loop, &run->sleep);
-		run->parked = 0;
+		hook_unpark(run);
 		lua_pushfstring(run->co, "%s exceeded its time budget", run->name);
 		status = LUA_ERRRUN;
 	}
@@ -517,21 +532,37 @@ hook_run_start(struct hook_run *run, int nargs)
 	return hook_resume(run, nargs);
 }
 
-static void
-hook_on_sleep(struct ev_loop *loop, ev_timer *w, int revents)
+void
+hook_wake(struct hook_run *run, int nvalues)
 {
-	struct hook_run *run = w->data;
-
-	(void)loop;
-	(void)revents;
 	ev_timer_stop(run->loop, &run->sleep);
-	if (hook_resume(run, 0) == HOOK_PENDING)
+	if (hook_resume(run, nvalues) == HOOK_PENDING)
 		return;
 	run->done(run, run->arg);
 }
 
+static void
+hook_on_sleep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	hook_wake(w->data, 0);
+}
+
+struct ev_loop *
+hook_run_loop(const struct hook_run *run)
+{
+	return run->loop;
+}
+
+const char *
+hook_run_sid(const struct hook_run *run)
+{
+	return run->sid;
+}
+
 struct hook_run *
-hook_park(lua_State *L, const char *what)
+hook_park(lua_State *L, const char *what, hook_cancel_cb *cancel, void *arg)
 {
 	struct hook_run *run = hook_current;
 
@@ -553,6 +584,8 @@ hook_park(lua_State *L, const char *what)
 	else if (run->parked)
 		luaL_error(L, "%s: the hook is already waiting", what);
 	run->parked = 1;
+	run->cancel = cancel;
+	run->cancel_arg = arg;
 	return run;
 }
 
@@ -563,7 +596,7 @@ hook_sleepk(lua_State *L, const char *what, double secs, lua_KContext ctx, lua_K
 
 	if (!(secs >= 0) || secs > 86400)
 		return luaL_error(L, "%s: seconds must be from 0 to 86400", what);
-	run = hook_park(L, what);
+	run = hook_park(L, what, NULL, NULL);
 	ev_timer_init(&run->sleep, hook_on_sleep, secs, 0);
 	run->sleep.data = run;
 	ev_timer_start(run->loop, &run->sleep);

@@ -13,7 +13,7 @@
 
 enum hook_status {
 	HOOK_DONE = 0, /* finished; the result is ready */
-	HOOK_PENDING,  /* parked (luamta.sleep); the done callback follows */
+	HOOK_PENDING,  /* parked in a waiting call; the done callback follows */
 	HOOK_FAILED,   /* error, budget or memory: logged; result is HOOK_ERROR */
 };
 const char *hook_status_str(enum hook_status);
@@ -75,13 +75,30 @@ int hook_run_nresults(const struct hook_run *);
  * closed and released). NULL is a no-op. */
 void hook_run_free(struct hook_run *);
 
-/* The one way a hook waits. A waiting call (luamta.sleep, and every later
- * one) calls hook_park() first: it raises a Lua error unless L is the
- * running hook's own coroutine and may yield here (not inside a metamethod
- * or a callback called from C), so nothing is armed for a yield that cannot
- * happen. The caller then arms its watcher and returns lua_yield(k); the
- * watcher's callback resumes the run. Returns the run being parked. */
-struct hook_run *hook_park(lua_State *L, const char *what);
+/* The one way a hook waits. A waiting call (luamta.sleep, a DNS query, a
+ * socket read...) calls hook_park() first: it raises a Lua error unless L is
+ * the running hook's own coroutine and may yield here (not inside a
+ * metamethod or a callback called from C), so nothing is armed for a yield
+ * that cannot happen. The caller then arms its watcher and returns
+ * lua_yield(L, 0) (or lua_yieldk); the watcher's callback pushes the call's
+ * results onto hook_run_thread(run) and calls hook_wake().
+ * When the run ends while parked (its session closed, the server shut
+ * down), cancel(arg) is called once, before the thread is closed: it stops
+ * the watcher and forgets the run, which must never be woken after that.
+ * cancel may be NULL when the caller's watcher is the run's own (sleep).
+ * Returns the run being parked. */
+typedef void hook_cancel_cb(void *arg);
+struct hook_run *hook_park(lua_State *L, const char *what, hook_cancel_cb *cancel, void *arg);
+/* Resumes a parked run with the nvalues values on top of its thread as the
+ * waiting call's results. The run may park again, or end: then its done
+ * callback runs, which may free the run and whatever owns it (the session).
+ * The caller must not touch either afterwards, and must not call this from
+ * inside Lua code (only from a watcher's callback). */
+void hook_wake(struct hook_run *, int nvalues);
+/* The loop the run's watchers belong to. */
+struct ev_loop *hook_run_loop(const struct hook_run *);
+/* The session id the run serves ("" for none), for the logs of a module. */
+const char *hook_run_sid(const struct hook_run *);
 /* Parks the running hook for secs and yields; with k, the continuation
  * k(L, LUA_YIELD, ctx) runs when the time is up (a C function that retries,
  * such as mbox delivery waiting for a lock). what names the call in
