@@ -92,6 +92,12 @@ hook_running(void)
 }
 
 int
+hook_loading(void)
+{
+	return hook_current != NULL && hook_current->mode == HOOK_MODE_RAW;
+}
+
+int
 hook_exhausted(void)
 {
 	return hook_current != NULL && hook_current->exhausted;
@@ -520,6 +526,10 @@ hook_resume(struct hook_run *run, int nargs)
 	}
 	if (run->mode == HOOK_MODE_RAW) {
 		run->nres = nres;
+		return HOOK_DONE;
+	}
+	if (run->mode == HOOK_MODE_TASK) {
+		lua_pop(run->co, nres);
 		return HOOK_DONE;
 	}
 	hook_map_result(run, nres);

@@ -54,6 +54,7 @@ typedef void hook_done_cb(struct hook_run *, void *arg);
 enum hook_mode {
 	HOOK_MODE_POLICY = 0, /* map the return values to a hook_result */
 	HOOK_MODE_RAW,        /* leave them on the thread (script loading) */
+	HOOK_MODE_TASK,       /* drop them (luamta.every) */
 };
 
 /* A run of a function on a new thread of L. name ("on_rcpt") and sid are
@@ -109,6 +110,8 @@ int hook_sleep(lua_State *L, double secs);
  * cap only then, so C code pushing arguments never meets a memory error
  * outside a protected call. */
 int hook_running(void);
+/* Whether the policy file is being loaded now (a HOOK_MODE_RAW run). */
+int hook_loading(void);
 /* Whether the running hook has run out of its budget and is being
  * stopped: its error goes up untouched (see script.c's xpcall). */
 int hook_exhausted(void);

@@ -18,6 +18,7 @@
 #include <lauxlib.h>
 
 #include "delivery.h"
+#include "every.h"
 #include "log.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
@@ -866,6 +867,7 @@ static const luaL_Reg api_funcs[] = {
 	{ "sleep", api_sleep },
 	{ "log", api_log },
 	{ "append", api_append },
+	{ "every", every_register },
 	{ NULL, NULL },
 };
 

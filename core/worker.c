@@ -16,6 +16,7 @@
 
 #include <ev.h>
 
+#include "every.h"
 #include "listener.h"
 #include "log.h"
 #include "script.h"
@@ -34,6 +35,7 @@ struct worker {
 	ev_signal sigterm, sigint, sighup;
 	ev_timer drain;
 	struct watch *watch; /* --watch, or NULL */
+	struct every *every; /* the generation in force's luamta.every tasks */
 };
 
 int
@@ -75,6 +77,8 @@ worker_reload(struct worker *w, const char *why)
 			log_info(NULL, "server.reload result=ok why=%s worker=%d generation=%u",
 			    why, w->index, sc->generation);
 			smtp_server_set_script(&w->srv, sc);
+			every_stop(w->every);
+			w->every = every_start(sc, w->loop);
 		}
 	}
 	/* A renewed certificate needs no restart; a bad one keeps the old. */
@@ -141,6 +145,8 @@ worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 	w->nlisteners = 0;
 	watch_free(w->watch);
 	w->watch = NULL;
+	every_stop(w->every);
+	w->every = NULL;
 	ev_signal_stop(loop, &w->sighup);
 	if (w->srv.nsessions == 0) {
 		ev_break(loop, EVBREAK_ALL);
@@ -308,6 +314,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 			fatal("--watch: inotify");
 		worker_watch_arm(&w);
 	}
+	w.every = every_start(w.srv.script, w.loop);
 	log_info(NULL, "worker.ready worker=%d pid=%d", index, (int)getpid());
 	if (cfg->stdio)
 		worker_stdio(&w);
@@ -317,6 +324,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	for (int i = 0; i < w.nlisteners; i++)
 		listener_free(w.listeners[i]);
 	watch_free(w.watch);
+	every_stop(w.every);
 	ev_timer_stop(w.loop, &w.drain);
 	worker_stop_signals(w.loop, &w.sigterm, &w.sigint, &w.sighup);
 	smtp_server_shutdown(&w.srv);
