@@ -13,7 +13,7 @@
 #include "log.h"
 #include "script.h"
 
-#define EVERY_MAX 64          /* tasks per policy */
+#define EVERY_MAX      64     /* tasks per policy */
 #define EVERY_MIN_SECS 0.01   /* a shorter period would only burn the budget */
 #define EVERY_MAX_SECS 604800 /* a week */
 
@@ -45,8 +45,8 @@ every_register(lua_State *L)
 	if (!hook_loading())
 		return luaL_error(L, "luamta.every can only be called while the policy loads");
 	if (!(secs >= EVERY_MIN_SECS && secs <= EVERY_MAX_SECS))
-		return luaL_error(L, "luamta.every: seconds must be from %f to %d",
-		    EVERY_MIN_SECS, EVERY_MAX_SECS);
+		return luaL_error(L, "luamta.every: seconds must be from %f to %d", EVERY_MIN_SECS,
+		    EVERY_MAX_SECS);
 	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &every_key) != LUA_TTABLE) {
 		lua_pop(L, 1);
 		lua_newtable(L);
@@ -86,8 +86,8 @@ every_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		log_debug(NULL, "every.skip task=%s why=\"the previous run still waits\"", t->name);
 		return;
 	}
-	run = hook_run_new(
-	    sc->L, loop, HOOK_MODE_TASK, &sc->budget, t->name, NULL, every_on_done, t);
+	run =
+	    hook_run_new(sc->L, loop, HOOK_MODE_TASK, &sc->budget, t->name, NULL, every_on_done, t);
 	if (run == NULL) {
 		log_warn(NULL, "every.skip task=%s why=\"out of memory\"", t->name);
 		return;

@@ -27,21 +27,35 @@ struct hook_run {
 	struct ev_loop *loop;
 	enum hook_mode mode;
 	struct hook_budget budget;
-	long slices;        /* HOOK_SLICE units used so far */
-	ev_tstamp deadline; /* of the current resume */
-	ev_timer sleep;     /* luamta.sleep's timer */
-	int parked;         /* yielded in a waiting call; a watcher resumes it */
+	long slices;            /* HOOK_SLICE units used so far */
+	ev_tstamp deadline;     /* of the current resume */
+	ev_timer sleep;         /* luamta.sleep's timer */
+	int parked;             /* yielded in a waiting call; a watcher resumes it */
 	hook_cancel_cb *cancel; /* the waiting call's, while parked */
 	void *cancel_arg;
-	int exhausted;      /* a budget ran out: the run is being stopped */
-	int nres;           /* values returned (HOOK_MODE_RAW) */
-	int top;            /* L's stack top at creation, checked at free */
-	char *error;        /* owned: the failure's message, or NULL */
+	int exhausted; /* a budget ran out: the run is being stopped */
+	int nres;      /* values returned (HOOK_MODE_RAW) */
+	int top;       /* L's stack top at creation, checked at free */
+	char *error;   /* owned: the failure's message, or NULL */
 	struct hook_result res;
 	hook_done_cb *done;
 	void *arg;
 	char name[32];
 	char sid[24];
+};
+
+/* Threads whose run returned normally, kept for the next runs on the same
+ * state: a hook run then costs no lua_newthread, no registry reference and
+ * no dead thread for the collector. Such a thread has an empty stack, no
+ * call in progress and nothing left to close, so it is as good as new. The
+ * pool hangs off the main state's extra space (see hook_pool_init). */
+#define HOOK_POOL_MAX 64
+struct hook_pool {
+	int n;
+	struct {
+		lua_State *co;
+		int ref;
+	} idle[HOOK_POOL_MAX];
 };
 
 /* The run in progress (script loading counts as one). Not a per-state slot:
@@ -115,6 +129,18 @@ hook_set_beacon(struct hook_beacon *b)
 	hook_beacon = b;
 }
 
+/* Copies src into dst (size bytes), cut short and always terminated: names
+ * and ids are copied at every run, where a printf would be most of the
+ * cost of starting one. */
+static void
+hook_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 /* Makes run the one executing (for the budget, the allocator and the
  * beacon) from now until hook_leave(prev). */
 static struct hook_run *
@@ -125,8 +151,8 @@ hook_enter(struct hook_run *run)
 	run->deadline = ev_time() + run->budget.seconds;
 	hook_current = run;
 	if (hook_beacon != NULL) {
-		snprintf(hook_beacon->sid, sizeof(hook_beacon->sid), "%s", run->sid);
-		snprintf(hook_beacon->name, sizeof(hook_beacon->name), "%s", run->name);
+		hook_strlcpy(hook_beacon->sid, run->sid, sizeof(hook_beacon->sid));
+		hook_strlcpy(hook_beacon->name, run->name, sizeof(hook_beacon->name));
 		hook_beacon->since = ev_time();
 	}
 	return prev;
@@ -141,8 +167,8 @@ hook_leave(struct hook_run *prev)
 	if (prev == NULL)
 		hook_beacon->since = 0;
 	else {
-		snprintf(hook_beacon->sid, sizeof(hook_beacon->sid), "%s", prev->sid);
-		snprintf(hook_beacon->name, sizeof(hook_beacon->name), "%s", prev->name);
+		hook_strlcpy(hook_beacon->sid, prev->sid, sizeof(hook_beacon->sid));
+		hook_strlcpy(hook_beacon->name, prev->name, sizeof(hook_beacon->name));
 	}
 }
 
@@ -203,11 +229,35 @@ hook_on_budget(lua_State *co, lua_Debug *ar)
 	    run->slices > run->budget.instructions / HOOK_SLICE ? "instruction" : "time");
 }
 
+static struct hook_pool *
+hook_pool(lua_State *L)
+{
+	return *(struct hook_pool **)lua_getextraspace(L);
+}
+
+void
+hook_pool_init(lua_State *L)
+{
+	struct hook_pool *pool = calloc(1, sizeof(*pool));
+
+	/* Without it (out of memory), every run makes its own thread. */
+	*(struct hook_pool **)lua_getextraspace(L) = pool;
+}
+
+void
+hook_pool_free(lua_State *L)
+{
+	/* The threads themselves go with the state. */
+	free(hook_pool(L));
+	*(struct hook_pool **)lua_getextraspace(L) = NULL;
+}
+
 struct hook_run *
 hook_run_new(lua_State *L, struct ev_loop *loop, enum hook_mode mode,
     const struct hook_budget *budget, const char *name, const char *sid, hook_done_cb *done,
     void *arg)
 {
+	struct hook_pool *pool;
 	struct hook_run *run;
 
 	if ((run = calloc(1, sizeof(*run))) == NULL)
@@ -217,18 +267,25 @@ hook_run_new(lua_State *L, struct ev_loop *loop, enum hook_mode mode,
 		free(run);
 		return NULL;
 	}
-	/* The memory cap is only enforced while Lua code runs (see
-	 * hook_running()), so this cannot fail short of a real OOM. */
-	run->co = lua_newthread(L); /* [thread] */
-	run->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	pool = hook_pool(L);
+	if (pool != NULL && pool->n > 0) {
+		pool->n--;
+		run->co = pool->idle[pool->n].co;
+		run->co_ref = pool->idle[pool->n].ref;
+	} else {
+		/* The memory cap is only enforced while Lua code runs (see
+		 * hook_running()), so this cannot fail short of a real OOM. */
+		run->co = lua_newthread(L); /* [thread] */
+		run->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
 	run->L = L;
 	run->loop = loop;
 	run->mode = mode;
 	run->budget = *budget;
 	run->done = done;
 	run->arg = arg;
-	snprintf(run->name, sizeof(run->name), "%s", name);
-	snprintf(run->sid, sizeof(run->sid), "%s", sid != NULL ? sid : "");
+	hook_strlcpy(run->name, name, sizeof(run->name));
+	hook_strlcpy(run->sid, sid != NULL ? sid : "", sizeof(run->sid));
 	ev_init(&run->sleep, NULL);
 	run->sleep.data = run;
 	lua_sethook(run->co, hook_on_budget, LUA_MASKCOUNT, HOOK_SLICE);
@@ -271,6 +328,8 @@ void
 hook_run_free(struct hook_run *run)
 {
 	struct hook_run *prev;
+	struct hook_pool *pool;
+	lua_Debug ar;
 
 	if (run == NULL)
 		return;
@@ -283,14 +342,22 @@ hook_run_free(struct hook_run *run)
 	 * (and whatever is left of the instruction budget), so one that
 	 * loops is cut short like a hook. A run that returned has none, and
 	 * skips the budget's bookkeeping. */
-	if (lua_status(run->co) == LUA_OK)
-		hook_closethread(run->co, run->L);
-	else {
-		prev = hook_enter(run);
-		hook_closethread(run->co, run->L);
-		hook_leave(prev);
+	pool = hook_pool(run->L);
+	if (lua_status(run->co) == LUA_OK && lua_gettop(run->co) == 0 &&
+	    !lua_getstack(run->co, 0, &ar) && pool != NULL && pool->n < HOOK_POOL_MAX) {
+		pool->idle[pool->n].co = run->co;
+		pool->idle[pool->n].ref = run->co_ref;
+		pool->n++;
+	} else {
+		if (lua_status(run->co) == LUA_OK)
+			hook_closethread(run->co, run->L);
+		else {
+			prev = hook_enter(run);
+			hook_closethread(run->co, run->L);
+			hook_leave(prev);
+		}
+		luaL_unref(run->L, LUA_REGISTRYINDEX, run->co_ref);
 	}
-	luaL_unref(run->L, LUA_REGISTRYINDEX, run->co_ref);
 	if (lua_gettop(run->L) != run->top)
 		log_warn(run->sid[0] ? run->sid : NULL, "hook.stack name=%s expected=%d got=%d",
 		    run->name, run->top, lua_gettop(run->L));

@@ -57,6 +57,12 @@ enum hook_mode {
 	HOOK_MODE_TASK,       /* drop them (luamta.every) */
 };
 
+/* Keeps the threads of finished runs of L for later runs: once after
+ * lua_newstate (it claims L's extra space), and hook_pool_free() before
+ * lua_close. */
+void hook_pool_init(lua_State *L);
+void hook_pool_free(lua_State *L);
+
 /* A run of a function on a new thread of L. name ("on_rcpt") and sid are
  * copied for logs. done is called from the loop when a parked run finishes,
  * never from inside hook_run_resume(). Returns NULL when out of memory. */

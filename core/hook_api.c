@@ -151,50 +151,140 @@ hook_api_push_tls(lua_State *L, struct smtp_session *s)
 	lua_setfield(L, -2, "client_cert");
 }
 
+/* Session fields by name. session_index finds a name's number in a table
+ * (an upvalue) keyed by the interned strings, so a field read costs one
+ * hash look-up instead of a chain of string comparisons. */
+enum session_field {
+	SF_NONE = 0,
+	SF_ID,
+	SF_PEER_IP,
+	SF_PEER_PORT,
+	SF_LOCAL_IP,
+	SF_LOCAL_PORT,
+	SF_HELO,
+	SF_ESMTP,
+	SF_SENDER,
+	SF_RECIPIENTS,
+	SF_MAIL_PARAMS,
+	SF_MAX_SIZE,
+	SF_MESSAGES,
+	SF_STATE,
+	SF_TLS,
+	SF_USER,
+	SF_REQUIRE_TLS,
+	SF_VARS,
+	SF_LOG,
+	SF__COUNT,
+};
+static const char *const session_field_names[SF__COUNT] = {
+	[SF_ID] = "id",
+	[SF_PEER_IP] = "peer_ip",
+	[SF_PEER_PORT] = "peer_port",
+	[SF_LOCAL_IP] = "local_ip",
+	[SF_LOCAL_PORT] = "local_port",
+	[SF_HELO] = "helo",
+	[SF_ESMTP] = "esmtp",
+	[SF_SENDER] = "sender",
+	[SF_RECIPIENTS] = "recipients",
+	[SF_MAIL_PARAMS] = "mail_params",
+	[SF_MAX_SIZE] = "max_size",
+	[SF_MESSAGES] = "messages",
+	[SF_STATE] = "state",
+	[SF_TLS] = "tls",
+	[SF_USER] = "user",
+	[SF_REQUIRE_TLS] = "require_tls",
+	[SF_VARS] = "vars",
+	[SF_LOG] = "log",
+};
+
+/* Pushes a table mapping each name of names[1..n-1] to its index. */
+static void
+hook_api_push_ids(lua_State *L, const char *const *names, int n)
+{
+	lua_createtable(L, 0, n);
+	for (int i = 1; i < n; i++) {
+		lua_pushinteger(L, i);
+		lua_setfield(L, -2, names[i]);
+	}
+}
+
+/* The number of the field named at idx in the id table at upvalue 1, or 0. */
+static int
+hook_api_field(lua_State *L, int idx)
+{
+	int id;
+
+	lua_pushvalue(L, idx);
+	lua_rawget(L, lua_upvalueindex(1));
+	id = (int)lua_tointeger(L, -1); /* nil: 0 */
+	lua_pop(L, 1);
+	return id;
+}
+
 static int
 session_index(lua_State *L)
 {
 	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_SESSION);
-	const char *k = luaL_checkstring(L, 2);
 
-	if (strcmp(k, "id") == 0)
+	luaL_checkstring(L, 2);
+	switch (hook_api_field(L, 2)) {
+	case SF_ID:
 		lua_pushstring(L, s->sid);
-	else if (strcmp(k, "peer_ip") == 0)
+		break;
+	case SF_PEER_IP:
 		lua_pushstring(L, s->peer_ip);
-	else if (strcmp(k, "peer_port") == 0)
+		break;
+	case SF_PEER_PORT:
 		lua_pushinteger(L, s->peer_port);
-	else if (strcmp(k, "local_ip") == 0)
+		break;
+	case SF_LOCAL_IP:
 		lua_pushstring(L, s->local_ip);
-	else if (strcmp(k, "local_port") == 0)
+		break;
+	case SF_LOCAL_PORT:
 		lua_pushinteger(L, s->local_port);
-	else if (strcmp(k, "helo") == 0)
+		break;
+	case SF_HELO:
 		s->helo != NULL ? (void)lua_pushstring(L, s->helo) : lua_pushnil(L);
-	else if (strcmp(k, "esmtp") == 0)
+		break;
+	case SF_ESMTP:
 		lua_pushboolean(L, s->esmtp);
-	else if (strcmp(k, "sender") == 0)
+		break;
+	case SF_SENDER:
 		s->tx != NULL ? (void)lua_pushstring(L, s->tx->sender) : lua_pushnil(L);
-	else if (strcmp(k, "recipients") == 0)
+		break;
+	case SF_RECIPIENTS:
 		hook_api_push_rcpts(L, s->tx);
-	else if (strcmp(k, "mail_params") == 0)
+		break;
+	case SF_MAIL_PARAMS:
 		hook_api_push_params(L, s->tx != NULL ? s->tx->params : NULL);
-	else if (strcmp(k, "max_size") == 0)
+		break;
+	case SF_MAX_SIZE:
 		lua_pushinteger(L, (lua_Integer)s->max_size);
-	else if (strcmp(k, "messages") == 0)
+		break;
+	case SF_MESSAGES:
 		lua_pushinteger(L, s->messages);
-	else if (strcmp(k, "state") == 0)
+		break;
+	case SF_STATE:
 		lua_pushstring(L, smtp_state_str(s->state));
-	else if (strcmp(k, "tls") == 0)
+		break;
+	case SF_TLS:
 		hook_api_push_tls(L, s);
-	else if (strcmp(k, "user") == 0)
+		break;
+	case SF_USER:
 		s->user != NULL ? (void)lua_pushstring(L, s->user) : lua_pushnil(L);
-	else if (strcmp(k, "require_tls") == 0)
+		break;
+	case SF_REQUIRE_TLS:
 		lua_pushboolean(L, s->require_tls || s->srv->cfg->require_tls);
-	else if (strcmp(k, "vars") == 0)
+		break;
+	case SF_VARS:
 		lua_getiuservalue(L, 1, 1);
-	else if (strcmp(k, "log") == 0)
+		break;
+	case SF_LOG:
 		lua_pushcfunction(L, session_log);
-	else
-		lua_pushnil(L); /* tls, user: later; unknown: nil, like a table */
+		break;
+	default:
+		lua_pushnil(L); /* unknown: nil, like a table */
+	}
 	return 1;
 }
 
@@ -886,7 +976,8 @@ void
 hook_api_open(lua_State *L, const char *hostname)
 {
 	luaL_newmetatable(L, HOOK_API_SESSION);
-	lua_pushcfunction(L, session_index);
+	hook_api_push_ids(L, session_field_names, SF__COUNT);
+	lua_pushcclosure(L, session_index, 1);
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, session_newindex);
 	lua_setfield(L, -2, "__newindex");

@@ -519,6 +519,7 @@ script_load(const struct script_opts *o, struct ev_loop *loop, const struct scri
 		snprintf(err, errsz, "cannot create a Lua state");
 		goto fail;
 	}
+	hook_pool_init(sc->L);
 	lua_atpanic(sc->L, script_panic);
 	luaL_openlibs(sc->L);
 	script_guard_libs(sc->L);
@@ -562,8 +563,10 @@ script_unref(struct script *sc)
 {
 	if (sc == NULL || --sc->refcount > 0)
 		return;
-	if (sc->L != NULL)
+	if (sc->L != NULL) {
+		hook_pool_free(sc->L);
 		lua_close(sc->L);
+	}
 	log_debug(NULL, "script.free generation=%u", sc->generation);
 	for (char **f = sc->files; f != NULL && *f != NULL; f++)
 		free(*f);

@@ -1,7 +1,6 @@
 /* smtp_reply.c - formatting SMTP replies and bounding their size. */
 #include "smtp_reply.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "smtp_parse.h"
@@ -30,24 +29,35 @@ smtp_reply_format(char *out, size_t outsz, int code, const char *enh, const char
 			enh = first_enh;
 		}
 	}
+	if (code < 100 || code > 999)
+		return 0;
 	while (line != NULL) {
 		const char *nl = strchr(line, '\n');
 		size_t ll = nl != NULL ? (size_t)(nl - line) : strlen(line);
-		int r;
+		size_t el = enh != NULL && smtp_enhanced_len(line, ll) == 0 ? strlen(enh) + 1 : 0;
+		size_t r = 4 + el + ll + 2;
+		char *p = out + o;
 
-		if (o >= outsz)
-			return 0;
-		if (enh != NULL && smtp_enhanced_len(line, ll) == 0)
-			r = snprintf(out + o, outsz - o, "%d%c%s %.*s\r\n", code,
-			    nl != NULL ? '-' : ' ', enh, (int)ll, line);
-		else
-			r = snprintf(out + o, outsz - o, "%d%c%.*s\r\n", code,
-			    nl != NULL ? '-' : ' ', (int)ll, line);
 		/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with
-		 * its CRLF, whatever the enhanced code added to it. */
-		if (r < 0 || (size_t)r >= outsz - o || r > SMTP_REPLY_LINE_MAX)
+		 * its CRLF, whatever the enhanced code added to it; and one
+		 * byte stays free for the terminating NUL. */
+		if (r > SMTP_REPLY_LINE_MAX || o + r >= outsz)
 			return 0;
-		o += (size_t)r;
+		*p++ = (char)('0' + code / 100);
+		*p++ = (char)('0' + code / 10 % 10);
+		*p++ = (char)('0' + code % 10);
+		*p++ = nl != NULL ? '-' : ' ';
+		if (el > 0) {
+			memcpy(p, enh, el - 1);
+			p += el - 1;
+			*p++ = ' ';
+		}
+		memcpy(p, line, ll);
+		p += ll;
+		*p++ = '\r';
+		*p++ = '\n';
+		*p = '\0';
+		o += r;
 		line = nl != NULL ? nl + 1 : NULL;
 	}
 	return o;

@@ -77,6 +77,18 @@ smtp_next_id(struct smtp_server *srv)
 	return z ^ (z >> 31);
 }
 
+/* A new id as 16 hex digits into out (17 bytes). */
+static void
+smtp_id_str(struct smtp_server *srv, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t id = smtp_next_id(srv);
+
+	for (int i = 15; i >= 0; i--, id >>= 4)
+		out[i] = hex[id & 15];
+	out[16] = '\0';
+}
+
 /* Replies --------------------------------------------------------------- */
 
 /* Formats a reply into out; one that cannot fit (smtp_reply_size_ok()
@@ -166,6 +178,11 @@ smtp_reply(struct smtp_session *s, int code, const char *enh, const char *fmt, .
 	char text[SMTP_REPLY_TEXT_MAX + 1];
 	va_list ap;
 
+	/* Most replies are fixed text: no formatting pass for them. */
+	if (strchr(fmt, '%') == NULL) {
+		smtp_reply_lines(s, code, enh, fmt);
+		return;
+	}
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
@@ -588,7 +605,7 @@ do_mail(struct smtp_session *s, const struct hook_result *res)
 		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 		return;
 	}
-	snprintf(tx->qid, sizeof(tx->qid), "%016llx", (unsigned long long)smtp_next_id(s->srv));
+	smtp_id_str(s->srv, tx->qid);
 	tx->sender = s->pend.arg;
 	tx->params = s->pend.params;
 	s->pend.arg = s->pend.params = NULL;
@@ -1559,7 +1576,7 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 	s->srv = srv;
 	hook_api_session_init(s);
 	s->max_size = cfg->max_size;
-	snprintf(s->sid, sizeof(s->sid), "%016llx", (unsigned long long)smtp_next_id(srv));
+	smtp_id_str(srv, s->sid);
 	listener_addr_str(sa, s->peer_ip, sizeof(s->peer_ip), &s->peer_port);
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
 		listener_addr_str(
