@@ -229,6 +229,16 @@ hook_on_budget(lua_State *co, lua_Debug *ar)
 	    run->slices > run->budget.instructions / HOOK_SLICE ? "instruction" : "time");
 }
 
+/* The extra space of a hook's own thread holds this address; threads the
+ * script creates inherit the main thread's (the pool). */
+static char hook_thread_mark;
+
+int
+hook_is_run_thread(lua_State *co)
+{
+	return *(void **)lua_getextraspace(co) == &hook_thread_mark;
+}
+
 static struct hook_pool *
 hook_pool(lua_State *L)
 {
@@ -277,6 +287,7 @@ hook_run_new(lua_State *L, struct ev_loop *loop, enum hook_mode mode,
 		 * hook_running()), so this cannot fail short of a real OOM. */
 		run->co = lua_newthread(L); /* [thread] */
 		run->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+		*(void **)lua_getextraspace(run->co) = &hook_thread_mark;
 	}
 	run->L = L;
 	run->loop = loop;

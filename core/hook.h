@@ -63,6 +63,10 @@ enum hook_mode {
 void hook_pool_init(lua_State *L);
 void hook_pool_free(lua_State *L);
 
+/* Whether co is the thread of a hook run (or a pooled one), which the
+ * script must not resume or close itself. */
+int hook_is_run_thread(lua_State *co);
+
 /* A run of a function on a new thread of L. name ("on_rcpt") and sid are
  * copied for logs. done is called from the loop when a parked run finishes,
  * never from inside hook_run_resume(). Returns NULL when out of memory. */

@@ -130,9 +130,35 @@ script_xpcall(lua_State *L)
 }
 
 /* Replaces the few library functions a policy must not have. */
+/* coroutine.resume and coroutine.close, refusing a hook's own thread: a
+ * script that kept one (coroutine.running()) could otherwise resume or
+ * close it while it waits in a call whose watcher is armed, or while it
+ * serves another session's hook. */
+static int
+script_co_guard(lua_State *L)
+{
+	if (lua_type(L, 1) == LUA_TTHREAD && hook_is_run_thread(lua_tothread(L, 1)))
+		return luaL_error(L, "%s: a hook's own thread cannot be resumed or closed",
+		    lua_tostring(L, lua_upvalueindex(2)));
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
 static void
 script_guard_libs(lua_State *L)
 {
+	static const char *const co_guarded[] = { "resume", "close" };
+
+	lua_getglobal(L, "coroutine");
+	for (size_t i = 0; i < sizeof(co_guarded) / sizeof(co_guarded[0]); i++) {
+		lua_getfield(L, -1, co_guarded[i]);
+		lua_pushfstring(L, "coroutine.%s", co_guarded[i]);
+		lua_pushcclosure(L, script_co_guard, 2);
+		lua_setfield(L, -2, co_guarded[i]);
+	}
+	lua_pop(L, 1);
 	static const char *const off[] = { "sethook", "getregistry" };
 
 	lua_getglobal(L, "debug");

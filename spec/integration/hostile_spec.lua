@@ -245,6 +245,51 @@ describe("budgets policy code cannot escape #integration", function()
   end)
 end)
 
+describe("a hook's own thread #integration", function()
+  it("cannot be resumed or closed by the script, parked or reused", function()
+    local srv, defer = start(finally, { script_source = [[
+local kept
+return {
+  on_helo = function(s, name)
+    if name == "park" then
+      kept = coroutine.running()
+      luamta.log("hostile kept")
+      luamta.sleep(0.5)
+      return 250, "parked and woken"
+    end
+    local r1, e1 = pcall(coroutine.resume, kept, "forged")
+    local r2, e2 = pcall(coroutine.close, kept)
+    local mine = coroutine.create(function(x) coroutine.yield(x) return "done" end)
+    local ok, v = coroutine.resume(mine, "own")
+    local ok2, v2 = coroutine.resume(mine)
+    local ok3 = coroutine.close(coroutine.create(function() end))
+    return 250, table.concat({ tostring(r1), tostring(e1), tostring(r2), tostring(e2),
+      tostring(ok and v), tostring(ok2 and v2), tostring(ok3) }, "|")
+  end,
+}
+]] })
+    local a = connect(srv, defer)
+    a:send("HELO park")
+    assert(srv:wait_log("hostile kept"), "the hook did not start\n" .. srv:log_tail(20))
+    local b = connect(srv, defer)
+    local r = b:send("HELO meddle"):expect(250)
+    local f = {}
+    for part in (r.text:gsub("^2%.0%.0 ", "") .. "|"):gmatch("([^|]*)|") do
+      f[#f + 1] = part
+    end
+    assert.equal("false", f[1])
+    assert.matches("own thread cannot be resumed", f[2])
+    assert.equal("false", f[3])
+    assert.matches("own thread cannot be resumed or closed", f[4])
+    assert.same({ "own", "done", "true" }, { f[5], f[6], f[7] })
+    a:expect(250, "parked and woken")
+    -- The thread of b's finished hook went back to the pool; HELO again
+    -- reuses one while a's kept handle still points at it.
+    b:send("HELO meddle"):expect(250)
+    a:send("HELO again"):expect(250)
+  end)
+end)
+
 -- Found by the hostile-policy fuzz target (core/fuzz/hostile.lua).
 describe("what the hostile fuzz target found #integration", function()
   it("stops a loop in an xpcall message handler entered by the budget's error", function()
