@@ -11,7 +11,6 @@
 
 #include "hook.h"
 #include "log.h"
-#include "script.h"
 
 #define EVERY_MAX      64     /* tasks per policy */
 #define EVERY_MIN_SECS 0.01   /* a shorter period would only burn the budget */
@@ -29,7 +28,8 @@ struct every_task {
 };
 
 struct every {
-	struct script *sc; /* own reference */
+	lua_State *L; /* the generation's state, which outlives the set */
+	struct hook_budget budget;
 	struct ev_loop *loop;
 	int ntasks;
 	struct every_task tasks[];
@@ -77,7 +77,6 @@ static void
 every_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct every_task *t = w->data;
-	struct script *sc = t->set->sc;
 	struct hook_run *run;
 	lua_State *co;
 
@@ -86,8 +85,8 @@ every_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		log_debug(NULL, "every.skip task=%s why=\"the previous run still waits\"", t->name);
 		return;
 	}
-	run =
-	    hook_run_new(sc->L, loop, HOOK_MODE_TASK, &sc->budget, t->name, NULL, every_on_done, t);
+	run = hook_run_new(
+	    t->set->L, loop, HOOK_MODE_TASK, &t->set->budget, t->name, NULL, every_on_done, t);
 	if (run == NULL) {
 		log_warn(NULL, "every.skip task=%s why=\"out of memory\"", t->name);
 		return;
@@ -105,15 +104,13 @@ every_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 struct every *
-every_start(struct script *sc, struct ev_loop *loop)
+every_start(lua_State *L, const struct hook_budget *budget, struct ev_loop *loop)
 {
 	struct every *set;
-	lua_State *L;
 	int n;
 
-	if (sc == NULL)
+	if (L == NULL)
 		return NULL;
-	L = sc->L;
 	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &every_key) != LUA_TTABLE ||
 	    (n = (int)lua_rawlen(L, -1)) == 0) {
 		lua_pop(L, 1);
@@ -124,8 +121,8 @@ every_start(struct script *sc, struct ev_loop *loop)
 		log_warn(NULL, "every.start error=\"out of memory\"");
 		return NULL;
 	}
-	script_ref(sc);
-	set->sc = sc;
+	set->L = L;
+	set->budget = *budget;
 	set->loop = loop;
 	set->ntasks = n;
 	for (int i = 0; i < n; i++) {
@@ -146,7 +143,7 @@ every_start(struct script *sc, struct ev_loop *loop)
 		ev_unref(loop);
 	}
 	lua_pop(L, 1);
-	log_debug(NULL, "every.start tasks=%d generation=%u", n, sc->generation);
+	log_debug(NULL, "every.start tasks=%d", n);
 	return set;
 }
 
@@ -165,6 +162,5 @@ every_stop(struct every *set)
 			t->run = NULL;
 		}
 	}
-	script_unref(set->sc);
 	free(set);
 }

@@ -9,18 +9,19 @@
 #include <ev.h>
 #include <lua.h>
 
-struct script;
+#include "hook.h"
+
 struct every;
 
 /* luamta.every(seconds, fn): records fn in L's registry. Only while the
  * policy loads: raises otherwise, and on bad arguments. */
 int every_register(lua_State *L);
 
-/* Arms the tasks sc registered (none: returns NULL). Takes a reference on
- * sc for as long as the set lives. The timers do not keep the loop alive. */
-struct every *every_start(struct script *sc, struct ev_loop *);
-/* Stops the timers, cancels a run that is waiting and drops the
- * reference. NULL is a no-op. */
+/* Arms the tasks registered in L (none, or L NULL: returns NULL), to run
+ * under budget. L must outlive the set: stop it before letting the
+ * generation go. The timers do not keep the loop alive. */
+struct every *every_start(lua_State *L, const struct hook_budget *budget, struct ev_loop *);
+/* Stops the timers and cancels a run that is waiting. NULL is a no-op. */
 void every_stop(struct every *);
 
 #endif

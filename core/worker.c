@@ -46,6 +46,15 @@ worker_watch_set(struct watch *watch, const struct config *cfg, const struct scr
 	return watch_set(watch, sc != NULL && sc->files != NULL ? sc->files : only);
 }
 
+/* The luamta.every tasks of the generation in force. */
+static struct every *
+worker_every(struct worker *w)
+{
+	struct script *sc = w->srv.script;
+
+	return sc != NULL ? every_start(sc->L, &sc->budget, w->loop) : NULL;
+}
+
 static void
 worker_watch_arm(struct worker *w)
 {
@@ -76,9 +85,11 @@ worker_reload(struct worker *w, const char *why)
 		else {
 			log_info(NULL, "server.reload result=ok why=%s worker=%d generation=%u",
 			    why, w->index, sc->generation);
-			smtp_server_set_script(&w->srv, sc);
+			/* The old generation may go with the swap: its
+			 * tasks first. */
 			every_stop(w->every);
-			w->every = every_start(sc, w->loop);
+			smtp_server_set_script(&w->srv, sc);
+			w->every = worker_every(w);
 		}
 	}
 	/* A renewed certificate needs no restart; a bad one keeps the old. */
@@ -314,7 +325,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 			fatal("--watch: inotify");
 		worker_watch_arm(&w);
 	}
-	w.every = every_start(w.srv.script, w.loop);
+	w.every = worker_every(&w);
 	log_info(NULL, "worker.ready worker=%d pid=%d", index, (int)getpid());
 	if (cfg->stdio)
 		worker_stdio(&w);
