@@ -17,6 +17,7 @@
 #include <ev.h>
 
 #include "every.h"
+#include "http.h"
 #include "listener.h"
 #include "log.h"
 #include "script.h"
@@ -339,6 +340,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	ev_timer_stop(w.loop, &w.drain);
 	worker_stop_signals(w.loop, &w.sigterm, &w.sigint, &w.sighup);
 	smtp_server_shutdown(&w.srv);
+	http_shutdown(); /* after the sessions: their requests were cancelled */
 	log_info(NULL, "worker.exit worker=%d", index);
 	return 0;
 }
