@@ -26,7 +26,7 @@ static const char usage_text[] =
     "              [--tls-key FILE] [--tls-client-ca FILE] [--tls-timeout SECS]\n"
     "              [--require-tls] [--auth-plaintext] [--max-auth-failures N] [--watch]\n"
     "              [--workers N] [--foreground] [--shutdown-timeout SECS] [--user NAME]\n"
-    "              [--watchdog SECS] [--capture DIR] [--stdio]\n"
+    "              [--watchdog SECS] [--capture DIR] [--stdio] [--resolver ADDR[:PORT]]...\n"
     "              [--check] [--version] [--help]\n"
     "\n"
     "Connection limits (Postfix's smtpd_client_* in spirit):\n"
@@ -39,7 +39,10 @@ static const char usage_text[] =
     "Workers:\n"
     "  --watchdog SECS       kill and restart a worker that has neither turned its event\n"
     "                        loop nor started a hook for SECS (default 3 x --hook-timeout,\n"
-    "                        at least 5; 0: off; not in --foreground or --stdio)\n";
+    "                        at least 5; 0: off; not in --foreground or --stdio)\n"
+    "DNS (luamta.dns):\n"
+    "  --resolver ADDR[:PORT] a DNS server to ask instead of /etc/resolv.conf's; repeat it\n"
+    "                        for more, asked in order (IPv6: [ADDR]:PORT; port 53 by default)\n";
 
 enum {
 	OPT_LISTEN = 256,
@@ -79,6 +82,7 @@ enum {
 	OPT_MAX_DATA_MEMORY,
 	OPT_LIMIT_EXEMPT,
 	OPT_WATCHDOG,
+	OPT_RESOLVER,
 };
 
 static const struct option long_opts[] = {
@@ -117,6 +121,7 @@ static const struct option long_opts[] = {
 	{ "max-data-memory", required_argument, NULL, OPT_MAX_DATA_MEMORY },
 	{ "limit-exempt", required_argument, NULL, OPT_LIMIT_EXEMPT },
 	{ "watchdog", required_argument, NULL, OPT_WATCHDOG },
+	{ "resolver", required_argument, NULL, OPT_RESOLVER },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -176,6 +181,61 @@ parse_listen(struct config *cfg, const char *s, int tls)
 	return 0;
 bad:
 	fprintf(stderr, "luamta: --listen: expected ADDR:PORT or [ADDR6]:PORT, got '%s'\n", s);
+	return -1;
+}
+
+/* --resolver: "192.0.2.1", "192.0.2.1:5353", "2001:db8::1", "[2001:db8::1]:5353".
+ * Numeric only: the resolver cannot ask itself where its servers are. */
+static int
+parse_resolver(struct config *cfg, const char *s)
+{
+	struct config_resolver *r;
+	char host[64];
+	const char *colon = NULL;
+	size_t hlen;
+	double port = 53;
+
+	if (cfg->nresolvers == CONFIG_RESOLVER_MAX) {
+		fprintf(stderr, "luamta: too many --resolver (max %d)\n", CONFIG_RESOLVER_MAX);
+		return -1;
+	}
+	if (*s == '[') {
+		const char *rb = strchr(s, ']');
+		if (rb == NULL || (rb[1] != ':' && rb[1] != '\0'))
+			goto bad;
+		hlen = (size_t)(rb - s - 1);
+		if (hlen >= sizeof(host))
+			goto bad;
+		memcpy(host, s + 1, hlen);
+		colon = rb[1] == ':' ? rb + 1 : NULL;
+	} else {
+		/* More than one colon: a bare IPv6 address, without a port. */
+		colon = strchr(s, ':');
+		if (colon != NULL && strchr(colon + 1, ':') != NULL)
+			colon = NULL;
+		hlen = colon != NULL ? (size_t)(colon - s) : strlen(s);
+		if (hlen >= sizeof(host))
+			goto bad;
+		memcpy(host, s, hlen);
+	}
+	host[hlen] = '\0';
+	r = &cfg->resolvers[cfg->nresolvers];
+	memset(r, 0, sizeof(*r));
+	if (inet_pton(AF_INET, host, r->addr) == 1 && *s != '[')
+		r->family = AF_INET;
+	else if (inet_pton(AF_INET6, host, r->addr) == 1)
+		r->family = AF_INET6;
+	else
+		goto bad;
+	if (colon != NULL && parse_num("resolver", colon + 1, 1, 65535, &port) == -1)
+		return -1;
+	r->port = (int)port;
+	cfg->nresolvers++;
+	return 0;
+bad:
+	fprintf(stderr,
+	    "luamta: --resolver: expected ADDR, ADDR:PORT or [ADDR6]:PORT (numeric), got '%s'\n",
+	    s);
 	return -1;
 }
 
@@ -443,6 +503,10 @@ config_parse(struct config *cfg, int argc, char **argv)
 				cfg->nexempt = 0;
 			exempt_given = 1;
 			if (parse_exempt(cfg, optarg) == -1)
+				return -1;
+			break;
+		case OPT_RESOLVER:
+			if (parse_resolver(cfg, optarg) == -1)
 				return -1;
 			break;
 		case OPT_WATCHDOG:

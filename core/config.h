@@ -7,8 +7,9 @@
 
 #include "smtp_data.h"
 
-#define CONFIG_LISTEN_MAX 16
-#define CONFIG_EXEMPT_MAX 64 /* --limit-exempt networks */
+#define CONFIG_LISTEN_MAX   16
+#define CONFIG_EXEMPT_MAX   64 /* --limit-exempt networks */
+#define CONFIG_RESOLVER_MAX 8  /* --resolver servers (resolv.conf allows 3) */
 
 struct sockaddr;
 
@@ -24,6 +25,13 @@ struct config_net {
 	int family;             /* AF_INET or AF_INET6 */
 	unsigned char addr[16]; /* network byte order; AF_INET uses the first 4 */
 	int prefix;             /* 0..32 or 0..128; host bits are zero */
+};
+
+/* One --resolver server. */
+struct config_resolver {
+	int family;             /* AF_INET or AF_INET6 */
+	unsigned char addr[16]; /* network byte order; AF_INET uses the first 4 */
+	int port;
 };
 
 struct config {
@@ -63,6 +71,8 @@ struct config {
 	const char *capture_dir;   /* --capture: store accepted messages here */
 	int stdio;                 /* one session on stdin/stdout, no listeners */
 	double watchdog;           /* kill a worker whose loop stalls this long; 0: off */
+	struct config_resolver resolvers[CONFIG_RESOLVER_MAX]; /* none: /etc/resolv.conf */
+	int nresolvers;
 };
 
 /* Whether a Lua policy runs: a --script, or --capture's wrapper alone. */

@@ -20,6 +20,7 @@
 #include "delivery.h"
 #include "every.h"
 #include "http.h"
+#include "dns_lua.h"
 #include "log.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
@@ -996,6 +997,7 @@ hook_api_open(lua_State *L, const char *hostname)
 	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
 	luaL_newlib(L, api_funcs);
 	http_lua_open(L);
+	dns_lua_open(L);
 	lua_pushstring(L, LUAMTA_VERSION);
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, hostname);

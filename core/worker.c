@@ -18,6 +18,8 @@
 
 #include "every.h"
 #include "http.h"
+#include "dns.h"
+#include "dns_lua.h"
 #include "listener.h"
 #include "log.h"
 #include "script.h"
@@ -290,6 +292,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	w.cfg = cfg;
 	w.index = index;
 	worker_script_opts(cfg, &so);
+	dns_configure(cfg);
 	if (sc == NULL && config_has_policy(cfg) &&
 	    (sc = script_load(&so, w.loop, NULL, err, sizeof(err))) == NULL) {
 		log_error(NULL, "script.load_failed worker=%d error=\"%s\"", index, err);
@@ -341,6 +344,8 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	worker_stop_signals(w.loop, &w.sigterm, &w.sigint, &w.sighup);
 	smtp_server_shutdown(&w.srv);
 	http_shutdown(); /* after the sessions: their requests were cancelled */
+	dns_lua_shutdown();
+	dns_shutdown();
 	log_info(NULL, "worker.exit worker=%d", index);
 	return 0;
 }

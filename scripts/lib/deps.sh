@@ -26,6 +26,7 @@ deps_install() {
 }
 
 # What building luamta needs.
-DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-dev libcurl4-openssl-dev"
+DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-dev libcurl4-openssl-dev
+	libc-ares-dev"
 # What the tests need on top.
-DEPS_TEST="lua-busted lua-socket lua-cjson swaks libnet-ssleay-perl python3 openssl curl procps coreutils valgrind"
+DEPS_TEST="lua-busted lua-socket lua-cjson swaks libnet-ssleay-perl python3 openssl curl procps coreutils valgrind dnsmasq-base python3-dnslib"
