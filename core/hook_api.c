@@ -19,6 +19,7 @@
 
 #include "delivery.h"
 #include "log.h"
+#include "redis.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
 #include "smtp_session_types.h"
@@ -901,6 +902,7 @@ hook_api_open(lua_State *L, const char *hostname)
 
 	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
 	luaL_newlib(L, api_funcs);
+	redis_lua_open(L);
 	lua_pushstring(L, LUAMTA_VERSION);
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, hostname);

@@ -18,6 +18,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "redis.h"
 #include "script.h"
 #include "smtp_session.h"
 #include "tls.h"
@@ -320,6 +321,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	ev_timer_stop(w.loop, &w.drain);
 	worker_stop_signals(w.loop, &w.sigterm, &w.sigint, &w.sighup);
 	smtp_server_shutdown(&w.srv);
+	redis_shutdown();
 	log_info(NULL, "worker.exit worker=%d", index);
 	return 0;
 }
