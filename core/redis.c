@@ -1,20 +1,19 @@
-/* redis.c - luamta.redis on hiredis' asynchronous API and its libev adapter.
- * A pool entry (struct redis_conn) stands for one (server, db, password) in
- * this worker and lives until redis_shutdown(); its link (struct redis_link)
- * is the hiredis connection of the moment, dropped on any failure and made
- * anew by the next call, with AUTH and SELECT queued first. Sessions share
- * the link: Redis answers in order and hiredis hands each reply to the
- * callback queued with its command. A request (struct redis_req) is one
- * waiting call; hiredis owns it while callbacks are due (a command cannot
- * be taken back), so a cancelled call is only marked and freed by its last
- * callback. */
+/* redis.c - luamta.redis on hiredis' asynchronous API and its libev adapter:
+ * the pool and its connections, and the waiting requests; redis_lua.c is
+ * what scripts see. A pool entry (struct redis_conn) stands for one
+ * (server, db, password) in this worker and lives until redis_shutdown();
+ * its link (struct redis_link) is the hiredis connection of the moment,
+ * dropped on any failure and made anew by the next call, with AUTH and
+ * SELECT queued first. Sessions share the link: Redis answers in order and
+ * hiredis hands each reply to the callback queued with its command. A
+ * request (struct redis_req) is one waiting call; hiredis owns it while
+ * callbacks are due (a command cannot be taken back), so a cancelled call
+ * is only marked and freed by its last callback. */
 #include "redis.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
@@ -25,29 +24,9 @@
 #include "hook.h"
 #include "log.h"
 #include "redis_cmd.h"
+#include "redis_int.h"
 
-#define REDIS_CLIENT          "luamta.redis.client"
-#define REDIS_POOL_MAX        32  /* distinct servers, dbs and passwords per worker */
-#define REDIS_TIMEOUT_DEFAULT 5.0 /* seconds per call */
-#define REDIS_TIMEOUT_MAX     3600.0
-#define REDIS_REPLY_DEFAULT   (4 << 20)  /* bytes of reply one call may hand to Lua */
-#define REDIS_REPLY_LIMIT     (64 << 20) /* the most max_reply may be */
-#define REDIS_ARGS_BYTES_MAX  (64 << 20) /* bytes of arguments in one call */
-#define REDIS_PIPELINE_MAX    4096       /* commands in one pipeline */
-#define REDIS_VALUE_COST      16         /* what a reply element costs beyond its bytes */
-
-struct redis_link;
-
-struct redis_conn {
-	struct redis_conn *next;
-	char *host; /* an address, or the socket's path when port is 0 */
-	int port;
-	long long db;
-	char *password; /* NULL: no AUTH */
-	size_t passlen;
-	size_t max_reply;        /* the largest of its clients' */
-	struct redis_link *link; /* the live connection, or NULL until the next call */
-};
+#define REDIS_VALUE_COST 16 /* what a reply element costs beyond its bytes */
 
 struct redis_link {
 	struct redis_conn *conn; /* NULL once dropped: no new command goes to it */
@@ -57,36 +36,6 @@ struct redis_link {
 	int handshakes;          /* AUTH and SELECT replies still to come */
 	int ready;               /* connected and the handshake answered */
 	char err[160];           /* why it was dropped: what the calls on it return */
-};
-
-enum redis_kind {
-	REDIS_CALL = 0,
-	REDIS_PIPELINE,
-	REDIS_CONNECT,
-};
-
-struct redis_req {
-	enum redis_kind kind;
-	struct hook_run *run; /* NULL once woken or cancelled: never wake it */
-	struct ev_loop *loop;
-	ev_timer timer;
-	struct redis_link *link; /* valid while pending > 0 */
-	int ncmds;
-	char **cmds; /* formatted commands, until they are handed to hiredis */
-	int *lens;
-	int pending;   /* hiredis callbacks still due */
-	int replies;   /* pipeline entries filled */
-	int pushed;    /* the pipeline's table is on the thread */
-	int too_large; /* the reply overflowed the link's buffer */
-	size_t max_reply, used;
-	char err[160]; /* a failure before anything was sent */
-};
-
-/* What a client handle holds: the pool entry and this script's settings. */
-struct redis_client {
-	struct redis_conn *conn;
-	double timeout;
-	size_t max_reply;
 };
 
 static struct redis_conn *redis_pool;
@@ -485,7 +434,7 @@ redis_cancel(void *arg)
 		redis_req_free(req);
 }
 
-static struct redis_req *
+struct redis_req *
 redis_req_new(lua_State *L, enum redis_kind kind, int ncmds, const struct redis_client *c)
 {
 	struct redis_req *req;
@@ -504,43 +453,7 @@ redis_req_new(lua_State *L, enum redis_kind kind, int ncmds, const struct redis_
 	return req;
 }
 
-/* Formats the command whose argc words are at base..base+argc-1 on L's
- * stack into req's slot i. Raises on a bad or refused command; sets kind
- * for the caller's MULTI bookkeeping. */
-static void
-redis_format(lua_State *L, struct redis_req *req, int i, int base, int argc, size_t *total,
-    enum redis_cmd_kind *kind)
-{
-	const char **argv;
-	size_t *lens;
-	char why[128];
-	int len;
-
-	if (argc < 1)
-		luaL_error(L, "luamta.redis: command %d is empty", i + 1);
-	argv = lua_newuserdatauv(L, (size_t)argc * (sizeof(*argv) + sizeof(*lens)), 0);
-	lens = (size_t *)(argv + argc);
-	for (int j = 0; j < argc; j++) {
-		int t = lua_type(L, base + j);
-		if (t != LUA_TSTRING && t != LUA_TNUMBER)
-			luaL_error(L,
-			    "luamta.redis: argument %d of command %d is a %s (string or number "
-			    "expected)",
-			    j + 1, i + 1, lua_typename(L, t));
-		argv[j] = lua_tolstring(L, base + j, &lens[j]);
-		if ((*total += lens[j]) > REDIS_ARGS_BYTES_MAX)
-			luaL_error(L, "luamta.redis: arguments too large");
-	}
-	if ((*kind = redis_cmd_check(argc, argv, lens, why, sizeof(why))) == REDIS_CMD_REFUSED)
-		luaL_error(L, "luamta.redis: %s", why);
-	if ((len = redisFormatCommandArgv(&req->cmds[i], argc, argv, lens)) < 0)
-		luaL_error(L, "luamta.redis: out of memory");
-	req->lens[i] = len;
-	lua_pop(L, 1);
-}
-
-/* Parks the hook, hands the commands to the link and arms the timer. */
-static int
+int
 redis_start(lua_State *L, struct redis_req *req, const char *what, const struct redis_client *c,
     lua_KFunction k)
 {
@@ -574,177 +487,7 @@ redis_start(lua_State *L, struct redis_req *req, const char *what, const struct 
 	return k != NULL ? lua_yieldk(L, 0, 0, k) : lua_yield(L, 0);
 }
 
-/* Lua API ------------------------------------------------------------------ */
-
-static struct redis_client *
-redis_check(lua_State *L)
-{
-	return luaL_checkudata(L, 1, REDIS_CLIENT);
-}
-
-/* client:call(name, args...) -> reply | nil, err */
-static int
-redis_call(lua_State *L)
-{
-	struct redis_client *c = redis_check(L);
-	struct redis_req *req;
-	enum redis_cmd_kind kind;
-	size_t total = 0;
-
-	req = redis_req_new(L, REDIS_CALL, 1, c);
-	redis_format(L, req, 0, 2, lua_gettop(L) - 1, &total, &kind);
-	if (kind != REDIS_CMD_OK)
-		return luaL_error(
-		    L, "luamta.redis: %s only within one client:pipeline{}", lua_tostring(L, 2));
-	return redis_start(L, req, "client:call", c, NULL);
-}
-
-/* client:pipeline{ {name, args...}, ... } -> { reply or false or {err=}, ... } | nil, err */
-static int
-redis_pipeline(lua_State *L)
-{
-	struct redis_client *c = redis_check(L);
-	struct redis_req *req;
-	enum redis_cmd_kind kind;
-	size_t total = 0;
-	lua_Integer n;
-	int argc, multi = 0;
-
-	luaL_checktype(L, 2, LUA_TTABLE);
-	lua_settop(L, 2);
-	n = (lua_Integer)lua_rawlen(L, 2);
-	luaL_argcheck(L, n >= 1 && n <= REDIS_PIPELINE_MAX, 2, "1 to 4096 commands expected");
-	req = redis_req_new(L, REDIS_PIPELINE, (int)n, c);
-	for (int i = 0; i < (int)n; i++) {
-		if (lua_rawgeti(L, 2, i + 1) != LUA_TTABLE)
-			return luaL_error(L, "luamta.redis: command %d is not a table", i + 1);
-		if (lua_rawlen(L, 3) > 100000)
-			return luaL_error(
-			    L, "luamta.redis: command %d has too many arguments", i + 1);
-		argc = (int)lua_rawlen(L, 3);
-		luaL_checkstack(L, argc + 4, "too many arguments");
-		for (int j = 1; j <= argc; j++)
-			lua_rawgeti(L, 3, j);
-		redis_format(L, req, i, 4, argc, &total, &kind);
-		if (kind == REDIS_CMD_MULTI)
-			multi = 1;
-		else if (kind == REDIS_CMD_EXEC)
-			multi = 0;
-		lua_settop(L, 2);
-	}
-	if (multi)
-		return luaL_error(L, "luamta.redis: MULTI without EXEC or DISCARD in the pipeline");
-	return redis_start(L, req, "client:pipeline", c, NULL);
-}
-
-static int
-redis_client_tostring(lua_State *L)
-{
-	struct redis_client *c = redis_check(L);
-
-	if (c->conn->port == 0)
-		lua_pushfstring(
-		    L, "luamta.redis.client (unix:%s db %d)", c->conn->host, (int)c->conn->db);
-	else
-		lua_pushfstring(L, "luamta.redis.client (%s:%d db %d)", c->conn->host,
-		    c->conn->port, (int)c->conn->db);
-	return 1;
-}
-
-/* The options of connect{}, read raw from the script's table. */
-struct redis_opts {
-	const char *host;
-	int port;
-	lua_Integer db;
-	const char *password;
-	size_t passlen;
-};
-
-static int
-redis_opt(lua_State *L, const char *key, int type)
-{
-	int t;
-
-	lua_pushstring(L, key);
-	t = lua_rawget(L, 1);
-	if (t != LUA_TNIL && t != type && !(type == LUA_TNUMBER && t == LUA_TSTRING))
-		luaL_error(L, "luamta.redis.connect: %s must be a %s", key, lua_typename(L, type));
-	return t != LUA_TNIL;
-}
-
-static void
-redis_opts(lua_State *L, struct redis_opts *o, struct redis_client *c)
-{
-	static const char *const keys[] = { "host", "port", "db", "password", "timeout", "path",
-		"max_reply", NULL };
-	unsigned char a[16];
-	lua_Integer v;
-
-	memset(o, 0, sizeof(*o));
-	o->host = "127.0.0.1";
-	o->port = 6379;
-	c->timeout = REDIS_TIMEOUT_DEFAULT;
-	c->max_reply = REDIS_REPLY_DEFAULT;
-	lua_pushnil(L);
-	while (lua_next(L, 1) != 0) {
-		int k = 0;
-		lua_pop(L, 1);
-		while (keys[k] != NULL &&
-		    !(lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), keys[k]) == 0))
-			k++;
-		if (keys[k] == NULL)
-			luaL_error(L, "luamta.redis.connect: unknown option %s",
-			    luaL_tolstring(L, -1, NULL));
-	}
-	if (redis_opt(L, "host", LUA_TSTRING)) {
-		o->host = lua_tostring(L, -1);
-		if (strncmp(o->host, "unix:", 5) == 0)
-			o->host += 5, o->port = 0;
-		else if (strcmp(o->host, "localhost") == 0)
-			o->host = "127.0.0.1";
-		else if (inet_pton(AF_INET, o->host, a) != 1 &&
-		    inet_pton(AF_INET6, o->host, a) != 1)
-			luaL_error(L,
-			    "luamta.redis.connect: host must be an IP address, \"localhost\" "
-			    "or \"unix:/path\" (resolving a name would block the server)");
-	}
-	if (redis_opt(L, "path", LUA_TSTRING))
-		o->host = lua_tostring(L, -1), o->port = 0;
-	if (o->port == 0 && o->host[0] != '/')
-		luaL_error(L, "luamta.redis.connect: a socket path must be absolute");
-	if (redis_opt(L, "port", LUA_TNUMBER)) {
-		v = luaL_checkinteger(L, -1);
-		if (v < 1 || v > 65535)
-			luaL_error(L, "luamta.redis.connect: port must be from 1 to 65535");
-		if (o->port != 0)
-			o->port = (int)v;
-	}
-	if (redis_opt(L, "db", LUA_TNUMBER)) {
-		o->db = luaL_checkinteger(L, -1);
-		if (o->db < 0 || o->db > 1000000)
-			luaL_error(L, "luamta.redis.connect: db must be from 0 to 1000000");
-	}
-	if (redis_opt(L, "password", LUA_TSTRING))
-		o->password = lua_tolstring(L, -1, &o->passlen);
-	if (redis_opt(L, "timeout", LUA_TNUMBER)) {
-		c->timeout = luaL_checknumber(L, -1);
-		if (!(c->timeout > 0) || c->timeout > REDIS_TIMEOUT_MAX)
-			luaL_error(
-			    L, "luamta.redis.connect: timeout must be from 0 to 3600 seconds");
-	}
-	if (redis_opt(L, "max_reply", LUA_TNUMBER)) {
-		v = luaL_checkinteger(L, -1);
-		if (v < 1024 || v > REDIS_REPLY_LIMIT)
-			luaL_error(L,
-			    "luamta.redis.connect: max_reply must be from 1024 to %d bytes",
-			    REDIS_REPLY_LIMIT);
-		c->max_reply = (size_t)v;
-	}
-}
-
-/* The pool entry for o, made if new; NULL when the pool is full or out of
- * memory. */
-static struct redis_conn *
+struct redis_conn *
 redis_conn_get(const struct redis_opts *o)
 {
 	struct redis_conn *conn;
@@ -778,82 +521,10 @@ redis_conn_get(const struct redis_opts *o)
 	redis_npool++;
 	return conn;
 }
-
-/* After connect{}'s PING: the stack holds the options, the client and what
- * the wake pushed (true, or nil and the error). */
-static int
-redis_connect_k(lua_State *L, int status, lua_KContext ctx)
+int
+redis_conn_ready(const struct redis_conn *conn)
 {
-	(void)status;
-	(void)ctx;
-	if (lua_gettop(L) == 3 && lua_toboolean(L, 3)) {
-		lua_settop(L, 2);
-		return 1;
-	}
-	return 2;
-}
-
-/* luamta.redis.connect{ host=, port=, db=, password=, timeout=, path=,
- * max_reply= } -> client | nil, err */
-static int
-redis_connect(lua_State *L)
-{
-	const char *ping[] = { "PING" };
-	const size_t pinglen[] = { 4 };
-	struct redis_opts o;
-	struct redis_client tmp, *c;
-	struct redis_req *req;
-	int len;
-
-	if (lua_isnoneornil(L, 1)) {
-		lua_settop(L, 0);
-		lua_newtable(L);
-	}
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_settop(L, 1);
-	redis_opts(L, &o, &tmp);
-	if ((tmp.conn = redis_conn_get(&o)) == NULL) {
-		lua_pushnil(L);
-		lua_pushfstring(
-		    L, "too many Redis connections (at most %d per worker)", REDIS_POOL_MAX);
-		return 2;
-	}
-	lua_settop(L, 1);
-	c = lua_newuserdatauv(L, sizeof(*c), 0);
-	*c = tmp;
-	luaL_setmetatable(L, REDIS_CLIENT);
-	if (c->conn->max_reply < c->max_reply)
-		c->conn->max_reply = c->max_reply;
-	if (c->conn->link != NULL && c->conn->link->ready)
-		return 1;
-	req = redis_req_new(L, REDIS_CONNECT, 1, c);
-	if ((len = redisFormatCommandArgv(&req->cmds[0], 1, ping, pinglen)) < 0)
-		return luaL_error(L, "luamta.redis: out of memory");
-	req->lens[0] = len;
-	return redis_start(L, req, "luamta.redis.connect", c, redis_connect_k);
-}
-
-void
-redis_lua_open(lua_State *L)
-{
-	static const luaL_Reg methods[] = {
-		{ "call", redis_call },
-		{ "pipeline", redis_pipeline },
-		{ NULL, NULL },
-	};
-	static const luaL_Reg funcs[] = {
-		{ "connect", redis_connect },
-		{ NULL, NULL },
-	};
-
-	luaL_newmetatable(L, REDIS_CLIENT);
-	luaL_newlib(L, methods);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, redis_client_tostring);
-	lua_setfield(L, -2, "__tostring");
-	lua_pop(L, 1);
-	luaL_newlib(L, funcs);
-	lua_setfield(L, -2, "redis");
+	return conn->link != NULL && conn->link->ready;
 }
 
 void
