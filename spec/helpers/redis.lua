@@ -11,6 +11,10 @@ local server = require "server"
 
 local M = {}
 local Redis = {}
+
+-- A command prefix that runs the rest with only stdin, stdout and stderr.
+local CLOSEFDS = "/usr/bin/python3 -c " .. server.quote(
+  "import os, sys; os.closerange(3, 65536); os.execvp(sys.argv[1], sys.argv[1:])")
 Redis.__index = Redis
 
 local function free_port()
@@ -52,6 +56,10 @@ function Redis:restart()
     args[#args + 1] = server.quote(self.password)
   end
   os.remove(self.dir .. "/pid")
+  -- Through a wrapper that closes every inherited descriptor: the spec's
+  -- client sockets must not stay open in redis-server after the spec
+  -- closes them (the server would never see them close).
+  table.insert(args, 1, CLOSEFDS)
   os.execute("sh -c " .. server.quote(table.concat(args, " ") .. " >"
     .. server.quote(self.dir .. "/log") .. " 2>&1 & echo $! >" .. server.quote(self.dir .. "/pid"))
     .. " </dev/null >/dev/null 2>&1")
@@ -103,7 +111,7 @@ end
 function M.fake(mode)
   local dir = server.mkdtemp()
   local script = server.source_dir() .. "/spec/fixtures/servers/redis_fake.py"
-  os.execute("/usr/bin/python3 " .. server.quote(script) .. " " .. mode .. " "
+  os.execute(CLOSEFDS .. " /usr/bin/python3 " .. server.quote(script) .. " " .. mode .. " "
     .. server.quote(dir .. "/port") .. " </dev/null >/dev/null 2>&1 & echo $! >"
     .. server.quote(dir .. "/pid"))
   local deadline = socket.gettime() + 10

@@ -242,4 +242,42 @@ describe("luamta.redis failures #integration", function()
     -- the new server starts empty: the client reconnected on this call
     assert.are.equal("{1}", probe(srv, "kept"))
   end)
+
+  it("wakes every waiting hook once with an error when the server dies under them", function()
+    local r = assert(redis.start())
+    local srv
+    local clients = {}
+    finally(function()
+      for _, c in ipairs(clients) do c:close() end
+      if srv then srv:stop() end
+      r:cleanup()
+    end)
+    srv = start(r)
+    assert.are.equal("OK", r:cli("CLIENT", "PAUSE", 30000, "WRITE"))
+    for i = 1, 20 do
+      local c = server.session(srv)
+      c:send("MAIL FROM:<a@spec.test>"):expect(250)
+      c:send_raw("RCPT TO:<wait-dies" .. i .. "@spec.test>\r\n")
+      clients[i] = c
+    end
+    -- five leave (reset) while waiting; their calls are cancelled
+    local before = srv:count_log("smtp.close")
+    for i = 1, 5 do
+      clients[i].sock:setoption("linger", { on = true, timeout = 0 })
+      clients[i]:close()
+    end
+    assert.truthy(srv:wait_log("smtp.close reason=", nil, before + 5), srv:log_tail(20))
+    r:stop()
+    for i = 6, 20 do
+      local rep = clients[i]:expect(451, "4.3.0")
+      assert.truthy(rep.text:match("closed") or rep.text:match("reset"), rep.raw)
+    end
+    assert.are.equal(15, srv:count_log("redis.waited rcpt=wait%-dies"))
+    assert.are.equal(15, srv:count_log("redis.waited rcpt=wait%-dies.* err="))
+    assert(r:restart())
+    local c = server.session(srv)
+    c:send("MAIL FROM:<a@spec.test>"):expect(250)
+    c:send("RCPT TO:<wait-again@spec.test>"):expect(250, "waited 1")
+    c:close()
+  end)
 end)
