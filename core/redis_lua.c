@@ -164,7 +164,8 @@ redis_opts(lua_State *L, struct redis_opts *o, struct redis_client *c)
 			k++;
 		if (keys[k] == NULL)
 			luaL_error(L, "luamta.redis.connect: unknown option %s",
-			    luaL_tolstring(L, -1, NULL));
+			    lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) :
+							     luaL_typename(L, -1));
 	}
 	if (redis_opt(L, "host", LUA_TSTRING)) {
 		o->host = lua_tostring(L, -1);

@@ -5,7 +5,8 @@
 --   local r = assert(redis.start({ password = "secret" }))
 --   finally(function() r:stop() end)
 --   r:cli("SET", "k", "v")          -- redis-cli, returns its output
---   r:stop(); r:restart()            -- same port again
+--   r:stop(); r:restart()            -- killed (-9), then again on the same port
+--   local f = redis.fake("silent")   -- a misbehaving server: f.port, f.stop()
 local socket = require "socket"
 local server = require "server"
 
@@ -37,14 +38,6 @@ function Redis:cli(...)
   for i, w in ipairs(words) do words[i] = server.quote(w) end
   local _, out = server.sh(table.concat(words, " ") .. " 2>&1")
   return (out:gsub("\n$", ""))
-end
-
--- redis-cli in the background (for CLIENT PAUSE or DEBUG SLEEP); returns
--- at once.
-function Redis:cli_background(...)
-  local words = { "redis-cli", "-h", "127.0.0.1", "-p", tostring(self.port) }
-  for _, a in ipairs({ ... }) do words[#words + 1] = server.quote(tostring(a)) end
-  os.execute(table.concat(words, " ") .. " >/dev/null 2>&1 &")
 end
 
 function Redis:restart()
