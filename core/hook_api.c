@@ -22,6 +22,7 @@
 #include "http.h"
 #include "dns_lua.h"
 #include "log.h"
+#include "redis.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
 #include "smtp_session_types.h"
@@ -998,6 +999,7 @@ hook_api_open(lua_State *L, const char *hostname)
 	luaL_newlib(L, api_funcs);
 	http_lua_open(L);
 	dns_lua_open(L);
+	redis_lua_open(L);
 	lua_pushstring(L, LUAMTA_VERSION);
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, hostname);

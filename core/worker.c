@@ -22,6 +22,7 @@
 #include "dns_lua.h"
 #include "listener.h"
 #include "log.h"
+#include "redis.h"
 #include "script.h"
 #include "smtp_session.h"
 #include "tls.h"
@@ -346,6 +347,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	http_shutdown(); /* after the sessions: their requests were cancelled */
 	dns_lua_shutdown();
 	dns_shutdown();
+	redis_shutdown();
 	log_info(NULL, "worker.exit worker=%d", index);
 	return 0;
 }

@@ -171,3 +171,49 @@ describe("examples/greylist.lua state #integration", function()
     assert.are.equal(2, srv:count_log({ "greylist.new", "x@spec.test" }))
   end)
 end)
+
+describe("examples/greylist.lua with GREYLIST_REDIS #integration", function()
+  local redis = require "redis"
+
+  it("shares one greylist between two servers through Redis", function()
+    local defer = cleanup()
+    local r = assert(redis.start())
+    defer(function() r:cleanup() end)
+    local env = { GREYLIST_DELAY = "1", GREYLIST_REDIS = r:address() }
+    local a = assert(server.start({ policy = EXAMPLE, env = env }))
+    defer(function() a:stop() end)
+    local b = assert(server.start({ policy = EXAMPLE, env = env }))
+    defer(function() b:stop() end)
+    local t0 = socket.gettime()
+    greylisted(attempt(a, "shared@sender.test", "x@spec.test"))
+    -- the same triplet on the other server: still early, not new there
+    greylisted(attempt(b, "shared@sender.test", "x@spec.test"))
+    assert.are.equal(0, b:count_log("greylist.new"))
+    sleep_past(t0, 1)
+    assert.are.equal(250, attempt(b, "shared@sender.test", "x@spec.test").code)
+    assert.are.equal(1, b:count_log({ "greylist.pass", "x@spec.test" }))
+    assert.are.equal(250, attempt(a, "shared@sender.test", "x@spec.test").code)
+    -- Redis expires the entry: a pending one within the retry window
+    local ttl = tonumber(r:cli("TTL", "greylist:127.0.0.1/shared@sender.test/x@spec.test"))
+    assert.truthy(ttl and ttl > 172800, "a passed triplet keeps GREYLIST_MAX_AGE: " .. tostring(ttl))
+    greylisted(attempt(a, "other@sender.test", "x@spec.test"))
+    ttl = tonumber(r:cli("TTL", "greylist:127.0.0.1/other@sender.test/x@spec.test"))
+    assert.truthy(ttl and ttl > 0 and ttl <= 172800, "a new triplet expires: " .. tostring(ttl))
+  end)
+
+  it("accepts with a log line when Redis is down (fails open)", function()
+    local defer = cleanup()
+    local srv = assert(server.start({ policy = EXAMPLE, env = { GREYLIST_DELAY = "1",
+      GREYLIST_REDIS = "127.0.0.1:" .. redis.free_port() } }))
+    defer(function() srv:stop() end)
+    assert.are.equal(250, attempt(srv, "down@sender.test", "x@spec.test").code)
+    assert.truthy(srv:wait_log({ "greylist.redis_error", "connection refused", "action=accept" }))
+  end)
+
+  it("refuses a malformed GREYLIST_REDIS", function()
+    local code, out, err = server.run({ "--check", "--script", EXAMPLE },
+      { env = { GREYLIST_REDIS = "nowhere" } })
+    assert.are.equal(1, code, out .. err)
+    assert.matches("GREYLIST_REDIS must be host:port", out .. err, 1, true)
+  end)
+end)
