@@ -16,6 +16,7 @@
 
 #include <ev.h>
 
+#include "cosocket.h"
 #include "listener.h"
 #include "log.h"
 #include "script.h"
@@ -320,6 +321,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	ev_timer_stop(w.loop, &w.drain);
 	worker_stop_signals(w.loop, &w.sigterm, &w.sigint, &w.sighup);
 	smtp_server_shutdown(&w.srv);
+	cosocket_shutdown();
 	log_info(NULL, "worker.exit worker=%d", index);
 	return 0;
 }

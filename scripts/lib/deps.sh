@@ -28,4 +28,4 @@ deps_install() {
 # What building luamta needs.
 DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-dev"
 # What the tests need on top.
-DEPS_TEST="lua-busted lua-socket lua-cjson swaks libnet-ssleay-perl python3 openssl curl procps coreutils valgrind"
+DEPS_TEST="lua-busted lua-socket lua-cjson swaks libnet-ssleay-perl python3 openssl curl procps coreutils valgrind ca-certificates"
