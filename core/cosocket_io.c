@@ -223,7 +223,7 @@ cos_receive_k(lua_State *L, int status, lua_KContext ctx)
 	(void)status;
 	for (;;) {
 		avail = s->rlen - s->roff;
-		p = s->rbuf + s->roff;
+		p = s->rbuf != NULL ? s->rbuf + s->roff : NULL; /* no arithmetic on NULL */
 		if (pat == COS_PAT_LINE && avail > s->scan &&
 		    (nl = memchr(p + s->scan, '\n', avail - s->scan)) != NULL) {
 			len = (size_t)(nl - p);
@@ -316,7 +316,7 @@ cos_reader_k(lua_State *L, int status, lua_KContext ctx)
 	(void)status;
 	for (;;) {
 		avail = s->rlen - s->roff;
-		p = s->rbuf + s->roff;
+		p = s->rbuf != NULL ? s->rbuf + s->roff : NULL; /* no arithmetic on NULL */
 		start = s->scan >= plen ? s->scan - plen + 1 : 0;
 		hit = avail >= plen ? cos_find(p + start, avail - start, pat, plen) : NULL;
 		if (hit != NULL) {
