@@ -206,6 +206,26 @@ describe("luamta.tcp() #integration", function()
     assert.matches("sock:connect cannot be used here", out .. err)
   end)
 
+  it("keeps a socket only its waiting call refers to through a full collection", function()
+    local c1, ctl
+    finally(function()
+      if ctl then
+        ctl:send("RELEASE anchored\n")
+        ctl:close()
+      end
+      if c1 then c1:close() end
+    end)
+    c1 = session()
+    c1:send("XT anchored")
+    assert(srv:wait_log("tcp anchored parked"), "the hook did not park\n" .. srv:log_tail(20))
+    assert.are.equal("true", xt("collect"))
+    ctl = assert(socket.connect("127.0.0.1", peer.port))
+    ctl:settimeout(10 * server.TIMEOUT_SCALE)
+    ctl:send("RELEASE anchored\n")
+    assert.are.equal("OK", ctl:receive())
+    c1:expect(250, "released")
+  end)
+
   it("answers socket busy to a session using a socket another one waits on", function()
     local c1, ctl
     finally(function()
