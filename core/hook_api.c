@@ -27,6 +27,7 @@
 #include "smtp_reply.h"
 #include "smtp_session_types.h"
 #include "conn.h"
+#include "cosocket.h"
 #include "tls.h"
 
 #define HOOK_API_SESSION     "luamta.session"
@@ -1006,6 +1007,7 @@ hook_api_open(lua_State *L, const char *hostname)
 	lua_setfield(L, -2, "hostname");
 	lua_newtable(L); /* survives reloads: see script_carry_shared() */
 	lua_setfield(L, -2, "shared");
+	cosocket_lua_open(L); /* luamta.tcp */
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -3, "luamta"); /* package.loaded.luamta */
 	lua_setglobal(L, "luamta");

@@ -1,4 +1,4 @@
-/* tls.c - mbedTLS 2.28 server contexts over non-blocking fds. Maps mbedTLS
+/* tls.c - mbedTLS 2.28 server and client contexts over non-blocking fds. Maps mbedTLS
  * return codes onto enum tls_status and keeps errors sticky, so the caller
  * only ever waits on the fd it is told to; when to time out, what to do
  * with an unverified client certificate and how to log it are the caller's. */
@@ -24,7 +24,7 @@
 #include <mbedtls/x509.h>
 #include <mbedtls/x509_crt.h>
 
-#define TLS_ERRBUF 160
+#define TLS_ERRBUF 320
 
 struct tls_config {
 	int refs;
@@ -130,28 +130,93 @@ tls_config_fail(char *err, size_t errsz, const char *what, const char *file, int
 		tls_config_msg(err, errsz, "%s %s: %s", what, file, mbed);
 }
 
-struct tls_config *
-tls_config_new(
-    const char *cert_file, const char *key_file, const char *client_ca, char *err, size_t errsz)
+/* A config with everything initialised (so one exit path can free it
+ * all) and nothing loaded, or NULL. */
+static struct tls_config *
+tls_config_alloc(char *err, size_t errsz)
 {
-	static const char pers[] = "luamta tls";
 	struct tls_config *cfg;
-	size_t i, ns = 0;
-	int ret;
 
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL) {
 		tls_config_msg(err, errsz, "tls config: %s", strerror(errno));
 		return NULL;
 	}
 	cfg->refs = 1;
-	/* Initialise everything first, so one exit path can free it all. */
 	mbedtls_ssl_config_init(&cfg->conf);
 	mbedtls_entropy_init(&cfg->entropy);
 	mbedtls_ctr_drbg_init(&cfg->drbg);
 	mbedtls_x509_crt_init(&cfg->cert);
 	mbedtls_pk_init(&cfg->key);
 	mbedtls_x509_crt_init(&cfg->ca);
+	return cfg;
+}
 
+/* What servers and clients share: a seeded generator, TLS 1.2, the suites
+ * and curves below, no renegotiation and no session tickets. 0 or -1. */
+static int
+tls_config_base(struct tls_config *cfg, int endpoint, char *err, size_t errsz)
+{
+	static const char pers[] = "luamta tls";
+	size_t i, ns = 0;
+	int ret;
+
+	if ((ret = mbedtls_ctr_drbg_seed(&cfg->drbg, mbedtls_entropy_func, &cfg->entropy,
+		 (const unsigned char *)pers, sizeof(pers) - 1)) != 0) {
+		tls_config_fail(err, errsz, "random generator", "seed", ret, 0);
+		return -1;
+	}
+	if ((ret = mbedtls_ssl_config_defaults(&cfg->conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM,
+		 MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
+		tls_config_fail(err, errsz, "tls", "defaults", ret, 0);
+		return -1;
+	}
+	mbedtls_ssl_conf_rng(&cfg->conf, mbedtls_ctr_drbg_random, &cfg->drbg);
+
+	/* TLS 1.2 both ways: mbedTLS 2.28 implements TLS 1.3 only behind
+	 * MBEDTLS_SSL_PROTO_TLS1_3_EXPERIMENTAL, outside its stable API, and
+	 * 1.0/1.1 are deprecated (RFC 8996). */
+	mbedtls_ssl_conf_min_version(
+	    &cfg->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+	mbedtls_ssl_conf_max_version(
+	    &cfg->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+
+	/* A suite this build lacks would fail the handshake of any client that
+	 * offers it ("should never happen" in ssl_ciphersuite_match), so only
+	 * list the ones mbedTLS knows. */
+	for (i = 0; i < sizeof(tls_suites) / sizeof(tls_suites[0]); i++)
+		if (mbedtls_ssl_ciphersuite_from_id(tls_suites[i]) != NULL)
+			cfg->suites[ns++] = tls_suites[i];
+	cfg->suites[ns] = 0;
+	if (ns == 0) {
+		tls_config_msg(err, errsz, "tls: this mbedTLS has no ECDHE AEAD cipher suite");
+		return -1;
+	}
+	mbedtls_ssl_conf_ciphersuites(&cfg->conf, cfg->suites);
+	mbedtls_ssl_conf_curves(&cfg->conf, tls_curves);
+
+	/* Client-initiated renegotiation costs the server a full handshake
+	 * per request (a CPU DoS) and SMTP never needs it; this is the
+	 * default, stated so that no one turns it on by accident. */
+	mbedtls_ssl_conf_renegotiation(&cfg->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+
+	/* No resumption: no ticket callbacks and no session cache. SMTP
+	 * clients seldom reconnect within a ticket's lifetime, a full
+	 * handshake costs little next to a delivery, and tickets would need a
+	 * key that rotates and survives reloads; a static one would undo
+	 * forward secrecy. For a client this stops it asking for tickets. */
+	mbedtls_ssl_conf_session_tickets(&cfg->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+	return 0;
+}
+
+struct tls_config *
+tls_config_new(
+    const char *cert_file, const char *key_file, const char *client_ca, char *err, size_t errsz)
+{
+	struct tls_config *cfg;
+	int ret;
+
+	if ((cfg = tls_config_alloc(err, errsz)) == NULL)
+		return NULL;
 	errno = 0;
 	if ((ret = mbedtls_x509_crt_parse_file(&cfg->cert, cert_file)) != 0) {
 		tls_config_fail(err, errsz, "certificate", cert_file, ret, errno);
@@ -177,52 +242,8 @@ tls_config_new(
 		tls_config_fail(err, errsz, "client CA", client_ca, ret, errno);
 		goto fail;
 	}
-	if ((ret = mbedtls_ctr_drbg_seed(&cfg->drbg, mbedtls_entropy_func, &cfg->entropy,
-		 (const unsigned char *)pers, sizeof(pers) - 1)) != 0) {
-		tls_config_fail(err, errsz, "random generator", "seed", ret, 0);
+	if (tls_config_base(cfg, MBEDTLS_SSL_IS_SERVER, err, errsz) == -1)
 		goto fail;
-	}
-	if ((ret = mbedtls_ssl_config_defaults(&cfg->conf, MBEDTLS_SSL_IS_SERVER,
-		 MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
-		tls_config_fail(err, errsz, "tls", "defaults", ret, 0);
-		goto fail;
-	}
-	mbedtls_ssl_conf_rng(&cfg->conf, mbedtls_ctr_drbg_random, &cfg->drbg);
-
-	/* TLS 1.2 both ways: mbedTLS 2.28 implements TLS 1.3 only behind
-	 * MBEDTLS_SSL_PROTO_TLS1_3_EXPERIMENTAL, outside its stable API, and
-	 * 1.0/1.1 are deprecated (RFC 8996). */
-	mbedtls_ssl_conf_min_version(
-	    &cfg->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-	mbedtls_ssl_conf_max_version(
-	    &cfg->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-
-	/* A suite this build lacks would fail the handshake of any client that
-	 * offers it ("should never happen" in ssl_ciphersuite_match), so only
-	 * list the ones mbedTLS knows. */
-	for (i = 0; i < sizeof(tls_suites) / sizeof(tls_suites[0]); i++)
-		if (mbedtls_ssl_ciphersuite_from_id(tls_suites[i]) != NULL)
-			cfg->suites[ns++] = tls_suites[i];
-	cfg->suites[ns] = 0;
-	if (ns == 0) {
-		tls_config_msg(err, errsz, "tls: this mbedTLS has no ECDHE AEAD cipher suite");
-		goto fail;
-	}
-	mbedtls_ssl_conf_ciphersuites(&cfg->conf, cfg->suites);
-	mbedtls_ssl_conf_curves(&cfg->conf, tls_curves);
-
-	/* Client-initiated renegotiation costs the server a full handshake
-	 * per request (a CPU DoS) and SMTP never needs it; this is the
-	 * default, stated so that no one turns it on by accident. */
-	mbedtls_ssl_conf_renegotiation(&cfg->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-
-	/* No resumption: no ticket callbacks and no session cache. SMTP
-	 * clients seldom reconnect within a ticket's lifetime, a full
-	 * handshake costs little next to a delivery, and tickets would need a
-	 * key that rotates and survives reloads; a static one would undo
-	 * forward secrecy. The call below only affects clients, but says it. */
-	mbedtls_ssl_conf_session_tickets(&cfg->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
-
 	if ((ret = mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->cert, &cfg->key)) != 0) {
 		tls_config_fail(err, errsz, "certificate", cert_file, ret, 0);
 		goto fail;
@@ -232,6 +253,37 @@ tls_config_new(
 		 * the verify result is reported and the policy decides. */
 		mbedtls_ssl_conf_ca_chain(&cfg->conf, &cfg->ca, NULL);
 		mbedtls_ssl_conf_authmode(&cfg->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
+	} else
+		mbedtls_ssl_conf_authmode(&cfg->conf, MBEDTLS_SSL_VERIFY_NONE);
+	return cfg;
+fail:
+	tls_config_unref(cfg);
+	return NULL;
+}
+
+struct tls_config *
+tls_config_client_new(const char *ca_file, char *err, size_t errsz)
+{
+	struct tls_config *cfg;
+	int ret;
+
+	if ((cfg = tls_config_alloc(err, errsz)) == NULL)
+		return NULL;
+	errno = 0;
+	if (ca_file != NULL && (ret = mbedtls_x509_crt_parse_file(&cfg->ca, ca_file)) != 0) {
+		/* A system bundle holds a few certificates this mbedTLS cannot
+		 * parse (other key types, odd extensions); the rest still
+		 * anchor trust. Only a file with none usable is an error. */
+		if (ret < 0 || cfg->ca.version == 0) {
+			tls_config_fail(err, errsz, "CA file", ca_file, ret, errno);
+			goto fail;
+		}
+	}
+	if (tls_config_base(cfg, MBEDTLS_SSL_IS_CLIENT, err, errsz) == -1)
+		goto fail;
+	if (ca_file != NULL) {
+		mbedtls_ssl_conf_ca_chain(&cfg->conf, &cfg->ca, NULL);
+		mbedtls_ssl_conf_authmode(&cfg->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
 	} else
 		mbedtls_ssl_conf_authmode(&cfg->conf, MBEDTLS_SSL_VERIFY_NONE);
 	return cfg;
@@ -337,6 +389,12 @@ tls_new(struct tls_config *cfg, int fd)
 	return t;
 }
 
+int
+tls_set_hostname(struct tls *t, const char *name)
+{
+	return mbedtls_ssl_set_hostname(&t->ssl, name) == 0 ? 0 : -1;
+}
+
 void
 tls_free(struct tls *t)
 {
@@ -352,11 +410,32 @@ tls_free(struct tls *t)
 	free(t);
 }
 
+/* mbedTLS gives " reason\n" per verify flag; one line wants "a; b". */
+static char *
+tls_verify_info(uint32_t flags, char *buf, size_t len)
+{
+	size_t i, j;
+
+	if (len == 0)
+		return buf;
+	buf[0] = '\0';
+	if (mbedtls_x509_crt_verify_info(buf, len, " ", flags) < 0)
+		buf[len - 1] = '\0';
+	for (i = buf[0] == ' ', j = 0; buf[i] != '\0'; i++) {
+		if (buf[i] != '\n')
+			buf[j++] = buf[i];
+		else if (buf[i + 1] != '\0')
+			buf[j++] = ';';
+	}
+	buf[j] = '\0';
+	return buf;
+}
+
 /* Maps a negative mbedTLS return onto a status, recording failures. */
 static enum tls_status
 tls_status_of(struct tls *t, int ret)
 {
-	char mbed[128];
+	char mbed[128], info[TLS_ERRBUF - 32];
 
 	switch (ret) {
 	case MBEDTLS_ERR_SSL_WANT_READ:
@@ -372,6 +451,13 @@ tls_status_of(struct tls *t, int ret)
 		return TLS_CLOSED;
 	}
 	t->failed = 1;
+	/* Only a client config verifies during the handshake (a server's
+	 * client certificate check is optional and reported afterwards). */
+	if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+		tls_verify_info(mbedtls_ssl_get_verify_result(&t->ssl), info, sizeof(info));
+		snprintf(t->errbuf, sizeof(t->errbuf), "certificate verify failed: %s", info);
+		return TLS_ERROR;
+	}
 	mbedtls_strerror(ret, mbed, sizeof(mbed));
 	if (t->sys_errno != 0)
 		snprintf(t->errbuf, sizeof(t->errbuf), "%s (%s)", mbed, strerror(t->sys_errno));
@@ -519,24 +605,13 @@ char *
 tls_peer_verify_str(const struct tls *t, char *buf, size_t len)
 {
 	uint32_t flags;
-	size_t i, j;
 
 	if (len == 0)
 		return buf;
 	buf[0] = '\0';
 	if (tls_peer_cert(t) == NULL || (flags = mbedtls_ssl_get_verify_result(&t->ssl)) == 0)
 		return buf;
-	if (mbedtls_x509_crt_verify_info(buf, len, " ", flags) < 0)
-		buf[len - 1] = '\0';
-	/* mbedTLS gives " reason\n" per flag; a log line wants "a; b". */
-	for (i = buf[0] == ' ', j = 0; buf[i] != '\0'; i++) {
-		if (buf[i] != '\n')
-			buf[j++] = buf[i];
-		else if (buf[i + 1] != '\0')
-			buf[j++] = ';';
-	}
-	buf[j] = '\0';
-	return buf;
+	return tls_verify_info(flags, buf, len);
 }
 
 int

@@ -1,4 +1,5 @@
-/* tls.h - server-side TLS over a non-blocking socket, on mbedTLS 2.28.
+/* tls.h - TLS over a non-blocking socket, on mbedTLS 2.28: the server side,
+ * and the client side for the cosockets of hooks (cosocket.c).
  * A refcounted config (certificate, key, optional client CA) and one context
  * per connection whose calls never block and return named statuses. Knows
  * nothing of SMTP or of the event loop: the caller waits for the fd as told
@@ -32,6 +33,15 @@ const char *tls_status_str(enum tls_status);
  * reload only. */
 struct tls_config *tls_config_new(
     const char *cert_file, const char *key_file, const char *client_ca, char *err, size_t errsz);
+/* A client config: TLS 1.2 with the suites and curves of the server's.
+ * With ca_file (a PEM bundle), the server's certificate must chain to one
+ * of its CAs and, when tls_set_hostname() named it, carry that name; a
+ * failure ends the handshake with TLS_ERROR and "certificate verify failed:
+ * <reasons>" from tls_strerror(). Without, nothing is verified. Certificates
+ * of the bundle this mbedTLS cannot parse are skipped. Returns a config
+ * holding one reference, or NULL with a message in err. Blocks reading the
+ * file: build it once and keep it. */
+struct tls_config *tls_config_client_new(const char *ca_file, char *err, size_t errsz);
 /* Takes one more reference, for each holder (a listener, a connection). A
  * reload builds a new config and unrefs the old one; connections that took
  * a reference keep using theirs. Returns cfg. */
@@ -44,10 +54,15 @@ void tls_config_unref(struct tls_config *);
  * entropy source failed (the copy must not be used then). */
 int tls_config_reseed(struct tls_config *);
 
-/* Starts a server-side context on fd, which the caller has made
+/* Starts a context on fd (server or client, after its config), which the caller has made
  * non-blocking and keeps owning: tls_free() does not close it. Takes a
  * reference on cfg, released by tls_free(). NULL when out of memory. */
 struct tls *tls_new(struct tls_config *, int fd);
+/* For a context on a client config, before the handshake: the name sent
+ * as SNI and, when the config verifies, the name the certificate must
+ * carry (the copy is the context's). 0, or -1 when out of memory or too
+ * long. */
+int tls_set_hostname(struct tls *, const char *name);
 /* Sends one close_notify if the handshake completed and nothing failed
  * (without waiting, ignoring the result), then frees everything but the fd.
  * NULL is a no-op. */

@@ -20,6 +20,7 @@
 #include "http.h"
 #include "dns.h"
 #include "dns_lua.h"
+#include "cosocket.h"
 #include "listener.h"
 #include "log.h"
 #include "redis.h"
@@ -348,6 +349,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	dns_lua_shutdown();
 	dns_shutdown();
 	redis_shutdown();
+	cosocket_shutdown();
 	log_info(NULL, "worker.exit worker=%d", index);
 	return 0;
 }

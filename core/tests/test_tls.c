@@ -1,8 +1,8 @@
 /* test_tls.c - the server side of tls.c against a client written here with
- * mbedTLS directly, over a non-blocking socketpair driven by poll(). The
- * certificates are made at run time with the openssl CLI in a mkdtemp()
- * directory: a CA, EC and RSA server certificates and a client certificate
- * it signed, and a self-signed client certificate it did not. */
+ * mbedTLS directly (and, last, tls.c's own client side against its server), over a non-blocking
+ * socketpair driven by poll(). The certificates are made at run time with the openssl CLI in a
+ * mkdtemp() directory: a CA, EC and RSA server certificates and a client certificate it signed, and
+ * a self-signed client certificate it did not. */
 
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -899,6 +899,109 @@ test_eof_and_misuse(void)
 	tls_config_unref(cfg);
 }
 
+/* Two struct tls over a socketpair, a server and a client: steps both
+ * handshakes until neither waits. Returns the client's status. */
+static enum tls_status
+both_handshake(struct tls *srv, int sfd, struct tls *cli, int cfd, enum tls_status *sst)
+{
+	enum tls_status ss = TLS_WANT_READ, cs = TLS_WANT_WRITE;
+	int i, sw, cw;
+
+	for (i = 0; i < MAX_ROUNDS; i++) {
+		if (ss == TLS_WANT_READ || ss == TLS_WANT_WRITE)
+			ss = tls_handshake(srv);
+		if (cs == TLS_WANT_READ || cs == TLS_WANT_WRITE)
+			cs = tls_handshake(cli);
+		sw = ss == TLS_WANT_READ || ss == TLS_WANT_WRITE;
+		cw = cs == TLS_WANT_READ || cs == TLS_WANT_WRITE;
+		if (!sw && !cw)
+			break;
+		if (wait_fds(sw ? sfd : -1, tls_events(ss), cw ? cfd : -1, tls_events(cs)) == -1)
+			break;
+	}
+	*sst = ss;
+	return cs;
+}
+
+/* One client handshake against the EC server: the client's status, and
+ * its error text in err. */
+static enum tls_status
+client_try(
+    struct tls_config *scfg, struct tls_config *ccfg, const char *name, char *err, size_t errsz)
+{
+	struct tls *srv = NULL, *cli = NULL;
+	enum tls_status cs = TLS_ERROR, ss;
+	char buf[16];
+	size_t n;
+	int sv[2];
+
+	err[0] = '\0';
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1 || nonblock(sv[0]) == -1 ||
+	    nonblock(sv[1]) == -1)
+		return TLS_ERROR;
+	if ((srv = tls_new(scfg, sv[0])) == NULL || (cli = tls_new(ccfg, sv[1])) == NULL)
+		goto out;
+	if (name != NULL && tls_set_hostname(cli, name) == -1)
+		goto out;
+	cs = both_handshake(srv, sv[0], cli, sv[1], &ss);
+	snprintf(err, errsz, "%s", tls_strerror(cli));
+	if (cs == TLS_OK) {
+		/* Data goes through once both sides are done. */
+		CHECK(ss == TLS_OK);
+		CHECK(tls_write(cli, "ping", 4, &n) == TLS_OK && n == 4);
+		CHECK(wait_fds(sv[0], POLLIN, -1, 0) == 0);
+		CHECK(tls_read(srv, buf, sizeof(buf), &n) == TLS_OK && n == 4 &&
+		    memcmp(buf, "ping", 4) == 0);
+	}
+out:
+	tls_free(cli);
+	tls_free(srv);
+	close(sv[0]);
+	close(sv[1]);
+	return cs;
+}
+
+/* The client side (luamta.tcp's starttls): verification against a CA
+ * file, the name checked, no verification at all, and a missing file. */
+static void
+test_client_side(void)
+{
+	struct tls_config *scfg, *ca, *none;
+	char err[512];
+
+	scfg = tls_config_new(tpath("srv_ec.crt"), tpath("srv_ec.key"), NULL, err, sizeof(err));
+	ca = tls_config_client_new(tpath("ca.crt"), err, sizeof(err));
+	none = tls_config_client_new(NULL, err, sizeof(err));
+	CHECK(scfg != NULL && ca != NULL && none != NULL);
+	if (scfg == NULL || ca == NULL || none == NULL)
+		goto out;
+
+	CHECK_MSG(client_try(scfg, ca, "localhost", err, sizeof(err)) == TLS_OK, "%s", err);
+	CHECK(client_try(scfg, ca, "wrong.example", err, sizeof(err)) == TLS_ERROR);
+	CHECK_MSG(strncmp(err, "certificate verify failed: ", 27) == 0 &&
+		strstr(err, "Common Name") != NULL && strchr(err, '\n') == NULL,
+	    "%s", err);
+	CHECK_MSG(client_try(scfg, none, "wrong.example", err, sizeof(err)) == TLS_OK, "%s", err);
+
+	/* A CA that did not sign the server's certificate. */
+	tls_config_unref(ca);
+	ca = tls_config_client_new(tpath("rogue.crt"), err, sizeof(err));
+	CHECK(ca != NULL);
+	if (ca != NULL) {
+		CHECK(client_try(scfg, ca, "localhost", err, sizeof(err)) == TLS_ERROR);
+		CHECK_MSG(strstr(err, "not correctly signed") != NULL, "%s", err);
+	}
+
+	err[0] = '\0';
+	CHECK(tls_config_client_new(tpath("missing-ca.crt"), err, sizeof(err)) == NULL);
+	CHECK_MSG(
+	    strstr(err, "CA file") != NULL && strstr(err, "missing-ca.crt") != NULL, "%s", err);
+out:
+	tls_config_unref(none);
+	tls_config_unref(ca);
+	tls_config_unref(scfg);
+}
+
 static void
 cleanup(void)
 {
@@ -945,6 +1048,7 @@ main(void)
 	test_unverified_client();
 	test_garbage();
 	test_eof_and_misuse();
+	test_client_side();
 
 	mbedtls_ctr_drbg_free(&drbg);
 	mbedtls_entropy_free(&entropy);

@@ -31,4 +31,5 @@ DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-
 # What the tests need on top: the clients, and the servers the specs start
 # on loopback (dnsmasq, redis-server).
 DEPS_TEST="lua-busted lua-socket lua-cjson swaks libnet-ssleay-perl python3 openssl curl procps
-	coreutils valgrind dnsmasq-base python3-dnslib redis-server redis-tools"
+	coreutils valgrind ca-certificates dnsmasq-base python3-dnslib redis-server redis-tools"
+
