@@ -72,29 +72,85 @@ cosocket_drop(struct cosocket *s)
 	s->op = COS_IDLE;
 }
 
-/* The name lookup: the one place a host name becomes addresses. Called
- * with the hook parked (s->loop is the run's loop), before the deadline
- * timer is armed. To be wired to
- * luamta.dns (core/dns.h): start A and AAAA queries on s->loop for host,
- * keep their handle in s, return 0, and let their completion call
- * cosocket_resolved(s, ...) once with every address as text, in the order
- * to try them; cosocket_resolve_cancel() below must then cancel the
- * queries. -1 with a message in err when no lookup could start: connect
- * returns nil and err (after one turn of the loop). */
+/* The name lookup: the one place a host name becomes addresses, through
+ * the worker's resolver (dns.h: cached, never blocking). A and AAAA are
+ * asked at once; the connect tries the IPv4 addresses first, then the IPv6
+ * ones, each in the order of its answer. Called with the hook parked
+ * (s->loop is the run's loop), before the deadline timer is armed, which
+ * then covers the lookup too. */
+static void cos_on_dns(void *arg, const struct dns_answer *ans);
+static void cosocket_resolve_cancel(struct cosocket *s);
+
 static int
 cosocket_resolve_start(struct cosocket *s, const char *host, char *err, size_t errsz)
 {
-	(void)s;
-	snprintf(err, errsz, "cannot resolve %s: name lookups not wired", host);
-	return -1;
+	static const int types[2] = { DNS_T_A, DNS_T_AAAA };
+	double left = s->deadline - ev_time();
+
+	for (int i = 0; i < 2; i++) {
+		s->dnsq[i].s = s;
+		s->dnsq[i].ans = NULL;
+		s->dnsq[i].req = dns_query(
+		    s->loop, host, types[i], left > 0 ? left : 0.001, cos_on_dns, &s->dnsq[i]);
+		if (s->dnsq[i].req == NULL) {
+			cosocket_resolve_cancel(s);
+			snprintf(err, errsz, "cannot resolve %s: out of memory", host);
+			return -1;
+		}
+	}
+	return 0;
 }
 
-/* The run was cancelled while a lookup was in flight: it must never call
- * cosocket_resolved() for s now. */
+/* The run was cancelled, or the deadline passed, while a lookup was in
+ * flight: cosocket_resolved() must never be called for s now. */
 static void
 cosocket_resolve_cancel(struct cosocket *s)
 {
-	(void)s;
+	for (int i = 0; i < 2; i++) {
+		if (s->dnsq[i].req != NULL)
+			dns_cancel(s->dnsq[i].req);
+		s->dnsq[i].req = NULL;
+		dns_answer_free(s->dnsq[i].ans);
+		s->dnsq[i].ans = NULL;
+	}
+}
+
+/* One of the two answers; once both are in, the addresses go to
+ * cosocket_resolved(). The error reported is A's, unless A had none. */
+static void
+cos_on_dns(void *arg, const struct dns_answer *ans)
+{
+	struct cos_dnsq *q = arg;
+	struct cosocket *s = q->s;
+	const char *addrs[COS_ADDRS_MAX];
+	const char *err = NULL;
+	size_t n = 0;
+
+	q->req = NULL;
+	if ((q->ans = dns_answer_dup(ans)) == NULL)
+		q->ans = dns_answer_new(DNS_SERVFAIL); /* out of memory: no address */
+	if (s->dnsq[0].req != NULL || s->dnsq[1].req != NULL)
+		return;
+	for (int i = 0; i < 2; i++) {
+		const struct dns_answer *a = s->dnsq[i].ans;
+
+		if (a == NULL)
+			continue;
+		if (a->err != DNS_OK && err == NULL)
+			err = dns_err_str(a->err);
+		for (size_t j = 0; a->err == DNS_OK && j < a->nrr && n < COS_ADDRS_MAX; j++)
+			addrs[n++] = a->rr[j].data;
+	}
+	/* cosocket_resolved() copies the addresses; it wakes the run, after
+	 * which s may be gone: free the answers first, from copies. */
+	{
+		struct dns_answer *keep[2] = { s->dnsq[0].ans, s->dnsq[1].ans };
+
+		s->dnsq[0].ans = s->dnsq[1].ans = NULL;
+		cosocket_resolved(s, addrs, n, err);
+		dns_answer_free(keep[0]);
+		dns_answer_free(keep[1]);
+	}
 }
 
 /* Adds an address as text ("192.0.2.1", "::1", "[::1]") with s->port.

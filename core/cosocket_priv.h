@@ -12,6 +12,7 @@
 #include <lua.h>
 
 #include "cosocket_pool.h"
+#include "dns.h"
 #include "hook.h"
 
 #define COS_MT          "luamta.tcp"
@@ -51,6 +52,13 @@ struct cos_addr {
  * rest by Lua; the watchers are active only while a run is parked, and
  * that run's thread holds the userdata (an argument or an upvalue of the
  * call that yielded), so it cannot be collected meanwhile. */
+/* One of a connect's two lookups (A, AAAA) of a host name. */
+struct cos_dnsq {
+	struct cosocket *s;
+	struct dns_req *req;    /* in flight, or NULL */
+	struct dns_answer *ans; /* arrived, waiting for the other */
+};
+
 struct cosocket {
 	struct cosocket_conn c; /* c.fd >= 0 while connected or connecting */
 	int connected;
@@ -72,8 +80,9 @@ struct cosocket {
 	int port;
 	struct cos_addr addrs[COS_ADDRS_MAX];
 	int naddrs, iaddr;
-	int resolved;  /* cosocket_resolved() has answered */
-	char err[192]; /* the last connect or lookup failure */
+	int resolved;            /* cosocket_resolved() has answered */
+	struct cos_dnsq dnsq[2]; /* the lookups of a host name: A, AAAA */
+	char err[192];           /* the last connect or lookup failure */
 };
 
 /* The socket at idx, or a Lua error. */

@@ -11,17 +11,20 @@ local server = require "server"
 local smtp = require "smtp"
 local tlskit = require "tlskit"
 local tcp = require "tcp"
+local dns = require "dns"
 local socket = require "socket"
 
 local POLICY = server.source_dir() .. "/spec/fixtures/policies/tcp.lua"
 
 describe("luamta.tcp() #integration", function()
-  local srv, peer, pki
+  local srv, peer, pki, resolver
 
   lazy_setup(function()
     pki = tlskit.pki()
     peer = assert(tcp.start({ cert = pki.server_cert, key = pki.server_key }))
-    srv = assert(server.start({ policy = POLICY, env = {
+    resolver = dns.dnsmasq({ "--host-record=peer.spec.test,127.0.0.1" })
+    srv = assert(server.start({ policy = POLICY, args = { "--resolver", resolver:addr() },
+      env = {
       TCP_PORT = tostring(peer.port),
       TCP_PORT6 = peer.port6 and tostring(peer.port6) or "",
       TCP_UNIX = peer.unix,
@@ -34,6 +37,7 @@ describe("luamta.tcp() #integration", function()
     -- The peer first: a hook still parked on it then wakes to "closed".
     if peer then peer:stop() end
     if srv then srv:stop() end
+    if resolver then resolver:stop() end
     if pki then pki:cleanup() end
   end)
 
@@ -91,8 +95,10 @@ describe("luamta.tcp() #integration", function()
       out)
   end)
 
-  it("says that host names are not looked up yet", function()
-    assert.are.equal("nil|cannot resolve localhost: name lookups not wired", xt("name"))
+  it("connects to a host name through luamta.dns, and says why one does not resolve", function()
+    assert.are.equal("true|by name|luamta.tcp (connected to peer.spec.test:" .. peer.port .. ")|true",
+      xt("name"))
+    assert.are.equal("nil|cannot resolve missing.spec.test: nxdomain", xt("name_missing"))
   end)
 
   it("returns connection refused", function()
