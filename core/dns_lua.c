@@ -483,7 +483,7 @@ dns_lua_rbl(lua_State *L)
 }
 
 /* dns.fcrdns(ip[, opts]) -> name | nil, err */
-static int
+int
 dns_lua_fcrdns(lua_State *L)
 {
 	static const char what[] = "luamta.dns.fcrdns";

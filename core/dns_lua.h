@@ -11,6 +11,9 @@
 
 /* Sets the field dns of the table on top of L's stack. */
 void dns_lua_open(lua_State *L);
+/* luamta.dns.fcrdns(ip[, opts]) -> name | nil, err: for the session's
+ * s:rdns(), which calls it with lua_callk. */
+int dns_lua_fcrdns(lua_State *L);
 /* Frees what the module keeps between calls. */
 void dns_lua_shutdown(void);
 

@@ -21,6 +21,7 @@
 #include "every.h"
 #include "http.h"
 #include "dns_lua.h"
+#include "dns_msg.h"
 #include "log.h"
 #include "redis.h"
 #include "smtp_parse.h"
@@ -155,6 +156,50 @@ hook_api_push_tls(lua_State *L, struct smtp_session *s)
 	lua_setfield(L, -2, "client_cert");
 }
 
+/* s:rdns([opts]): the client's forward-confirmed reverse name
+ * (luamta.dns.fcrdns on s.peer_ip), asked once per session: a name and a
+ * permanent failure are kept, a temporary one is asked again next time. */
+static int
+session_rdns_k(lua_State *L, int status, lua_KContext ctx)
+{
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_SESSION);
+	const char *err = lua_tostring(L, -1);
+
+	(void)status;
+	(void)ctx;
+	if (lua_type(L, -2) == LUA_TSTRING) {
+		free(s->rdns);
+		s->rdns = strdup(lua_tostring(L, -2));
+	} else if (err != NULL &&
+	    (strcmp(err, "nxdomain") == 0 || strcmp(err, "nodata") == 0 ||
+		strcmp(err, "mismatch") == 0))
+		snprintf(s->rdns_err, sizeof(s->rdns_err), "%s", err);
+	return 2;
+}
+
+static int
+session_rdns(lua_State *L)
+{
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_SESSION);
+	unsigned char addr[16];
+
+	if (s->rdns != NULL) {
+		lua_pushstring(L, s->rdns);
+		return 1;
+	}
+	if (s->rdns_err[0] != '\0' || dns_addr_parse(s->peer_ip, addr) == 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, s->rdns_err[0] != '\0' ? s->rdns_err : "nodata");
+		return 2;
+	}
+	lua_settop(L, 2); /* s, opts */
+	lua_pushcfunction(L, dns_lua_fcrdns);
+	lua_pushstring(L, s->peer_ip);
+	lua_pushvalue(L, 2);
+	lua_callk(L, 2, 2, 0, session_rdns_k);
+	return session_rdns_k(L, LUA_OK, 0);
+}
+
 /* Session fields by name. session_index finds a name's number in a table
  * (an upvalue) keyed by the interned strings, so a field read costs one
  * hash look-up instead of a chain of string comparisons. */
@@ -178,6 +223,7 @@ enum session_field {
 	SF_REQUIRE_TLS,
 	SF_VARS,
 	SF_LOG,
+	SF_RDNS,
 	SF__COUNT,
 };
 static const char *const session_field_names[SF__COUNT] = {
@@ -199,6 +245,7 @@ static const char *const session_field_names[SF__COUNT] = {
 	[SF_REQUIRE_TLS] = "require_tls",
 	[SF_VARS] = "vars",
 	[SF_LOG] = "log",
+	[SF_RDNS] = "rdns",
 };
 
 /* Pushes a table mapping each name of names[1..n-1] to its index. */
@@ -285,6 +332,9 @@ session_index(lua_State *L)
 		break;
 	case SF_LOG:
 		lua_pushcfunction(L, session_log);
+		break;
+	case SF_RDNS:
+		lua_pushcfunction(L, session_rdns);
 		break;
 	default:
 		lua_pushnil(L); /* unknown: nil, like a table */

@@ -1664,6 +1664,7 @@ smtp_session_free(struct smtp_session *s)
 		anvil_disconnect(srv->anvil, &s->client);
 	free(s->helo);
 	free(s->user);
+	free(s->rdns);
 	conn_free(s->conn);
 	script_unref(s->script);
 	if (s->prev != NULL)

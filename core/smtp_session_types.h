@@ -89,7 +89,9 @@ struct smtp_session {
 	int client_counted;      /* owes srv->anvil an anvil_disconnect() */
 	char local_ip[INET6_ADDRSTRLEN];
 	int peer_port, local_port;
-	char *helo; /* owned, or NULL */
+	char *helo;        /* owned, or NULL */
+	char *rdns;        /* owned: s:rdns()'s name, kept for the session, or NULL */
+	char rdns_err[16]; /* s:rdns()'s permanent error, kept; "": none yet */
 	int esmtp;
 	unsigned ext;           /* SMTP_EXT_* advertised in the last EHLO */
 	char *user;             /* owned: the authenticated identity, or NULL */

@@ -35,6 +35,7 @@ local env = setmetatable({ dns = dns }, { __index = _G })
 return {
   verbs = {
     XDNS = function(s, arg)
+      env.s = s
       local f = assert(load(arg, "=xdns", "t", env))
       local r = table.pack(f())
       local out = {}
@@ -180,6 +181,22 @@ describe("luamta.dns against dnsmasq #integration", function()
     assert.are.same({ nil, "nxdomain", n = 2 }, r)
   end)
 
+  it("gives the session's confirmed reverse name as s:rdns(), asked once", function()
+    local function from(ip)
+      local cc = assert(smtp.connect(srv, { bind = ip }))
+      finally(function() cc:close() end)
+      cc:expect(220)
+      return cc
+    end
+    local good = from("127.0.0.2")
+    assert.are.same({ "mail.spec.test", "mail.spec.test", n = 2 }, xdns(good, "return s:rdns(), s:rdns()"))
+    local liar = from("127.0.0.3")
+    assert.are.same({ nil, "mismatch", nil, "mismatch", n = 4 },
+      xdns(liar, "local a, b = s:rdns() return a, b, s:rdns()"))
+    good:close()
+    liar:close()
+  end)
+
   it("raises on bad arguments", function()
     local cases = {
       { "dns.query('x.spec.test', 'BOGUS')", "unknown qtype 'BOGUS'" },
@@ -249,6 +266,13 @@ describe("luamta.dns failures, the cache and fallbacks #integration", function()
     assert.are.same({ nil, "servfail", n = 2 }, r)
     r = xdns(c, "return dns.fcrdns('127.0.0.2')") -- the responder has no PTR: nodata
     assert.are.same({ nil, "nodata", n = 2 }, r)
+  end)
+
+  it("keeps s:rdns()'s permanent answer for the session", function()
+    local r = xdns(c, "local a, b = s:rdns() return a, b, s:rdns()")
+    assert.are.same({ nil, "nodata", nil, "nodata", n = 4 }, r)
+    xdns(c, "return s:rdns()")
+    assert.are.equal(1, rs:count("1.0.0.127.in-addr.arpa"))
   end)
 
   it("retries a truncated answer over TCP", function()
