@@ -582,8 +582,10 @@ hook_resume(struct hook_run *run, int nargs)
 	/* A blocking call that returned just before the end of the hook never
 	 * reached another budget check: the overrun still counts. */
 	if ((status == LUA_OK || status == LUA_YIELD) && ev_time() > run->deadline) {
-		lua_settop(run->co, 0);
+		/* The waiting call lets go first: emptying the stack may
+		 * run the collector, which may free what it waits on. */
 		hook_unpark(run);
+		lua_settop(run->co, 0);
 		lua_pushfstring(run->co, "%s exceeded its time budget", run->name);
 		status = LUA_ERRRUN;
 	}
