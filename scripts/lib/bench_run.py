@@ -382,6 +382,56 @@ def reload_bench(args, script, work, sessions, messages, rounds):
     return res
 
 
+def dnsbl_bench(args, work, sessions, messages, rounds):
+    """conc16 with examples/bench-dnsbl.lua (bench.lua plus one DNSBL
+    lookup per connection) against bench.lua alone, interleaved. The
+    resolver is a local dnsmasq, the usual set-up on a mail server; it
+    answers NXDOMAIN without a SOA, so luamta caches nothing and every
+    connection makes a real query. Its own CPU is not counted (it is
+    another process, as a local resolver would be)."""
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    if not os.access(dnsmasq, os.X_OK):
+        die("dnsmasq not found: install the Debian package dnsmasq-base")
+    port = free_port()
+    dargs = [dnsmasq, "--keep-in-foreground", "--no-resolv", "--no-hosts",
+             "--conf-file=/dev/null", "--port=%d" % port, "--listen-address=" + HOST,
+             "--bind-interfaces", "--pid-file=", "--local=/bl.bench.test/"]
+    if os.geteuid() == 0:
+        dargs.append("--user=root")
+    dlog = open(os.path.join(work, "dnsmasq.log"), "ab")
+    dproc = subprocess.Popen(dargs, stdin=subprocess.DEVNULL, stdout=dlog, stderr=dlog)
+    time.sleep(0.3)
+    if dproc.poll() is not None:
+        die("dnsmasq did not start (see %s)" % os.path.join(work, "dnsmasq.log"))
+    extra = args.luamta_arg + ["--resolver", "%s:%d" % (HOST, port)]
+    plain = os.path.join(args.top, "examples", "bench.lua")
+    dnsbl = os.path.join(args.top, "examples", "bench-dnsbl.lua")
+    servers = [Luamta(args.bin, plain, work, "info", "dnsbl-without", extra),
+               Luamta(args.bin, dnsbl, work, "info", "dnsbl-with", extra)]
+    res = {"without": [], "with": []}
+    try:
+        for srv in servers:
+            srv.start()
+        for srv in servers:  # warm-up
+            run_load(args.source, srv, sessions, sessions * 4, [], 1)
+        for rnd in range(rounds):
+            order = servers if rnd % 2 == 0 else list(reversed(servers))
+            for srv in order:
+                key = "with" if srv.script == "bench-dnsbl.lua" else "without"
+                res[key].append(run_load(args.source, srv, sessions, messages, [], 1))
+    finally:
+        statuses = [(srv, srv.stop()) for srv in servers]
+        dproc.terminate()
+        dproc.wait()
+        dlog.close()
+    for srv, st in statuses:
+        check_exit(srv, st)
+    # A lookup that failed is logged by the policy: count them as errors.
+    with open(servers[1].log_path, "rb") as f:
+        res["dns_errors"] = f.read().count(b"dnsbl: ")
+    return res
+
+
 # ---------------------------------------------------------------- throughput
 
 def run_load(source_bin, server, sessions, messages, flags, invocations):
@@ -651,7 +701,7 @@ def main():
                     help="interleaved rounds per scenario (default 5, smoke 1)")
     ap.add_argument("--only", default="",
                     help="comma list of parts: conc1,conc16,conc128,per_conn100,"
-                         "size100k,memory,latency,tls,reload")
+                         "size100k,memory,latency,tls,reload,dnsbl")
     ap.add_argument("--log-level", default=None,
                     help="luamta --log-level during the runs (default info: "
                          "its smtp.message lines prove no message was lost)")
@@ -727,8 +777,15 @@ def main():
                            1 if args.smoke else 3)
         progress("reload done")
 
+    dnsbl = None
+    if not only or "dnsbl" in only:
+        dnsbl = dnsbl_bench(args, work, 16, 200 if args.smoke else 8000,
+                            1 if args.smoke else 3)
+        progress("dnsbl done")
+
     report(scenarios, tput, lat, mem, lat_sessions)
     report_extra(tls, rel)
+    report_dnsbl(dnsbl)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
@@ -748,9 +805,39 @@ def main():
             sm = summarize(runs)
             if sm["errors"] or sm["lost"]:
                 bad.append("reload/%s: %d errors, %s lost" % (mode, sm["errors"], sm["lost"]))
+    if dnsbl:
+        for mode in ("without", "with"):
+            sm = summarize(dnsbl[mode])
+            if sm["errors"] or sm["lost"]:
+                bad.append("dnsbl/%s: %d errors, %s lost" % (mode, sm["errors"], sm["lost"]))
+        if dnsbl["dns_errors"]:
+            bad.append("dnsbl: %d lookups failed" % dnsbl["dns_errors"])
     if bad:
         die("; ".join(bad))
     return 0
+
+
+def report_dnsbl(dnsbl):
+    if not dnsbl:
+        return
+    w = sys.stdout.write
+    w("\n== one DNSBL lookup per connection (conc16; a local dnsmasq, nothing cached)\n")
+    w("%-8s %-16s %8s %10s %11s %9s\n" % ("lookup", "script", "msgs", "msgs/s",
+                                          "cpu_us/msg", "cpu_ratio"))
+    base = summarize(dnsbl["without"])
+    lines = []
+    for mode, script in (("without", "bench.lua"), ("with", "bench-dnsbl.lua")):
+        sm = summarize(dnsbl[mode])
+        ratio = sm["cpu"] / base["cpu"] if base["cpu"] > 0 else 0.0
+        w("%-8s %-16s %8d %10.0f %11.1f %9.2f\n" % (mode, script, sm["msgs"], sm["rate"],
+                                                   sm["cpu"], ratio))
+        lines.append("BENCH name=dnsbl_%s script=%s msgs=%d msgs_per_sec=%.0f "
+                     "cpu_us_per_msg=%.2f cpu_ratio=%.3f errors=%d lost=%s" % (
+                         mode, script, sm["msgs"], sm["rate"], sm["cpu"], ratio,
+                         sm["errors"], fmt(sm["lost"])))
+    w("\nBENCH name=dnsbl_lookups failed=%d\n" % dnsbl["dns_errors"])
+    w("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 def report_extra(tls, rel):
