@@ -155,10 +155,13 @@ dns_lua_wait(lua_State *L, const char *what, struct dns_lua_op *op, const char *
 	op->run = hook_park(L, what, dns_lua_cancel, op);
 	dns_lua_spare = NULL;
 	op->deadline += ev_now(hook_run_loop(op->run));
-	/* The run is parked with op: when this raises, the run fails and its
-	 * cancel frees op. */
-	if (dns_lua_send(op, name, qtype) == -1)
+	if (dns_lua_send(op, name, qtype) == -1) {
+		/* Nothing went out: not waiting after all, so a script that
+		 * catches the error may wait again. */
+		hook_park_undo(op->run);
+		dns_lua_op_free(op);
 		return luaL_error(L, "%s: out of memory", what);
+	}
 	return lua_yield(L, 0);
 }
 

@@ -679,6 +679,13 @@ hook_park(lua_State *L, const char *what, hook_cancel_cb *cancel, void *arg)
 	return run;
 }
 
+void
+hook_park_undo(struct hook_run *run)
+{
+	run->parked = 0;
+	run->cancel = NULL;
+}
+
 int
 hook_sleepk(lua_State *L, const char *what, double secs, lua_KContext ctx, lua_KFunction k)
 {

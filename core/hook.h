@@ -100,6 +100,10 @@ void hook_run_free(struct hook_run *);
  * Returns the run being parked. */
 typedef void hook_cancel_cb(void *arg);
 struct hook_run *hook_park(lua_State *L, const char *what, hook_cancel_cb *cancel, void *arg);
+/* Takes back a park whose waiting call could not start after all (out of
+ * memory arming it), before it yields: the run is no longer waiting and
+ * cancel will not be called. The call then returns or raises as usual. */
+void hook_park_undo(struct hook_run *);
 /* Resumes a parked run with the nvalues values on top of its thread as the
  * waiting call's results. The run may park again, or end: then its done
  * callback runs, which may free the run and whatever owns it (the session).
