@@ -1,47 +1,35 @@
 /* hook_api.c - the C functions and objects policy scripts see: the luamta
- * module, the session handle "luamta.session" and the message handle
- * "luamta.message". Handles are userdata holding a session pointer that the
+ * module (with the modules of the waiting calls registered in it), the
+ * session handle "luamta.session", hook arguments, and the handles'
+ * lifetime. Handles are userdata holding a session pointer that the
  * session clears when it (or the on_message phase) ends; every access checks
  * it, so a handle kept in a global raises instead of touching freed memory.
- * One file for the whole face (a little over 800 lines): the handles share
- * their checks and helpers and are registered together, and splitting them
- * would make the two halves call each other. */
+ * The message handle's fields and methods are in hook_message.c; the two
+ * files share hook_api_int.h. */
 #include "hook_api.h"
 
 #include <ctype.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
 
 #include <lauxlib.h>
 
+#include "conn.h"
+#include "cosocket.h"
 #include "delivery.h"
-#include "every.h"
-#include "http.h"
 #include "dns_lua.h"
 #include "dns_msg.h"
+#include "every.h"
+#include "hook_api_int.h"
+#include "http.h"
 #include "log.h"
 #include "redis.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
 #include "smtp_session_types.h"
-#include "conn.h"
-#include "cosocket.h"
 #include "tls.h"
 
-#define HOOK_API_SESSION     "luamta.session"
-#define HOOK_API_MESSAGE     "luamta.message"
-#define HOOK_API_PREPEND_MAX 65536 /* header bytes msg:prepend_header may add */
-
-struct hook_api_handle {
-	struct smtp_session *s; /* borrowed; NULL once the session is gone */
-};
-
-static void hook_api_push_params(lua_State *co, const char *params);
-
-static struct smtp_session *
+struct smtp_session *
 hook_api_check(lua_State *L, int idx, const char *tname)
 {
 	struct hook_api_handle *h = luaL_checkudata(L, idx, tname);
@@ -52,7 +40,7 @@ hook_api_check(lua_State *L, int idx, const char *tname)
 	return h->s;
 }
 
-static void
+void
 hook_api_push_rcpts(lua_State *L, const struct smtp_tx *tx)
 {
 	lua_createtable(L, tx != NULL ? (int)tx->nrcpts : 0, 0);
@@ -248,8 +236,7 @@ static const char *const session_field_names[SF__COUNT] = {
 	[SF_RDNS] = "rdns",
 };
 
-/* Pushes a table mapping each name of names[1..n-1] to its index. */
-static void
+void
 hook_api_push_ids(lua_State *L, const char *const *names, int n)
 {
 	lua_createtable(L, 0, n);
@@ -259,8 +246,7 @@ hook_api_push_ids(lua_State *L, const char *const *names, int n)
 	}
 }
 
-/* The number of the field named at idx in the id table at upvalue 1, or 0. */
-static int
+int
 hook_api_field(lua_State *L, int idx)
 {
 	int id;
@@ -391,298 +377,7 @@ hook_api_push_session(lua_State *co, struct smtp_session *s)
 	s->handle_ref = luaL_ref(co, LUA_REGISTRYINDEX);
 }
 
-/* Message handle -------------------------------------------------------- */
-
-static struct smtp_tx *
-message_tx(lua_State *L)
-{
-	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_MESSAGE);
-
-	if (s->tx == NULL)
-		luaL_error(L, "attempt to use a message that has ended");
-	return s->tx;
-}
-
-/* Finds header fields named name (case-insensitive) in the header section
- * and stores each value, unfolded (RFC 5322 2.2.3), in the table at index
- * t (t[1], t[2]...), up to max of them. A message may carry thousands of
- * fields, so values go into the table as they are found rather than onto
- * the stack. Returns how many it stored. */
-static int
-message_find_headers(lua_State *L, const struct smtp_tx *tx, const char *name, int t, int max)
-{
-	const char *p = tx->msg, *end;
-	size_t nlen = strlen(name);
-	int found = 0;
-
-	if (tx->msg == NULL)
-		return 0; /* an empty message: no headers (and no NULL + 0) */
-	end = tx->msg + tx->msglen;
-	while (p != NULL && p < end && found < max) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p));
-		const char *lend = eol != NULL ? eol : end;
-
-		if (lend == p || (lend == p + 1 && *p == '\r'))
-			break; /* the empty line ends the header section */
-		if ((size_t)(lend - p) > nlen && p[nlen] == ':' &&
-		    strncasecmp(p, name, nlen) == 0) {
-			luaL_Buffer b;
-			const char *v = p + nlen + 1;
-
-			luaL_buffinit(L, &b);
-			for (;;) {
-				const char *e = lend;
-				if (e > v && e[-1] == '\r')
-					e--;
-				while (v < e && (*v == ' ' || *v == '\t'))
-					v++;
-				luaL_addlstring(&b, v, (size_t)(e - v));
-				if (eol == NULL || eol + 1 >= end ||
-				    (eol[1] != ' ' && eol[1] != '\t'))
-					break;
-				/* A folded continuation line. */
-				luaL_addchar(&b, ' ');
-				v = eol + 1;
-				eol = memchr(v, '\n', (size_t)(end - v));
-				lend = eol != NULL ? eol : end;
-			}
-			luaL_pushresult(&b);
-			lua_rawseti(L, t, ++found);
-		}
-		p = eol != NULL ? eol + 1 : NULL;
-		/* Skip continuation lines of a header we did not want. */
-		while (p != NULL && p < end && (*p == ' ' || *p == '\t')) {
-			eol = memchr(p, '\n', (size_t)(end - p));
-			p = eol != NULL ? eol + 1 : NULL;
-		}
-	}
-	return found;
-}
-
-static int
-message_header(lua_State *L)
-{
-	struct smtp_tx *tx = message_tx(L);
-	const char *name = luaL_checkstring(L, 2);
-
-	lua_settop(L, 2);
-	lua_createtable(L, 1, 0);
-	message_find_headers(L, tx, name, 3, 1);
-	lua_rawgeti(L, 3, 1); /* nil when there is none */
-	return 1;
-}
-
-static int
-message_headers(lua_State *L)
-{
-	struct smtp_tx *tx = message_tx(L);
-	const char *name = luaL_checkstring(L, 2);
-
-	lua_settop(L, 2);
-	lua_newtable(L);
-	message_find_headers(L, tx, name, 3, INT_MAX);
-	return 1;
-}
-
-static int
-message_prepend_header(lua_State *L)
-{
-	struct smtp_tx *tx = message_tx(L);
-	size_t nlen, vlen, add;
-	const char *name = luaL_checklstring(L, 2, &nlen);
-	const char *value = luaL_checklstring(L, 3, &vlen);
-	char *msg;
-
-	/* RFC 5322 2.2: field names are printable ASCII without ':'. */
-	if (nlen == 0 || nlen > 76)
-		return luaL_error(L, "prepend_header: bad header name");
-	for (size_t i = 0; i < nlen; i++)
-		if (name[i] <= 32 || name[i] >= 127 || name[i] == ':')
-			return luaL_error(L, "prepend_header: bad header name");
-	if (memchr(value, '\r', vlen) != NULL || memchr(value, '\n', vlen) != NULL ||
-	    memchr(value, '\0', vlen) != NULL)
-		return luaL_error(L, "prepend_header: the value must not contain CR, LF or NUL");
-	add = nlen + 2 + vlen + 2;
-	/* The message is held outside the script's memory cap and copied
-	 * whole each time: what scripts add to it is bounded. */
-	if (add > HOOK_API_PREPEND_MAX - tx->prepended)
-		return luaL_error(L,
-		    "prepend_header: at most %d bytes of header fields may be added",
-		    HOOK_API_PREPEND_MAX);
-	if ((msg = malloc(add + tx->msglen)) == NULL)
-		return luaL_error(L, "prepend_header: out of memory");
-	memcpy(msg, name, nlen);
-	memcpy(msg + nlen, ": ", 2);
-	memcpy(msg + nlen + 2, value, vlen);
-	memcpy(msg + nlen + 2 + vlen, "\r\n", 2);
-	if (tx->msglen > 0)
-		memcpy(msg + add, tx->msg, tx->msglen);
-	free(tx->msg);
-	tx->msg = msg;
-	tx->msglen += add;
-	tx->prepended += add;
-	return 0;
-}
-
-/* A failed delivery makes the end-of-data reply a 451 whatever the hook
- * returns, so accepting after a failure can never lose the message. */
-static int
-message_delivery_result(lua_State *L, struct smtp_session *s, int rc, const char *how,
-    const char *where, const char *err)
-{
-	char esc[512];
-
-	if (rc == 0) {
-		s->tx->delivered++;
-		log_info(s->sid, "delivery.ok qid=%s method=%s to=\"%s\"", s->tx->qid, how,
-		    log_escape(esc, sizeof(esc), where, strlen(where)));
-		lua_pushboolean(L, 1);
-		return 1;
-	}
-	s->tx->delivery_failed = 1;
-	log_warn(s->sid, "delivery.failed qid=%s method=%s error=\"%s\"", s->tx->qid, how,
-	    log_escape(esc, sizeof(esc), err, strlen(err)));
-	lua_pushnil(L);
-	lua_pushstring(L, err);
-	return 2;
-}
-
-static int
-message_deliver_maildir(lua_State *L)
-{
-	struct smtp_tx *tx = message_tx(L);
-	const char *dir = luaL_checkstring(L, 2);
-	char name[256], err[512], where[1024];
-	int rc;
-
-	rc = delivery_maildir(
-	    dir, tx->msg != NULL ? tx->msg : "", tx->msglen, name, sizeof(name), err, sizeof(err));
-	snprintf(where, sizeof(where), "%s/new/%s", dir, rc == 0 ? name : "");
-	return message_delivery_result(
-	    L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc, "maildir", where, err);
-}
-
-/* A mailbox locked by another process (a MUA rewriting it) is waited for
- * by parking the hook and trying again, so the other sessions go on. MUAs
- * hold the lock only while they rewrite the file, hence the short interval;
- * the default wait is Postfix's (deliver_lock_attempts 20, one second
- * apart); the cap keeps a typo from parking a session for hours. */
-#define HOOK_API_MBOX_RETRY_MS     100
-#define HOOK_API_MBOX_WAIT_DEFAULT 20
-#define HOOK_API_MBOX_WAIT_MAX     3600
-/* Stack slots of msg:deliver_mbox(path [, opts]) after its arguments, kept
- * across the waits. The wait is counted as the sum of the timers' intervals,
- * in milliseconds, so no clock has to be read and a clock step changes
- * nothing. */
-#define HOOK_API_MBOX_LEFT   4 /* milliseconds of waiting left */
-#define HOOK_API_MBOX_WAIT   5 /* the whole wait allowed, for the error text */
-#define HOOK_API_MBOX_FAILED 6 /* msg.delivery_failed from before the wait */
-
-/* One attempt of msg:deliver_mbox: called by it first (status LUA_OK), then
- * as the continuation of each wait (LUA_YIELD). */
-static int
-message_deliver_mbox_try(lua_State *L, int status, lua_KContext ctx)
-{
-	/* Read from the handle again after every wait. The session frees a
-	 * parked run when it ends, so this continuation cannot run for a
-	 * dead one; were it to, message_tx raises instead of reading freed
-	 * memory. */
-	struct smtp_tx *tx = message_tx(L);
-	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_MESSAGE);
-	const char *path = lua_tostring(L, 2);
-	lua_Integer left = lua_tointeger(L, HOOK_API_MBOX_LEFT), nap;
-	lua_Integer wait = lua_tointeger(L, HOOK_API_MBOX_WAIT);
-	char err[512], esc[512], esc2[512];
-	size_t n;
-	int rc;
-
-	(void)ctx;
-	if (status == LUA_YIELD)
-		tx->delivery_failed = lua_toboolean(L, HOOK_API_MBOX_FAILED);
-	rc = delivery_mbox(
-	    path, tx->sender, tx->msg != NULL ? tx->msg : "", tx->msglen, err, sizeof(err));
-	if (rc == DELIVERY_LOCKED && left > 0 && lua_isyieldable(L)) {
-		/* Logged once, on the first wake-up that finds the lock still
-		 * held: the hook did park by then (a park that raises leaves
-		 * no line saying it waits), and a lock gone within one
-		 * interval is not worth a line. */
-		if (status == LUA_YIELD && wait - left <= HOOK_API_MBOX_RETRY_MS)
-			log_info(s->sid,
-			    "delivery.wait qid=%s method=mbox to=\"%s\" seconds=%g error=\"%s\"",
-			    tx->qid, log_escape(esc, sizeof(esc), path, strlen(path)),
-			    (double)wait / 1000, log_escape(esc2, sizeof(esc2), err, strlen(err)));
-		nap = left < HOOK_API_MBOX_RETRY_MS ? left : HOOK_API_MBOX_RETRY_MS;
-		lua_pushinteger(L, left - nap);
-		lua_replace(L, HOOK_API_MBOX_LEFT);
-		lua_pushboolean(L, tx->delivery_failed);
-		lua_replace(L, HOOK_API_MBOX_FAILED);
-		/* Failed until the wait is over: if parking raises (a
-		 * coroutine of the script's own cannot park the hook) and the
-		 * script catches the error, the reply is still the 451 that
-		 * matches the untouched mailbox. The wake-up restores it. */
-		tx->delivery_failed = 1;
-		return hook_sleepk(
-		    L, "msg:deliver_mbox", (double)nap / 1000, 0, message_deliver_mbox_try);
-	}
-	if (rc == DELIVERY_LOCKED) {
-		/* Out of time, no wait allowed, or a hook that cannot yield
-		 * here (inside a metamethod or a callback called from C):
-		 * a temporary failure, and the client tries again later. */
-		n = strlen(err);
-		if (status == LUA_YIELD)
-			(void)snprintf(err + n, sizeof(err) - n, "; still locked after %g s",
-			    (double)wait / 1000);
-		else if (left > 0)
-			(void)snprintf(err + n, sizeof(err) - n, "; cannot wait for it here");
-		rc = -1;
-	}
-	return message_delivery_result(L, s, rc, "mbox", path, err);
-}
-
-/* msg:deliver_mbox(path [, opts]); opts.lock_timeout: seconds to wait for a
- * locked mailbox. */
-static int
-message_deliver_mbox(lua_State *L)
-{
-	lua_Number secs = HOOK_API_MBOX_WAIT_DEFAULT;
-
-	(void)message_tx(L);
-	luaL_checkstring(L, 2);
-	if (!lua_isnoneornil(L, 3)) {
-		luaL_checktype(L, 3, LUA_TTABLE);
-		lua_getfield(L, 3, "lock_timeout");
-		if (!lua_isnil(L, -1)) {
-			secs = lua_tonumber(L, -1);
-			if (lua_type(L, -1) != LUA_TNUMBER ||
-			    !(secs >= 0 && secs <= HOOK_API_MBOX_WAIT_MAX))
-				return luaL_argerror(L, 3,
-				    "lock_timeout must be a number of seconds from 0 to 3600");
-		}
-	}
-	lua_settop(L, 3);
-	lua_pushinteger(L, (lua_Integer)(secs * 1000 + 0.5));
-	lua_pushvalue(L, HOOK_API_MBOX_LEFT);
-	lua_pushboolean(L, 0);
-	return message_deliver_mbox_try(L, LUA_OK, 0);
-}
-
-static int
-message_print(lua_State *L)
-{
-	struct smtp_tx *tx = message_tx(L);
-	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_MESSAGE);
-	char err[128];
-	int rc;
-
-	/* With --stdio, stdout carries the SMTP replies: print to stderr. */
-	rc = delivery_print(s->srv->stdio ? STDERR_FILENO : STDOUT_FILENO, s->peer_ip, tx->sender,
-	    (const char *const *)tx->rcpts, tx->nrcpts, tx->msg != NULL ? tx->msg : "", tx->msglen);
-	snprintf(err, sizeof(err), "cannot write to stdout");
-	return message_delivery_result(L, s, rc, "print", "stdout", err);
-}
-
-/* The Lua convention for operations that can fail: true, or nil and err. */
-static int
+int
 hook_api_result(lua_State *L, int rc, const char *err)
 {
 	if (rc == -1) {
@@ -692,20 +387,6 @@ hook_api_result(lua_State *L, int rc, const char *err)
 	}
 	lua_pushboolean(L, 1);
 	return 1;
-}
-
-/* msg:save(path): the message as one file, whole or not at all (fsync'ed).
- * Unlike the deliverers it does not turn a failure into a 451 by itself:
- * it returns nil, err for the caller (e.g. luamta.capture) to decide. */
-static int
-message_save(lua_State *L)
-{
-	struct smtp_tx *tx = message_tx(L);
-	const char *path = luaL_checkstring(L, 2);
-	char err[512];
-
-	return hook_api_result(L,
-	    delivery_file(path, tx->msg != NULL ? tx->msg : "", tx->msglen, err, sizeof(err)), err);
 }
 
 /* luamta.append(path, text): one O_APPEND write and fsync. */
@@ -718,48 +399,6 @@ api_append(lua_State *L)
 	char err[512];
 
 	return hook_api_result(L, delivery_append(path, text, len, err, sizeof(err)), err);
-}
-
-static int
-message_index(lua_State *L)
-{
-	struct smtp_tx *tx = message_tx(L);
-	const char *k = luaL_checkstring(L, 2);
-
-	if (strcmp(k, "sender") == 0)
-		lua_pushstring(L, tx->sender);
-	else if (strcmp(k, "recipients") == 0)
-		hook_api_push_rcpts(L, tx);
-	else if (strcmp(k, "data") == 0)
-		lua_pushlstring(L, tx->msg != NULL ? tx->msg : "", tx->msglen);
-	else if (strcmp(k, "size") == 0)
-		lua_pushinteger(L, (lua_Integer)tx->msglen);
-	else if (strcmp(k, "qid") == 0)
-		lua_pushstring(L, tx->qid);
-	else if (strcmp(k, "delivery_failed") == 0)
-		lua_pushboolean(L, tx->delivery_failed);
-	else if (strcmp(k, "params") == 0)
-		hook_api_push_params(L, tx->params);
-	else {
-		/* Methods live in the metatable's "methods" table. */
-		luaL_getmetatable(L, HOOK_API_MESSAGE);
-		lua_getfield(L, -1, "methods");
-		lua_getfield(L, -1, k);
-	}
-	return 1;
-}
-
-/* Pushes a message handle for the session's transaction (on_message). */
-static void
-hook_api_push_message(lua_State *co, struct smtp_session *s)
-{
-	struct hook_api_handle *h;
-
-	h = lua_newuserdatauv(co, sizeof(*h), 0);
-	h->s = s;
-	luaL_setmetatable(co, HOOK_API_MESSAGE);
-	lua_pushvalue(co, -1);
-	s->msg_ref = luaL_ref(co, LUA_REGISTRYINDEX);
 }
 
 static void
@@ -849,7 +488,7 @@ hook_api_pending_init(struct smtp_session *s)
 
 /* Pushes a table of ESMTP parameters parsed from params (may be NULL):
  * upper-cased keyword -> value, or true without a value. */
-static void
+void
 hook_api_push_params(lua_State *co, const char *params)
 {
 	char copy[SMTP_CMD_LINE_MAX];
@@ -984,7 +623,7 @@ hook_api_push_args(lua_State *co, struct smtp_session *s, enum hook_kind kind, c
 		hook_api_push_params(co, p->params);
 		return 3;
 	case HOOK_MESSAGE:
-		hook_api_push_message(co, s);
+		hook_message_push(co, s);
 		return 2;
 	case HOOK_AUTH:
 		lua_pushstring(co, p->verb);
@@ -1015,17 +654,6 @@ static const luaL_Reg api_funcs[] = {
 	{ NULL, NULL },
 };
 
-static const luaL_Reg message_methods[] = {
-	{ "header", message_header },
-	{ "headers", message_headers },
-	{ "prepend_header", message_prepend_header },
-	{ "deliver_maildir", message_deliver_maildir },
-	{ "deliver_mbox", message_deliver_mbox },
-	{ "print", message_print },
-	{ "save", message_save },
-	{ NULL, NULL },
-};
-
 void
 hook_api_open(lua_State *L, const char *hostname)
 {
@@ -1039,12 +667,7 @@ hook_api_open(lua_State *L, const char *hostname)
 	lua_setfield(L, -2, "__tostring");
 	lua_pop(L, 1);
 
-	luaL_newmetatable(L, HOOK_API_MESSAGE);
-	lua_pushcfunction(L, message_index);
-	lua_setfield(L, -2, "__index");
-	luaL_newlib(L, message_methods);
-	lua_setfield(L, -2, "methods");
-	lua_pop(L, 1);
+	hook_message_open(L);
 
 	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
 	luaL_newlib(L, api_funcs);

@@ -10,6 +10,8 @@
  * cancelled) goes through one queue, drained outside curl: right after the
  * finished transfers were read, or from an ev_prepare before the loop next
  * waits. A cancel callback only queues.
+ * A little over 800 lines on purpose: curl's callbacks, the queue and the
+ * request's lifetime are one discipline and read best together.
  *
  * Names are resolved by curl's threaded resolver (Debian's libcurl is built
  * with it): a lookup runs in a helper thread, never in the loop, and curl

@@ -1,0 +1,42 @@
+/* hook_api_int.h - what the two files of the Lua face share: hook_api.c
+ * (the luamta module, the session handle, hook arguments) and
+ * hook_message.c (the message handle of on_message). Not for other files:
+ * they go through hook_api.h. */
+#ifndef LUAMTA_HOOK_API_INT_H
+#define LUAMTA_HOOK_API_INT_H
+
+#include <lua.h>
+
+#define HOOK_API_SESSION "luamta.session"
+#define HOOK_API_MESSAGE "luamta.message"
+
+struct smtp_session;
+struct smtp_tx;
+
+/* The userdata of a session or message handle. */
+struct hook_api_handle {
+	struct smtp_session *s; /* borrowed; NULL once the session is gone */
+};
+
+/* The session of the handle at idx (metatable tname), or a Lua error when
+ * it is not one or has ended. */
+struct smtp_session *hook_api_check(lua_State *L, int idx, const char *tname);
+/* Pushes the transaction's recipients as a new array (empty without one). */
+void hook_api_push_rcpts(lua_State *L, const struct smtp_tx *tx);
+/* Pushes ESMTP parameters ("KEY=value\n...") as a table of KEY = value. */
+void hook_api_push_params(lua_State *co, const char *params);
+/* The Lua convention for operations that can fail: true, or nil and err
+ * when rc is -1. Returns the number of values pushed. */
+int hook_api_result(lua_State *L, int rc, const char *err);
+/* Pushes a table mapping each names[i] (1 <= i < n) to i: field names
+ * resolved by one hash look-up (hook_api_field) instead of strcmp chains. */
+void hook_api_push_ids(lua_State *L, const char *const *names, int n);
+/* The number of the field named at idx in the id table at upvalue 1, or 0. */
+int hook_api_field(lua_State *L, int idx);
+
+/* The message handle (hook_message.c): its metatable, once per state; a
+ * new handle for the session's transaction, referenced in s->msg_ref. */
+void hook_message_open(lua_State *L);
+void hook_message_push(lua_State *co, struct smtp_session *s);
+
+#endif
