@@ -16,11 +16,11 @@
 
 #include <ev.h>
 
-#include "every.h"
-#include "http.h"
+#include "cosocket.h"
 #include "dns.h"
 #include "dns_lua.h"
-#include "cosocket.h"
+#include "every.h"
+#include "http.h"
 #include "listener.h"
 #include "log.h"
 #include "redis.h"
