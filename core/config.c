@@ -27,7 +27,12 @@ static const char usage_text[] =
     "              [--require-tls] [--auth-plaintext] [--max-auth-failures N] [--watch]\n"
     "              [--workers N] [--foreground] [--shutdown-timeout SECS] [--user NAME]\n"
     "              [--watchdog SECS] [--capture DIR] [--stdio] [--resolver ADDR[:PORT]]...\n"
+    "              [--spool DIR] [--relay-port PORT] [--retry-min SECS] [--retry-max SECS]\n"
+    "              [--queue-lifetime SECS] [--max-hops N] [--delivery-concurrency N]\n"
+    "              [--destination-concurrency N]\n"
     "              [--check] [--version] [--help]\n"
+    "       luamta queue list|show ID|flush [ID]|remove ID|hold ID|release ID [--json]\n"
+    "              [--spool DIR]\n"
     "\n"
     "Connection limits (Postfix's smtpd_client_* in spirit):\n"
     "  --max-per-ip N        concurrent sessions per client address (default 50; 0: off)\n"
@@ -42,7 +47,16 @@ static const char usage_text[] =
     "                        at least 5; 0: off; not in --foreground or --stdio)\n"
     "DNS (luamta.dns):\n"
     "  --resolver ADDR[:PORT] a DNS server to ask instead of /etc/resolv.conf's; repeat it\n"
-    "                        for more, asked in order (IPv6: [ADDR]:PORT; port 53 by default)\n";
+    "                        for more, asked in order (IPv6: [ADDR]:PORT; port 53 by default)\n"
+    "Queue and relay (msg:relay):\n"
+    "  --spool DIR           the queue (default " CONFIG_SPOOL_DEFAULT ")\n"
+    "  --relay-port PORT     the port of MX hosts (default 25)\n"
+    "  --retry-min SECS      first retry of a deferred recipient (default 300), then doubling\n"
+    "  --retry-max SECS      up to this (default 4000)\n"
+    "  --queue-lifetime SECS then the recipients left bounce (default 432000: 5 days)\n"
+    "  --max-hops N          refuse a message with more Received: fields (default 50)\n"
+    "  --delivery-concurrency N      deliveries at once, per process (default 100)\n"
+    "  --destination-concurrency N   of them to one destination (default 20)\n";
 
 enum {
 	OPT_LISTEN = 256,
@@ -83,6 +97,14 @@ enum {
 	OPT_LIMIT_EXEMPT,
 	OPT_WATCHDOG,
 	OPT_RESOLVER,
+	OPT_SPOOL,
+	OPT_RELAY_PORT,
+	OPT_RETRY_MIN,
+	OPT_RETRY_MAX,
+	OPT_QUEUE_LIFETIME,
+	OPT_MAX_HOPS,
+	OPT_DELIVERY_CONC,
+	OPT_DEST_CONC,
 };
 
 static const struct option long_opts[] = {
@@ -122,6 +144,14 @@ static const struct option long_opts[] = {
 	{ "limit-exempt", required_argument, NULL, OPT_LIMIT_EXEMPT },
 	{ "watchdog", required_argument, NULL, OPT_WATCHDOG },
 	{ "resolver", required_argument, NULL, OPT_RESOLVER },
+	{ "spool", required_argument, NULL, OPT_SPOOL },
+	{ "relay-port", required_argument, NULL, OPT_RELAY_PORT },
+	{ "retry-min", required_argument, NULL, OPT_RETRY_MIN },
+	{ "retry-max", required_argument, NULL, OPT_RETRY_MAX },
+	{ "queue-lifetime", required_argument, NULL, OPT_QUEUE_LIFETIME },
+	{ "max-hops", required_argument, NULL, OPT_MAX_HOPS },
+	{ "delivery-concurrency", required_argument, NULL, OPT_DELIVERY_CONC },
+	{ "destination-concurrency", required_argument, NULL, OPT_DEST_CONC },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -435,6 +465,17 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->tls_timeout = 30;
 	cfg->max_auth_failures = 3;
 	cfg->shutdown_timeout = 30;
+	/* Postfix's defaults: minimal_backoff_time, maximal_backoff_time,
+	 * maximal_queue_lifetime, hopcount_limit,
+	 * default_destination_concurrency_limit. */
+	cfg->spool = CONFIG_SPOOL_DEFAULT;
+	cfg->relay_port = 25;
+	cfg->retry_min = 300;
+	cfg->retry_max = 4000;
+	cfg->queue_lifetime = 5 * 86400;
+	cfg->max_hops = 50;
+	cfg->delivery_concurrency = 100;
+	cfg->destination_concurrency = 20;
 	{
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->workers = n > 0 && n <= 256 ? (int)n : 1;
@@ -508,6 +549,46 @@ config_parse(struct config *cfg, int argc, char **argv)
 		case OPT_RESOLVER:
 			if (parse_resolver(cfg, optarg) == -1)
 				return -1;
+			break;
+		case OPT_SPOOL:
+			if (optarg[0] == '\0') {
+				fprintf(stderr, "luamta: --spool: empty path\n");
+				return -1;
+			}
+			cfg->spool = optarg;
+			break;
+		case OPT_RELAY_PORT:
+			if (parse_num("relay-port", optarg, 1, 65535, &v) == -1)
+				return -1;
+			cfg->relay_port = (int)v;
+			break;
+		case OPT_RETRY_MIN:
+			if (parse_num("retry-min", optarg, 0.01, 86400 * 30, &cfg->retry_min) == -1)
+				return -1;
+			break;
+		case OPT_RETRY_MAX:
+			if (parse_num("retry-max", optarg, 0.01, 86400 * 30, &cfg->retry_max) == -1)
+				return -1;
+			break;
+		case OPT_QUEUE_LIFETIME:
+			if (parse_num("queue-lifetime", optarg, 0, 86400 * 365,
+				&cfg->queue_lifetime) == -1)
+				return -1;
+			break;
+		case OPT_MAX_HOPS:
+			if (parse_num("max-hops", optarg, 1, 1000, &v) == -1)
+				return -1;
+			cfg->max_hops = (int)v;
+			break;
+		case OPT_DELIVERY_CONC:
+			if (parse_num("delivery-concurrency", optarg, 1, 100000, &v) == -1)
+				return -1;
+			cfg->delivery_concurrency = (int)v;
+			break;
+		case OPT_DEST_CONC:
+			if (parse_num("destination-concurrency", optarg, 1, 100000, &v) == -1)
+				return -1;
+			cfg->destination_concurrency = (int)v;
 			break;
 		case OPT_WATCHDOG:
 			if (parse_num("watchdog", optarg, 0, 86400, &cfg->watchdog) == -1)
@@ -636,7 +717,10 @@ config_parse(struct config *cfg, int argc, char **argv)
 	 * --hook-timeout from turning a slow fsync into a killed worker. */
 	if (cfg->watchdog < 0)
 		cfg->watchdog = cfg->hook_timeout * 3 > 5 ? cfg->hook_timeout * 3 : 5;
-	else if (cfg->watchdog > 0 && cfg->watchdog <= cfg->hook_timeout) {
+	if (cfg->retry_max < cfg->retry_min) {
+		fprintf(stderr, "luamta: --retry-max must not be below --retry-min\n");
+		return -1;
+	} else if (cfg->watchdog > 0 && cfg->watchdog <= cfg->hook_timeout) {
 		fprintf(
 		    stderr, "luamta: --watchdog must be 0 (off) or longer than --hook-timeout\n");
 		return -1;

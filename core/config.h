@@ -34,6 +34,11 @@ struct config_resolver {
 	int port;
 };
 
+/* The queue's directory when --spool is not given (an installed server's). */
+#ifndef CONFIG_SPOOL_DEFAULT
+#define CONFIG_SPOOL_DEFAULT "/var/spool/luamta"
+#endif
+
 struct config {
 	struct config_listen listen[CONFIG_LISTEN_MAX];
 	int nlisten;
@@ -73,6 +78,13 @@ struct config {
 	double watchdog;           /* kill a worker whose loop stalls this long; 0: off */
 	struct config_resolver resolvers[CONFIG_RESOLVER_MAX]; /* none: /etc/resolv.conf */
 	int nresolvers;
+	const char *spool;           /* --spool: the queue's directory (borrowed) */
+	int relay_port;              /* --relay-port: MX hosts' port */
+	double retry_min, retry_max; /* back-off of deferred recipients, seconds */
+	double queue_lifetime;       /* then what is left bounces */
+	int max_hops;                /* Received: fields before 554 5.4.6 */
+	int delivery_concurrency;    /* deliveries at once, per process */
+	int destination_concurrency; /* of them to one destination */
 };
 
 /* Whether a Lua policy runs: a --script, or --capture's wrapper alone. */

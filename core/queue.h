@@ -1,0 +1,123 @@
+/* queue.h - the durable queue of messages to relay (msg:relay). One entry
+ * per message and route; an entry is two files in the spool directory:
+ *   ID.msg  the message as accepted (CRLF lines, not dot-stuffed), written
+ *           once and never changed; several entries of one message share it
+ *           through hard links;
+ *   ID.env  the envelope and the state of every recipient, as text
+ *           (queue_env_format), replaced whole on every change: written to a
+ *           temporary name, fsync'ed, renamed, and the directory fsync'ed.
+ * A process delivering an entry holds flock(LOCK_EX) on its ID.msg (which a
+ * rename never replaces), so no two processes deliver the same entry, and a
+ * lock dies with its process (kill -9), which makes the entry deliverable
+ * again: delivery is at least once.
+ * Knows nothing of SMTP sessions, Lua or the loop: synchronous file work,
+ * called where a short fsync is acceptable. */
+#ifndef LUAMTA_QUEUE_H
+#define LUAMTA_QUEUE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#define QUEUE_ID_MAX 24 /* an id and its NUL: 16 hex digits and a suffix */
+
+enum queue_tls {
+	QUEUE_TLS_MAY = 0, /* STARTTLS when offered, not verified; plaintext if it fails */
+	QUEUE_TLS_REQUIRE, /* STARTTLS required, chain and host name verified */
+	QUEUE_TLS_NONE,    /* never */
+};
+
+enum queue_rcpt_state {
+	QUEUE_RCPT_QUEUED = 0, /* not tried yet */
+	QUEUE_RCPT_DEFERRED,   /* tried, temporary failure: next_attempt says when */
+	QUEUE_RCPT_DELIVERED,  /* done: the next hop took it */
+	QUEUE_RCPT_BOUNCED,    /* done: failed for good (a bounce was queued or suppressed) */
+};
+const char *queue_rcpt_state_str(enum queue_rcpt_state);
+
+/* Where an entry goes: each recipient's MX (host NULL, socket NULL), one
+ * host, or a UNIX socket. */
+struct queue_route {
+	char *host;   /* owned, or NULL: the recipients' MX */
+	int port;     /* 0: the default (--relay-port for MX; 25, or 24 for LMTP) */
+	char *socket; /* owned: a UNIX socket path, or NULL */
+	int lmtp;     /* speak LMTP (RFC 2033) */
+	enum queue_tls tls;
+	char *auth_user; /* owned, or NULL: no AUTH */
+	char *auth_pass; /* owned, or NULL */
+};
+
+struct queue_rcpt {
+	char *address; /* owned: the address without <> */
+	enum queue_rcpt_state state;
+	int attempts;
+	time_t next_attempt; /* QUEUED, DEFERRED: not before (0: at once) */
+	char *last_reply;    /* owned: the last reply or error, or NULL */
+};
+
+struct queue_entry {
+	char id[QUEUE_ID_MAX];
+	char *sender; /* owned: "" for the null sender */
+	time_t created;
+	int held;      /* `luamta queue hold`: not delivered until released */
+	size_t size;   /* bytes of ID.msg */
+	int body_8bit; /* MAIL had BODY=8BITMIME */
+	int smtputf8;  /* MAIL had SMTPUTF8 */
+	int is_bounce; /* a delivery status notification we made: never bounced */
+	struct queue_route route;
+	struct queue_rcpt *rcpts; /* owned */
+	size_t nrcpts;
+};
+
+/* Frees what the entry owns (not the entry itself) and zeroes it. */
+void queue_entry_clear(struct queue_entry *);
+/* Whether every recipient is DELIVERED or BOUNCED. */
+int queue_entry_done(const struct queue_entry *);
+
+/* The text form of ID.env (pure: queue_file.c). format returns a malloc'ed
+ * buffer (*len bytes) or NULL when out of memory; parse fills out (to be
+ * cleared by the caller) and returns 0, or -1 with a reason in err for a
+ * malformed, truncated or unknown-version text. */
+char *queue_env_format(const struct queue_entry *, size_t *len);
+int queue_env_parse(const char *text, size_t len, struct queue_entry *out, char *err, size_t errsz);
+
+/* Creates the spool directory (and its parents) when missing; checks it
+ * can be written. 0, or -1 with err. */
+int queue_open(const char *spool, char *err, size_t errsz);
+
+/* Queues one message for n entries (one per route), each with its own
+ * recipients: writes ID.msg once (hard links for the others), then each
+ * ID.env, everything fsync'ed and the directory last. Fills each entry's
+ * id, created and size. Returns 0 only when all are durable; on -1
+ * (err set) nothing of them is left in the spool. */
+int queue_enqueue(const char *spool, const char *msg, size_t len, struct queue_entry *entries,
+    size_t n, char *err, size_t errsz);
+
+/* Reads ID.env into out. 0; 1 when the entry does not exist (any more);
+ * -1 with err when it cannot be read or does not parse (corrupt). */
+int queue_load(const char *spool, const char *id, struct queue_entry *out, char *err, size_t errsz);
+/* Replaces ID.env durably (see above). 0 or -1 with err. */
+int queue_save(const char *spool, const struct queue_entry *, char *err, size_t errsz);
+/* Removes the entry (ID.env first, then ID.msg), durably. 0 or -1. */
+int queue_remove(const char *spool, const char *id, char *err, size_t errsz);
+/* A corrupt entry is moved to SPOOL/corrupt/ for a human, out of the way. */
+int queue_quarantine(const char *spool, const char *id, char *err, size_t errsz);
+
+/* The ids of every entry in the spool (those with an ID.env), sorted;
+ * *ids malloc'ed (free each, then the array). 0 or -1 with err. */
+int queue_list_ids(const char *spool, char ***ids, size_t *n, char *err, size_t errsz);
+
+/* Reads ID.msg whole into a malloc'ed buffer. 0 or -1 with err. */
+int queue_read_body(
+    const char *spool, const char *id, char **msg, size_t *len, char *err, size_t errsz);
+
+/* Takes the delivery lock of an entry without waiting: returns a
+ * descriptor to give to queue_unlock(), or -1 (errno EWOULDBLOCK: another
+ * process has it; ENOENT: the entry is gone). */
+int queue_lock(const char *spool, const char *id);
+void queue_unlock(int fd);
+
+/* What the running server watches to be told "retry now": `luamta queue
+ * flush [ID]` creates a file in SPOOL/flush/ (the id, or "all"). */
+#define QUEUE_FLUSH_DIR "flush"
+
+#endif
