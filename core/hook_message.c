@@ -18,6 +18,7 @@
 #include "hook.h"
 #include "hook_api_int.h"
 #include "log.h"
+#include "smtp_parse.h"
 #include "smtp_session_types.h"
 
 #define HOOK_API_PREPEND_MAX 65536 /* header bytes msg:prepend_header may add */
@@ -395,6 +396,222 @@ hook_message_push(lua_State *co, struct smtp_session *s)
 	s->msg_ref = luaL_ref(co, LUA_REGISTRYINDEX);
 }
 
+/* msg:relay([opts]) -------------------------------------------------------- */
+
+#define MSG_RELAY_ROUTES 16  /* msg:relay calls per message */
+#define MSG_RELAY_ADDR   320 /* bytes of an address (RFC 5321 4.5.3.1.3: 256 for a path) */
+
+/* Whether the MAIL parameters asked for BODY=8BITMIME. */
+static int
+message_body_8bit(const char *params)
+{
+	char copy[SMTP_CMD_LINE_MAX];
+	struct smtp_param p[SMTP_PARAMS_MAX];
+	int n;
+
+	if (params == NULL || strlen(params) >= sizeof(copy))
+		return 0;
+	strcpy(copy, params);
+	if ((n = smtp_parse_params(copy, p, SMTP_PARAMS_MAX, 1)) < 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (strcasecmp(p[i].key, "BODY") == 0 && p[i].value != NULL &&
+		    strcasecmp(p[i].value, "8BITMIME") == 0)
+			return 1;
+	return 0;
+}
+
+/* A recipient address for the queue: printable, no space, no <>, bounded. */
+static const char *
+message_relay_addr(lua_State *L, int idx)
+{
+	size_t len;
+	const char *a;
+
+	if (lua_type(L, idx) != LUA_TSTRING)
+		luaL_error(L, "msg:relay: recipients must be strings");
+	a = lua_tolstring(L, idx, &len);
+	if (len == 0 || len > MSG_RELAY_ADDR || strchr(a, '@') == NULL)
+		luaL_error(L, "msg:relay: bad recipient address");
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)a[i];
+		if (c <= ' ' || c == 0x7f || c == '<' || c == '>')
+			luaL_error(L, "msg:relay: bad recipient address");
+	}
+	return a;
+}
+
+/* A string option of the table at idx (read raw), or NULL; raises unless
+ * it is a string of 1..max printable bytes. */
+static const char *
+message_relay_str(lua_State *L, int idx, const char *key, size_t max)
+{
+	const char *v;
+	size_t len;
+
+	lua_pushstring(L, key);
+	if (lua_rawget(L, idx) == LUA_TNIL) {
+		lua_pop(L, 1);
+		return NULL;
+	}
+	if (lua_type(L, -1) != LUA_TSTRING)
+		luaL_error(L, "msg:relay: %s must be a string", key);
+	v = lua_tolstring(L, -1, &len);
+	if (len == 0 || len > max || strlen(v) != len || strpbrk(v, "\r\n") != NULL)
+		luaL_error(L, "msg:relay: bad %s", key);
+	lua_pop(L, 1); /* still referenced by the table */
+	return v;
+}
+
+static char *
+message_dup(lua_State *L, const char *s)
+{
+	char *d;
+
+	if (s == NULL)
+		return NULL;
+	if ((d = strdup(s)) == NULL)
+		luaL_error(L, "msg:relay: out of memory");
+	return d;
+}
+
+/* Reads msg:relay's options at idx into r (raises on a bad one). */
+static void
+message_relay_route(lua_State *L, int idx, struct queue_route *r)
+{
+	static const char *const known[] = { "rcpts", "host", "port", "tls", "auth", "lmtp",
+		"socket", NULL };
+	const char *host, *socket, *tls, *user = NULL, *pass = NULL;
+	lua_Integer port = 0;
+	int lmtp = 0;
+
+	/* Unknown keys are mistakes (a "tsl" would silently relay in
+	 * plaintext): refuse them. */
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		int ok = 0;
+		if (lua_type(L, -2) == LUA_TSTRING)
+			for (int i = 0; known[i] != NULL; i++)
+				ok |= strcmp(lua_tostring(L, -2), known[i]) == 0;
+		if (!ok)
+			luaL_error(L, "msg:relay: unknown option %s",
+			    lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(not a name)");
+		lua_pop(L, 1);
+	}
+	host = message_relay_str(L, idx, "host", 253);
+	socket = message_relay_str(L, idx, "socket", 107);
+	tls = message_relay_str(L, idx, "tls", 16);
+	lua_pushliteral(L, "port");
+	if (lua_rawget(L, idx) != LUA_TNIL) {
+		int isnum;
+		port = lua_tointegerx(L, -1, &isnum);
+		if (!isnum || port < 1 || port > 65535)
+			luaL_error(L, "msg:relay: port must be an integer from 1 to 65535");
+	}
+	lua_pop(L, 1);
+	lua_pushliteral(L, "lmtp");
+	if (lua_rawget(L, idx) != LUA_TNIL) {
+		if (lua_type(L, -1) != LUA_TBOOLEAN)
+			luaL_error(L, "msg:relay: lmtp must be a boolean");
+		lmtp = lua_toboolean(L, -1);
+	}
+	lua_pop(L, 1);
+	lua_pushliteral(L, "auth");
+	if (lua_rawget(L, idx) != LUA_TNIL) {
+		int t = lua_gettop(L);
+		if (lua_type(L, t) != LUA_TTABLE)
+			luaL_error(L, "msg:relay: auth must be { user = ..., pass = ... }");
+		user = message_relay_str(L, t, "user", 255);
+		pass = message_relay_str(L, t, "pass", 255);
+		if (user == NULL || pass == NULL)
+			luaL_error(L, "msg:relay: auth needs user and pass");
+	}
+	if (host != NULL && socket != NULL)
+		luaL_error(L, "msg:relay: give host or socket, not both");
+	if (lmtp && host == NULL && socket == NULL)
+		luaL_error(L, "msg:relay: lmtp needs a host or a socket");
+	if (port != 0 && host == NULL)
+		luaL_error(L, "msg:relay: port goes with host");
+	r->tls = QUEUE_TLS_MAY;
+	if (tls != NULL) {
+		if (strcmp(tls, "require") == 0)
+			r->tls = QUEUE_TLS_REQUIRE;
+		else if (strcmp(tls, "none") == 0)
+			r->tls = QUEUE_TLS_NONE;
+		else if (strcmp(tls, "may") != 0)
+			luaL_error(L, "msg:relay: tls must be \"require\", \"may\" or \"none\"");
+	}
+	r->port = (int)port;
+	r->lmtp = lmtp;
+	r->host = message_dup(L, host);
+	r->socket = message_dup(L, socket);
+	r->auth_user = message_dup(L, user);
+	r->auth_pass = message_dup(L, pass);
+	lua_pop(L, 1); /* auth */
+}
+
+/* msg:relay([{ rcpts =, host =, port =, tls =, auth =, lmtp =, socket = }]):
+ * queues the message for those recipients (all by default) on that route
+ * (their MX by default) when the message is accepted: the 250 goes out once
+ * every route is on disk, a failure answers 451 and queues nothing. */
+static int
+message_relay(lua_State *L)
+{
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_MESSAGE);
+	struct smtp_tx *tx = s->tx;
+	struct queue_entry *e, *grown;
+	size_t n;
+
+	if (!lua_isnoneornil(L, 2))
+		luaL_checktype(L, 2, LUA_TTABLE);
+	if (tx->nrelay == MSG_RELAY_ROUTES)
+		return luaL_error(L, "msg:relay: at most %d routes per message", MSG_RELAY_ROUTES);
+	if (tx->relay_cap < tx->nrelay + 1) {
+		if ((grown = realloc(tx->relay, (tx->nrelay + 1) * sizeof(*grown))) == NULL)
+			return luaL_error(L, "msg:relay: out of memory");
+		tx->relay = grown;
+		tx->relay_cap = tx->nrelay + 1;
+		memset(&tx->relay[tx->nrelay], 0, sizeof(*grown));
+	}
+	/* Built in the spare slot past the routes, counted only once whole:
+	 * a raise half-way (caught by pcall or not) queues nothing, and the
+	 * transaction frees the slot. */
+	e = &tx->relay[tx->nrelay];
+	queue_entry_clear(e);
+	if (lua_istable(L, 2)) {
+		message_relay_route(L, 2, &e->route);
+		lua_pushliteral(L, "rcpts");
+		lua_rawget(L, 2);
+	} else
+		lua_pushnil(L);
+	n = lua_istable(L, -1) ? (size_t)lua_rawlen(L, -1) : tx->nrcpts;
+	if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+		return luaL_error(L, "msg:relay: rcpts must be a list of addresses");
+	if (n == 0 || n > 10000)
+		return luaL_error(L, "msg:relay: no recipients");
+	if ((e->rcpts = calloc(n, sizeof(*e->rcpts))) == NULL)
+		return luaL_error(L, "msg:relay: out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const char *a;
+
+		if (lua_istable(L, -1)) {
+			lua_rawgeti(L, -1, (lua_Integer)i + 1);
+			a = message_relay_addr(L, lua_gettop(L));
+		} else {
+			lua_pushstring(L, tx->rcpts[i]);
+			a = lua_tostring(L, -1);
+		}
+		e->rcpts[i].address = message_dup(L, a);
+		e->nrcpts++;
+		lua_pop(L, 1);
+	}
+	e->sender = message_dup(L, tx->sender);
+	e->smtputf8 = tx->smtputf8;
+	e->body_8bit = message_body_8bit(tx->params);
+	tx->nrelay++;
+	return 0;
+}
+
 static const luaL_Reg message_methods[] = {
 	{ "header", message_header },
 	{ "headers", message_headers },
@@ -403,6 +620,7 @@ static const luaL_Reg message_methods[] = {
 	{ "deliver_mbox", message_deliver_mbox },
 	{ "print", message_print },
 	{ "save", message_save },
+	{ "relay", message_relay },
 	{ NULL, NULL },
 };
 

@@ -30,6 +30,9 @@ static const char *const hook_kind_names[HOOK__COUNT] = {
 	"on_auth",
 	"on_starttls",
 	"verbs",
+	"on_deferred",
+	"on_bounce",
+	"on_delivered",
 };
 
 const char *

@@ -29,7 +29,10 @@ enum hook_kind {
 	HOOK_DISCONNECT,
 	HOOK_AUTH,
 	HOOK_STARTTLS,
-	HOOK_VERB, /* a function of the verbs table */
+	HOOK_VERB,     /* a function of the verbs table */
+	HOOK_DEFERRED, /* the outbound side (relay.c): not a session's */
+	HOOK_BOUNCE,
+	HOOK_DELIVERED,
 	HOOK__COUNT,
 };
 /* "on_connect", ..., "verbs". */

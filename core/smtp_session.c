@@ -23,6 +23,7 @@
 #include "tls.h"
 #include "hook_api.h"
 #include "log.h"
+#include "relay.h"
 #include "smtp_pace.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
@@ -242,6 +243,9 @@ smtp_tx_free(struct smtp_tx *tx)
 	free(tx->rcpts);
 	smtp_data_free(tx->data);
 	free(tx->msg);
+	for (size_t i = 0; i < tx->relay_cap; i++)
+		queue_entry_clear(&tx->relay[i]);
+	free(tx->relay);
 	free(tx);
 }
 
@@ -1156,6 +1160,25 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 {
 	struct smtp_tx *tx = s->tx;
 
+	/* msg:relay's routes: on disk (fsync'ed) before the 250, or nothing
+	 * is queued and the client keeps the message. */
+	if (!tx->delivery_failed && tx->nrelay > 0) {
+		char err[512];
+
+		if (relay_commit(s->srv->cfg, tx->msg, tx->msglen, tx->relay, tx->nrelay, err,
+			sizeof(err)) == -1) {
+			log_warn(
+			    s->sid, "smtp.queue qid=%s result=failed error=\"%s\"", tx->qid, err);
+			smtp_reply(
+			    s, 451, "4.3.0", "Error: cannot queue the message, try again later");
+			smtp_tx_end(s);
+			conn_set_timeout(s->conn, s->srv->cfg->timeout);
+			return;
+		}
+		for (size_t i = 0; i < tx->nrelay; i++)
+			log_info(s->sid, "smtp.queue qid=%s id=%s rcpts=%zu", tx->qid,
+			    tx->relay[i].id, tx->relay[i].nrcpts);
+	}
 	if (tx->delivery_failed) {
 		/* The client keeps the message and retries (RFC 5321 4.2.5). */
 		smtp_reply(s, 451, "4.3.0", "Error: local delivery failed, try again later");

@@ -11,6 +11,7 @@
 
 #include "anvil.h"
 #include "hook.h"
+#include "queue.h"
 #include "smtp_data.h"
 #include "smtp_sasl.h"
 #include "smtp_server.h"
@@ -58,9 +59,12 @@ struct smtp_tx {
 	struct smtp_data *data; /* owned; while reading DATA */
 	char *msg;              /* owned: the message after DATA */
 	size_t msglen;
-	int delivery_failed; /* a deliverer failed in on_message */
-	int delivered;       /* deliverers that wrote the message in on_message */
-	size_t prepended;    /* header bytes msg:prepend_header added */
+	int delivery_failed;       /* a deliverer failed in on_message */
+	int delivered;             /* deliverers that wrote the message in on_message */
+	size_t prepended;          /* header bytes msg:prepend_header added */
+	struct queue_entry *relay; /* owned: msg:relay's routes, queued with the 250 */
+	size_t nrelay;             /* whole routes; relay[nrelay] may be a spare */
+	size_t relay_cap;
 };
 
 struct smtp_cmd;

@@ -24,6 +24,7 @@
 #include "listener.h"
 #include "log.h"
 #include "redis.h"
+#include "relay.h"
 #include "script.h"
 #include "smtp_session.h"
 #include "tls.h"
@@ -95,6 +96,7 @@ worker_reload(struct worker *w, const char *why)
 			every_stop(w->every);
 			smtp_server_set_script(&w->srv, sc);
 			w->every = worker_every(w);
+			relay_set_script(sc);
 		}
 	}
 	/* A renewed certificate needs no restart; a bad one keeps the old. */
@@ -332,6 +334,8 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 		worker_watch_arm(&w);
 	}
 	w.every = worker_every(&w);
+	relay_start(w.loop, cfg);
+	relay_set_script(w.srv.script);
 	log_info(NULL, "worker.ready worker=%d pid=%d", index, (int)getpid());
 	if (cfg->stdio)
 		worker_stdio(&w);
@@ -345,6 +349,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	ev_timer_stop(w.loop, &w.drain);
 	worker_stop_signals(w.loop, &w.sigterm, &w.sigint, &w.sighup);
 	smtp_server_shutdown(&w.srv);
+	relay_stop();
 	http_shutdown(); /* after the sessions: their requests were cancelled */
 	dns_lua_shutdown();
 	dns_shutdown();
