@@ -1,0 +1,214 @@
+-- msg:relay end to end: a luamta that queues and relays, dnsmasq on
+-- loopback for the MX records, and luamta servers capturing what arrives
+-- on 127.0.0.2 and 127.0.0.3 (the destinations' port is --relay-port).
+-- Covers MX delivery, a host route, a null MX and a domain that does not
+-- exist (bounces back to the sender's own MX), a 4xx then a retry, flush,
+-- the outbound hooks, the 451 when the queue cannot take the message, and
+-- msg:relay's argument checks.
+local server = require "server"
+local smtp = require "smtp"
+local dnskit = require "dns"
+local cjson = require "cjson"
+
+local function wait_for(what, f, secs)
+  local deadline = os.time() + (secs or 20) * server.TIMEOUT_SCALE
+  while os.time() <= deadline do
+    local v = f()
+    if v then return v end
+    os.execute("sleep 0.1")
+  end
+  error("timed out waiting for " .. what)
+end
+
+-- The policy of the relaying server: every recipient is accepted; the
+-- message goes to each recipient's MX, except those of route.spec.test,
+-- which go to a host route. The outbound hooks log what they see.
+local RELAY_POLICY = [[
+local port = tonumber(os.getenv("DEST_PORT"))
+return {
+  on_message = function(s, msg)
+    local mx, routed = {}, {}
+    for _, r in ipairs(msg.recipients) do
+      if r:find("@route%.spec%.test$") then routed[#routed + 1] = r else mx[#mx + 1] = r end
+    end
+    if #mx > 0 then msg:relay{ rcpts = mx } end
+    if #routed > 0 then
+      msg:relay{ rcpts = routed, host = "127.0.0.3", port = port, tls = "none" }
+    end
+    if msg:header("Subject") == "bad args" then
+      local ok, err = pcall(msg.relay, msg, { tsl = "none" })
+      luamta.log("relay args: " .. tostring(ok) .. " " .. tostring(err))
+    end
+  end,
+  on_delivered = function(entry, rcpt, reply)
+    luamta.log("hook delivered " .. rcpt .. " id=" .. entry.id .. " reply=" .. reply)
+  end,
+  on_deferred = function(entry, rcpt, reply)
+    luamta.log("hook deferred " .. rcpt .. " attempts=" .. entry.recipients[1].attempts)
+  end,
+  on_bounce = function(entry, rcpt, reply)
+    luamta.log("hook bounce " .. rcpt .. " reply=" .. reply)
+    if rcpt:find("^quiet") then return false end
+  end,
+}
+]]
+
+-- The destinations: capture everything, but defer "later@" once.
+local DEST_POLICY = [[
+local seen = {}
+return {
+  on_rcpt = function(s, rcpt)
+    if rcpt:find("^later@") and not seen[rcpt] then
+      seen[rcpt] = true
+      return 451, "4.7.1 Try again later"
+    end
+    if rcpt:find("^nobody@") then return 550, "5.1.1 No such user here" end
+  end,
+}
+]]
+
+describe("msg:relay #integration", function()
+  local dm, dest2, dest3, relay, spool, port
+
+  lazy_setup(function()
+    port = dnskit.free_port()
+    dm = dnskit.dnsmasq({
+      "--mx-host=dest.spec.test,mx.dest.spec.test,10",
+      "--host-record=mx.dest.spec.test,127.0.0.2",
+      "--mx-host=sender.spec.test,mx.sender.spec.test,10",
+      "--host-record=mx.sender.spec.test,127.0.0.3",
+      "--mx-host=nullmx.spec.test,.,0",
+    })
+    dest2 = assert(server.start({ script_source = DEST_POLICY, capture = true,
+      listen = { "127.0.0.2:" .. port } }))
+    dest3 = assert(server.start({ script_source = DEST_POLICY, capture = true,
+      listen = { "127.0.0.3:" .. port } }))
+    spool = server.mkdtemp() .. "/spool"
+    relay = assert(server.start({ script_source = RELAY_POLICY,
+      env = { DEST_PORT = tostring(port) },
+      args = { "--resolver", dm:addr(), "--relay-port", tostring(port), "--spool", spool,
+        "--retry-min", "1", "--retry-max", "2", "--log-level", "debug" } }))
+  end)
+
+  lazy_teardown(function()
+    if relay then relay:stop() end
+    if dest2 then dest2:stop() end
+    if dest3 then dest3:stop() end
+    if dm then dm:stop() end
+    if spool then server.rmtree(spool:gsub("/spool$", "")) end
+  end)
+
+  local function send(from, rcpts, subject)
+    local c = smtp.session(relay)
+    c:send("MAIL FROM:<" .. from .. ">"):expect(250)
+    for _, r in ipairs(rcpts) do c:send("RCPT TO:<" .. r .. ">"):expect(250) end
+    c:send("DATA"):expect(354)
+    local r = c:send_raw("Subject: " .. subject .. "\r\nMessage-Id: <" .. subject:gsub(" ", ".")
+      .. "@spec.test>\r\n\r\nbody of " .. subject .. "\r\n..leading dot\r\n.\r\n"):expect(250)
+    c:send("QUIT"):expect(221)
+    c:close()
+    return r
+  end
+
+  local function arrived(srv, subject)
+    for _, m in ipairs(srv:messages()) do
+      if m.data:find("Subject: " .. subject, 1, true) then return m end
+    end
+  end
+
+  local function queue_json()
+    local code, out, err = server.run({ "queue", "list", "--json", "--spool", spool })
+    assert.are.equal(0, code, out .. err)
+    return cjson.decode(out)
+  end
+
+  it("delivers to the recipient's MX, dot-stuffed as it came, and empties the queue", function()
+    send("alice@sender.spec.test", { "bob@dest.spec.test", "carol@dest.spec.test" }, "to mx")
+    local m = wait_for("the message at mx.dest", function() return arrived(dest2, "to mx") end)
+    assert.are.same({ "bob@dest.spec.test", "carol@dest.spec.test" }, m.recipients)
+    assert.are.equal("alice@sender.spec.test", m.sender)
+    assert.truthy(m.data:find("\r\n.leading dot\r\n", 1, true))
+    wait_for("the hooks", function()
+      return relay:count_log({ "hook delivered", "dest.spec.test" }) == 2
+    end)
+    wait_for("an empty queue", function()
+      for _, e in ipairs(queue_json()) do
+        for _, r in ipairs(e.recipients) do
+          if r.address:find("dest.spec.test") then return false end
+        end
+      end
+      return true
+    end)
+  end)
+
+  it("takes a host route for some recipients and the MX for the others", function()
+    send("alice@sender.spec.test", { "dan@route.spec.test", "erin@dest.spec.test" }, "split")
+    local a = wait_for("the routed part", function() return arrived(dest3, "split") end)
+    local b = wait_for("the mx part", function() return arrived(dest2, "split") end)
+    assert.are.same({ "dan@route.spec.test" }, a.recipients)
+    assert.are.same({ "erin@dest.spec.test" }, b.recipients)
+  end)
+
+  it("retries a deferred recipient and delivers it", function()
+    send("alice@sender.spec.test", { "later@dest.spec.test" }, "later")
+    assert(relay:wait_log({ "hook deferred later@dest.spec.test attempts=1" }, 20))
+    wait_for("the retry", function() return arrived(dest2, "later") end, 30)
+    assert(relay:wait_log({ "hook delivered later@dest.spec.test" }, 20))
+  end)
+
+  it("bounces a null MX, a missing domain and a 550 to the sender, once", function()
+    send("alice@sender.spec.test", { "x@nullmx.spec.test", "y@nx.spec.test",
+      "nobody@dest.spec.test" }, "doomed")
+    local b = wait_for("the bounce at the sender's MX", function()
+      for _, m in ipairs(dest3:messages()) do
+        if m.sender == "" and m.data:find("doomed", 1, true) then return m end
+      end
+    end, 30)
+    assert.are.same({ "alice@sender.spec.test" }, b.recipients)
+    assert.truthy(b.data:find("multipart/report", 1, true))
+    assert.truthy(b.data:find("Status: 5.1.10", 1, true))
+    assert.truthy(b.data:find("Status: 5.1.2", 1, true))
+    assert.truthy(b.data:find("Status: 5.1.1", 1, true))
+    assert.truthy(b.data:find("Final-Recipient: rfc822; nobody@dest.spec.test", 1, true))
+    assert(relay:wait_log({ "hook bounce x@nullmx.spec.test", "556" }, 5))
+  end)
+
+  it("sends no bounce when on_bounce returns false, nor for a null sender", function()
+    send("alice@sender.spec.test", { "quiet@nx.spec.test" }, "quiet one")
+    send("", { "nobody@dest.spec.test" }, "null sender")
+    assert(relay:wait_log({ "hook bounce quiet@nx.spec.test" }, 20))
+    assert(relay:wait_log({ "hook bounce nobody@dest.spec.test" }, 20))
+    -- Both decided; give a bounce (there should be none) time to arrive
+    -- by delivering one more message through the same path after them.
+    send("alice@sender.spec.test", { "fred@route.spec.test" }, "marker")
+    wait_for("the marker", function() return arrived(dest3, "marker") end)
+    for _, m in ipairs(dest3:messages()) do
+      assert.is_falsy(m.sender == "" and (m.data:find("quiet one", 1, true)
+        or m.data:find("null sender", 1, true)), "an unwanted bounce arrived")
+    end
+  end)
+
+  it("raises on bad options (caught here) and queues only whole routes", function()
+    send("alice@sender.spec.test", { "gina@dest.spec.test" }, "bad args")
+    assert(relay:wait_log({ "relay args: false", "unknown option tsl" }, 10))
+    wait_for("the message", function() return arrived(dest2, "bad args") end)
+  end)
+end)
+
+describe("msg:relay when the queue cannot take the message #integration", function()
+  it("answers 451 and queues nothing", function()
+    local srv = assert(server.start({ script_source = [[
+return { on_message = function(s, msg) msg:relay() end }
+]], args = { "--spool", "/dev/null/spool" } }))
+    server.cleanup(finally)
+    local c = smtp.session(srv)
+    c:send("MAIL FROM:<a@spec.test>"):expect(250)
+    c:send("RCPT TO:<b@spec.test>"):expect(250)
+    c:send("DATA"):expect(354)
+    c:send_raw("Subject: x\r\n\r\nx\r\n.\r\n"):expect(451, "4.3.0")
+    c:send("QUIT"):expect(221)
+    c:close()
+    assert(srv:wait_log({ "smtp.queue", "result=failed" }, 5))
+    srv:stop()
+  end)
+end)
