@@ -35,6 +35,7 @@
 #include "dsn.h"
 #include "hook.h"
 #include "log.h"
+#include "relay_int.h"
 #include "relay_route.h"
 #include "script.h"
 #include "smtp_client.h"
@@ -226,40 +227,6 @@ relay_arm(void)
 
 /* Jobs ---------------------------------------------------------------- */
 
-struct relay_group;
-
-struct relay_job {
-	struct relay_job *next;
-	char id[QUEUE_ID_MAX];
-	struct queue_entry e;
-	int lockfd;
-	char *msg; /* the body, read once */
-	size_t msglen;
-	struct relay_group *groups;
-	size_t ngroups, pending;
-	/* The outcome, in recipient order: what this pass decided. */
-	struct relay_outcome {
-		int decided; /* 0: not tried this pass */
-		int code;
-		char *reply;  /* owned: "550 5.1.1 text" */
-		char *remote; /* owned, or NULL */
-	} * out;
-	size_t hook_next; /* the next recipient whose hook runs */
-	int left;         /* recipients left untried for a concurrency limit */
-	struct hook_run *run;
-	int *bounce; /* recipients a bounce reports (on_bounce did not say false) */
-};
-
-struct relay_group {
-	struct relay_job *job;
-	char *dest;    /* owned: the domain, host or socket (for the logs and limits) */
-	size_t *rcpts; /* owned: indexes into job->e.rcpts */
-	size_t n;
-	struct relay_route *route; /* the resolution (relay_route.c) */
-	struct smtp_client *client;
-	const char **addrs; /* owned array of borrowed strings: the recipients */
-};
-
 static void relay_job_finish(struct relay_job *);
 
 static int
@@ -440,7 +407,7 @@ relay_job_free(struct relay_job *j)
 }
 
 /* The entry could not be worked on now: back in the index, due at due. */
-static void
+void
 relay_job_abandon(struct relay_job *j, double due)
 {
 	struct relay_index *x = relay_find(j->id);
@@ -463,6 +430,8 @@ relay_job_start(struct relay_index *x)
 		return;
 	snprintf(j->id, sizeof(j->id), "%s", x->id);
 	j->lockfd = -1;
+	j->loop = R.loop;
+	j->cfg = R.cfg;
 	x->busy = 1;
 	j->next = R.jobs;
 	R.jobs = j;
@@ -526,218 +495,7 @@ relay_job_start(struct relay_index *x)
 		relay_job_finish(j);
 }
 
-/* Outcome: hooks, bounce, state ----------------------------------------- */
-
-/* Pushes the hooks' view of the entry: { id, sender, created, size, route,
- * recipients = { {address, state, attempts, next_attempt, last_reply} } }. */
-static void
-relay_push_entry(lua_State *co, const struct queue_entry *e)
-{
-	const struct queue_route *rt = &e->route;
-
-	lua_createtable(co, 0, 7);
-	lua_pushstring(co, e->id);
-	lua_setfield(co, -2, "id");
-	lua_pushstring(co, e->sender);
-	lua_setfield(co, -2, "sender");
-	lua_pushinteger(co, (lua_Integer)e->created);
-	lua_setfield(co, -2, "created");
-	lua_pushinteger(co, (lua_Integer)e->size);
-	lua_setfield(co, -2, "size");
-	lua_createtable(co, 0, 5);
-	if (rt->host != NULL) {
-		lua_pushstring(co, rt->host);
-		lua_setfield(co, -2, "host");
-	}
-	if (rt->socket != NULL) {
-		lua_pushstring(co, rt->socket);
-		lua_setfield(co, -2, "socket");
-	}
-	lua_pushinteger(co, rt->port);
-	lua_setfield(co, -2, "port");
-	lua_pushboolean(co, rt->lmtp);
-	lua_setfield(co, -2, "lmtp");
-	lua_pushstring(co,
-	    rt->tls == QUEUE_TLS_REQUIRE  ? "require" :
-		rt->tls == QUEUE_TLS_NONE ? "none" :
-					    "may");
-	lua_setfield(co, -2, "tls");
-	lua_setfield(co, -2, "route");
-	lua_createtable(co, (int)e->nrcpts, 0);
-	for (size_t i = 0; i < e->nrcpts; i++) {
-		const struct queue_rcpt *r = &e->rcpts[i];
-
-		lua_createtable(co, 0, 5);
-		lua_pushstring(co, r->address);
-		lua_setfield(co, -2, "address");
-		lua_pushstring(co, queue_rcpt_state_str(r->state));
-		lua_setfield(co, -2, "state");
-		lua_pushinteger(co, r->attempts);
-		lua_setfield(co, -2, "attempts");
-		lua_pushinteger(co, (lua_Integer)r->next_attempt);
-		lua_setfield(co, -2, "next_attempt");
-		if (r->last_reply != NULL) {
-			lua_pushstring(co, r->last_reply);
-			lua_setfield(co, -2, "last_reply");
-		}
-		lua_rawseti(co, -2, (lua_Integer)i + 1);
-	}
-	lua_setfield(co, -2, "recipients");
-}
-
-static void relay_next_hook(struct relay_job *j);
-
-static void
-relay_on_hook_done(struct hook_run *run, void *arg)
-{
-	struct relay_job *j = arg;
-	const struct hook_result *res = hook_run_result(run);
-	size_t i = j->hook_next - 1;
-
-	if (j->e.rcpts[i].state == QUEUE_RCPT_BOUNCED && res->verdict == HOOK_REJECT)
-		j->bounce[i] = 0; /* on_bounce returned false */
-	hook_run_free(run);
-	j->run = NULL;
-	relay_next_hook(j);
-}
-
-static void relay_job_commit(struct relay_job *j);
-
-/* Runs the hook of the next decided recipient, one at a time (a hook may
- * wait); then commits. */
-static void
-relay_next_hook(struct relay_job *j)
-{
-	struct script *sc = R.sc;
-
-	while (j->hook_next < j->e.nrcpts) {
-		size_t i = j->hook_next++;
-		const struct queue_rcpt *r = &j->e.rcpts[i];
-		enum hook_kind kind = r->state == QUEUE_RCPT_DELIVERED ? HOOK_DELIVERED :
-		    r->state == QUEUE_RCPT_BOUNCED                     ? HOOK_BOUNCE :
-									 HOOK_DEFERRED;
-		struct hook_run *run;
-		lua_State *co;
-		enum hook_status st;
-
-		if (!j->out[i].decided || !script_has(sc, kind))
-			continue;
-		run = hook_run_new(sc->L, R.loop, HOOK_MODE_POLICY, &sc->budget,
-		    hook_kind_str(kind), j->id, relay_on_hook_done, j);
-		if (run == NULL)
-			continue;
-		co = hook_run_thread(run);
-		script_push_hook(sc, co, kind, NULL);
-		relay_push_entry(co, &j->e);
-		lua_pushstring(co, r->address);
-		lua_pushstring(co, j->out[i].reply);
-		st = hook_run_start(run, 3);
-		if (st == HOOK_PENDING) {
-			j->run = run;
-			return;
-		}
-		if (kind == HOOK_BOUNCE && st == HOOK_DONE &&
-		    hook_run_result(run)->verdict == HOOK_REJECT)
-			j->bounce[i] = 0;
-		hook_run_free(run);
-	}
-	relay_job_commit(j);
-}
-
-/* The enhanced code of a reply ("550 5.1.1 ..."), or a default by class. */
-static void
-relay_status(const char *reply, int code, char *out, size_t outsz)
-{
-	const char *p = strchr(reply, ' ');
-	size_t n = 0;
-
-	if (p != NULL) {
-		p++;
-		while (p[n] != '\0' && (isdigit((unsigned char)p[n]) || p[n] == '.'))
-			n++;
-	}
-	if (n >= 5 && n < outsz && p[0] - '0' == code / 100) {
-		memcpy(out, p, n);
-		out[n] = '\0';
-	} else
-		snprintf(out, outsz, "%d.0.0", code / 100);
-}
-
-/* Queues one bounce for the recipients in j->bounce. 0 or -1. */
-static int
-relay_bounce(struct relay_job *j)
-{
-	struct dsn_rcpt *dr;
-	struct dsn_report rep;
-	struct queue_entry b;
-	struct queue_rcpt br;
-	char(*status)[16];
-	char seed[64], err[256];
-	size_t n = 0, len;
-	char *text;
-	int rc;
-
-	if (j->e.sender[0] == '\0' || j->e.is_bounce)
-		return 0; /* never a bounce for a bounce (RFC 5321 6.1) */
-	for (size_t i = 0; i < j->e.nrcpts; i++)
-		n += j->bounce[i] != 0;
-	if (n == 0)
-		return 0;
-	dr = calloc(n, sizeof(*dr));
-	status = calloc(n, sizeof(*status));
-	if (dr == NULL || status == NULL) {
-		free(dr);
-		free(status);
-		return -1;
-	}
-	n = 0;
-	for (size_t i = 0; i < j->e.nrcpts; i++) {
-		if (!j->bounce[i])
-			continue;
-		relay_status(j->out[i].reply, j->out[i].code, status[n], sizeof(status[n]));
-		dr[n].address = j->e.rcpts[i].address;
-		dr[n].action = DSN_FAILED;
-		dr[n].status = status[n];
-		dr[n].remote_mta = j->out[i].remote;
-		dr[n].diagnostic = j->out[i].reply;
-		dr[n].last_attempt = time(NULL);
-		n++;
-	}
-	memset(&rep, 0, sizeof(rep));
-	rep.reporting_mta = R.cfg->hostname;
-	rep.sender = j->e.sender;
-	rep.queue_id = j->id;
-	rep.arrival = j->e.created;
-	rep.rcpts = dr;
-	rep.nrcpts = n;
-	rep.msg = j->msg;
-	rep.msglen = j->msglen;
-	rep.now = time(NULL);
-	snprintf(seed, sizeof(seed), "%s.%ld", j->id, (long)rep.now);
-	rep.message_id_seed = seed;
-	text = dsn_build(&rep, &len);
-	free(dr);
-	free(status);
-	if (text == NULL)
-		return -1;
-	memset(&b, 0, sizeof(b));
-	memset(&br, 0, sizeof(br));
-	br.address = j->e.sender;
-	b.sender = "";
-	b.is_bounce = 1;
-	b.rcpts = &br;
-	b.nrcpts = 1;
-	rc = relay_commit(R.cfg, text, len, &b, 1, err, sizeof(err));
-	free(text);
-	if (rc == -1)
-		log_warn(NULL, "relay.bounce id=%s error=\"%s\"", j->id, err);
-	else
-		log_info(NULL, "relay.bounce id=%s bounce=%s to=<%s> rcpts=%zu", j->id, b.id,
-		    j->e.sender, n);
-	return rc;
-}
-
-static void
+void
 relay_job_commit(struct relay_job *j)
 {
 	char err[256];
@@ -938,6 +696,12 @@ relay_start(struct ev_loop *loop, const struct config *cfg)
 	relay_watch_flush();
 	relay_scan();
 	relay_run_due();
+}
+
+struct script *
+relay_script(void)
+{
+	return R.sc;
 }
 
 void

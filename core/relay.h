@@ -24,6 +24,8 @@ void relay_start(struct ev_loop *, const struct config *);
 /* The policy generation whose on_delivered/on_deferred/on_bounce run from
  * now on (a reference is taken; NULL: none). */
 void relay_set_script(struct script *);
+/* The generation set last (borrowed), or NULL. */
+struct script *relay_script(void);
 /* Stops: abandons attempts in flight (their entries stay in the spool,
  * unlocked, for the next start) and frees everything. */
 void relay_stop(void);

@@ -1,0 +1,64 @@
+/* relay_int.h - what relay.c (the scheduler) and relay_outcome.c (the
+ * outbound hooks and the bounces) share: a job, its groups and what each
+ * recipient's attempt decided. Not for other files. */
+#ifndef LUAMTA_RELAY_INT_H
+#define LUAMTA_RELAY_INT_H
+
+#include <ev.h>
+
+#include "hook.h"
+#include "queue.h"
+
+struct config;
+struct relay_route;
+struct smtp_client;
+
+struct relay_group;
+
+struct relay_job {
+	struct relay_job *next;
+	struct ev_loop *loop;
+	const struct config *cfg;
+	char id[QUEUE_ID_MAX];
+	struct queue_entry e;
+	int lockfd;
+	char *msg; /* the body, read once */
+	size_t msglen;
+	struct relay_group *groups;
+	size_t ngroups, pending;
+	/* The outcome, in recipient order: what this pass decided. */
+	struct relay_outcome {
+		int decided; /* 0: not tried this pass */
+		int code;
+		char *reply;  /* owned: "550 5.1.1 text" */
+		char *remote; /* owned, or NULL */
+	} * out;
+	size_t hook_next; /* the next recipient whose hook runs */
+	int left;         /* recipients left untried for a concurrency limit */
+	struct hook_run *run;
+	int *bounce; /* recipients a bounce reports (on_bounce did not say false) */
+};
+
+struct relay_group {
+	struct relay_job *job;
+	char *dest;    /* owned: the domain, host or socket (for the logs and limits) */
+	size_t *rcpts; /* owned: indexes into job->e.rcpts */
+	size_t n;
+	struct relay_route *route; /* the resolution (relay_route.c) */
+	struct smtp_client *client;
+	const char **addrs; /* owned array of borrowed strings: the recipients */
+};
+
+/* relay.c: the end of a job
+ * (bounce, state, unlock: takes the job); putting a job back undone. */
+void relay_job_commit(struct relay_job *);
+void relay_job_abandon(struct relay_job *, double due);
+
+/* relay_outcome.c: runs the hooks of the recipients decided in this pass,
+ * one at a time (a hook may wait), then relay_job_commit(). */
+void relay_next_hook(struct relay_job *);
+/* Queues one bounce for the recipients in j->bounce (none for a null
+ * sender or a bounce). 0, or -1: not queued. */
+int relay_bounce(struct relay_job *);
+
+#endif

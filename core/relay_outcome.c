@@ -1,0 +1,223 @@
+/* relay_outcome.c - what follows an attempt: the outbound hooks
+ * (on_delivered, on_deferred, on_bounce) with the entry as Lua sees it, one
+ * recipient at a time, then one bounce (RFC 3464) for the recipients that
+ * failed for good and whose on_bounce did not return false. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+
+#include "config.h"
+#include "dsn.h"
+#include "log.h"
+#include "relay.h"
+#include "relay_int.h"
+#include "script.h"
+
+/* Pushes the hooks' view of the entry: { id, sender, created, size, route,
+ * recipients = { {address, state, attempts, next_attempt, last_reply} } }. */
+static void
+relay_push_entry(lua_State *co, const struct queue_entry *e)
+{
+	const struct queue_route *rt = &e->route;
+
+	lua_createtable(co, 0, 7);
+	lua_pushstring(co, e->id);
+	lua_setfield(co, -2, "id");
+	lua_pushstring(co, e->sender);
+	lua_setfield(co, -2, "sender");
+	lua_pushinteger(co, (lua_Integer)e->created);
+	lua_setfield(co, -2, "created");
+	lua_pushinteger(co, (lua_Integer)e->size);
+	lua_setfield(co, -2, "size");
+	lua_createtable(co, 0, 5);
+	if (rt->host != NULL) {
+		lua_pushstring(co, rt->host);
+		lua_setfield(co, -2, "host");
+	}
+	if (rt->socket != NULL) {
+		lua_pushstring(co, rt->socket);
+		lua_setfield(co, -2, "socket");
+	}
+	lua_pushinteger(co, rt->port);
+	lua_setfield(co, -2, "port");
+	lua_pushboolean(co, rt->lmtp);
+	lua_setfield(co, -2, "lmtp");
+	lua_pushstring(co,
+	    rt->tls == QUEUE_TLS_REQUIRE  ? "require" :
+		rt->tls == QUEUE_TLS_NONE ? "none" :
+					    "may");
+	lua_setfield(co, -2, "tls");
+	lua_setfield(co, -2, "route");
+	lua_createtable(co, (int)e->nrcpts, 0);
+	for (size_t i = 0; i < e->nrcpts; i++) {
+		const struct queue_rcpt *r = &e->rcpts[i];
+
+		lua_createtable(co, 0, 5);
+		lua_pushstring(co, r->address);
+		lua_setfield(co, -2, "address");
+		lua_pushstring(co, queue_rcpt_state_str(r->state));
+		lua_setfield(co, -2, "state");
+		lua_pushinteger(co, r->attempts);
+		lua_setfield(co, -2, "attempts");
+		lua_pushinteger(co, (lua_Integer)r->next_attempt);
+		lua_setfield(co, -2, "next_attempt");
+		if (r->last_reply != NULL) {
+			lua_pushstring(co, r->last_reply);
+			lua_setfield(co, -2, "last_reply");
+		}
+		lua_rawseti(co, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(co, -2, "recipients");
+}
+
+static void
+relay_on_hook_done(struct hook_run *run, void *arg)
+{
+	struct relay_job *j = arg;
+	const struct hook_result *res = hook_run_result(run);
+	size_t i = j->hook_next - 1;
+
+	if (j->e.rcpts[i].state == QUEUE_RCPT_BOUNCED && res->verdict == HOOK_REJECT)
+		j->bounce[i] = 0; /* on_bounce returned false */
+	hook_run_free(run);
+	j->run = NULL;
+	relay_next_hook(j);
+}
+
+/* Runs the hook of the next decided recipient, one at a time (a hook may
+ * wait); then commits. */
+void
+relay_next_hook(struct relay_job *j)
+{
+	struct script *sc = relay_script();
+
+	while (j->hook_next < j->e.nrcpts) {
+		size_t i = j->hook_next++;
+		const struct queue_rcpt *r = &j->e.rcpts[i];
+		enum hook_kind kind = r->state == QUEUE_RCPT_DELIVERED ? HOOK_DELIVERED :
+		    r->state == QUEUE_RCPT_BOUNCED                     ? HOOK_BOUNCE :
+									 HOOK_DEFERRED;
+		struct hook_run *run;
+		lua_State *co;
+		enum hook_status st;
+
+		if (!j->out[i].decided || !script_has(sc, kind))
+			continue;
+		run = hook_run_new(sc->L, j->loop, HOOK_MODE_POLICY, &sc->budget,
+		    hook_kind_str(kind), j->id, relay_on_hook_done, j);
+		if (run == NULL)
+			continue;
+		co = hook_run_thread(run);
+		script_push_hook(sc, co, kind, NULL);
+		relay_push_entry(co, &j->e);
+		lua_pushstring(co, r->address);
+		lua_pushstring(co, j->out[i].reply);
+		st = hook_run_start(run, 3);
+		if (st == HOOK_PENDING) {
+			j->run = run;
+			return;
+		}
+		if (kind == HOOK_BOUNCE && st == HOOK_DONE &&
+		    hook_run_result(run)->verdict == HOOK_REJECT)
+			j->bounce[i] = 0;
+		hook_run_free(run);
+	}
+	relay_job_commit(j);
+}
+
+/* The enhanced code of a reply ("550 5.1.1 ..."), or a default by class. */
+static void
+relay_status(const char *reply, int code, char *out, size_t outsz)
+{
+	const char *p = strchr(reply, ' ');
+	size_t n = 0;
+
+	if (p != NULL) {
+		p++;
+		while (p[n] != '\0' && (isdigit((unsigned char)p[n]) || p[n] == '.'))
+			n++;
+	}
+	if (n >= 5 && n < outsz && p[0] - '0' == code / 100) {
+		memcpy(out, p, n);
+		out[n] = '\0';
+	} else
+		snprintf(out, outsz, "%d.0.0", code / 100);
+}
+
+/* Queues one bounce for the recipients in j->bounce. 0 or -1. */
+int
+relay_bounce(struct relay_job *j)
+{
+	struct dsn_rcpt *dr;
+	struct dsn_report rep;
+	struct queue_entry b;
+	struct queue_rcpt br;
+	char(*status)[16];
+	char seed[64], err[256];
+	size_t n = 0, len;
+	char *text;
+	int rc;
+
+	if (j->e.sender[0] == '\0' || j->e.is_bounce)
+		return 0; /* never a bounce for a bounce (RFC 5321 6.1) */
+	for (size_t i = 0; i < j->e.nrcpts; i++)
+		n += j->bounce[i] != 0;
+	if (n == 0)
+		return 0;
+	dr = calloc(n, sizeof(*dr));
+	status = calloc(n, sizeof(*status));
+	if (dr == NULL || status == NULL) {
+		free(dr);
+		free(status);
+		return -1;
+	}
+	n = 0;
+	for (size_t i = 0; i < j->e.nrcpts; i++) {
+		if (!j->bounce[i])
+			continue;
+		relay_status(j->out[i].reply, j->out[i].code, status[n], sizeof(status[n]));
+		dr[n].address = j->e.rcpts[i].address;
+		dr[n].action = DSN_FAILED;
+		dr[n].status = status[n];
+		dr[n].remote_mta = j->out[i].remote;
+		dr[n].diagnostic = j->out[i].reply;
+		dr[n].last_attempt = time(NULL);
+		n++;
+	}
+	memset(&rep, 0, sizeof(rep));
+	rep.reporting_mta = j->cfg->hostname;
+	rep.sender = j->e.sender;
+	rep.queue_id = j->id;
+	rep.arrival = j->e.created;
+	rep.rcpts = dr;
+	rep.nrcpts = n;
+	rep.msg = j->msg;
+	rep.msglen = j->msglen;
+	rep.now = time(NULL);
+	snprintf(seed, sizeof(seed), "%s.%ld", j->id, (long)rep.now);
+	rep.message_id_seed = seed;
+	text = dsn_build(&rep, &len);
+	free(dr);
+	free(status);
+	if (text == NULL)
+		return -1;
+	memset(&b, 0, sizeof(b));
+	memset(&br, 0, sizeof(br));
+	br.address = j->e.sender;
+	b.sender = "";
+	b.is_bounce = 1;
+	b.rcpts = &br;
+	b.nrcpts = 1;
+	rc = relay_commit(j->cfg, text, len, &b, 1, err, sizeof(err));
+	free(text);
+	if (rc == -1)
+		log_warn(NULL, "relay.bounce id=%s error=\"%s\"", j->id, err);
+	else
+		log_info(NULL, "relay.bounce id=%s bounce=%s to=<%s> rcpts=%zu", j->id, b.id,
+		    j->e.sender, n);
+	return rc;
+}
