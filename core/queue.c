@@ -509,6 +509,57 @@ fail:
 	return -1;
 }
 
+/* Whether name is "ID.msg" (1) or "ID.env.XXXXXX" (2) for a valid ID;
+ * 0 for anything else. The id is copied into id. */
+static int
+sweep_kind(const char *name, char id[QUEUE_ID_MAX])
+{
+	const char *dot = strchr(name, '.');
+	size_t n;
+
+	if (dot == NULL || (n = (size_t)(dot - name)) >= QUEUE_ID_MAX)
+		return 0;
+	memcpy(id, name, n);
+	id[n] = '\0';
+	if (!queue_id_valid(id))
+		return 0;
+	if (strcmp(dot, ".msg") == 0)
+		return 1;
+	if (strncmp(dot, ".env.", 5) == 0 && strlen(dot + 5) == 6)
+		return 2;
+	return 0;
+}
+
+int
+queue_sweep(const char *spool, time_t before, char *err, size_t errsz)
+{
+	char path[PATH_MAX], env[PATH_MAX], id[QUEUE_ID_MAX];
+	struct dirent *de;
+	struct stat st;
+	int kind, removed = 0;
+	DIR *d;
+
+	if ((d = opendir(spool)) == NULL)
+		return fail(err, errsz, "%s: %s", spool, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		if ((kind = sweep_kind(de->d_name, id)) == 0 ||
+		    path_of(path, sizeof(path), spool, de->d_name, "") == -1 ||
+		    lstat(path, &st) == -1 || !S_ISREG(st.st_mode) || st.st_mtime >= before)
+			continue;
+		/* A message file is an orphan only without its envelope. */
+		if (kind == 1 &&
+		    (path_of(env, sizeof(env), spool, id, ".env") == -1 || access(env, F_OK) == 0 ||
+			errno != ENOENT))
+			continue;
+		if (unlink(path) == 0)
+			removed++;
+	}
+	closedir(d);
+	if (removed > 0 && fsync_dir(spool) == -1)
+		return fail(err, errsz, "%s: %s", spool, strerror(errno));
+	return removed;
+}
+
 int
 queue_read_body(const char *spool, const char *id, char **msg, size_t *len, char *err, size_t errsz)
 {

@@ -116,6 +116,13 @@ int queue_quarantine(const char *spool, const char *id, char *err, size_t errsz)
  * *ids malloc'ed (free each, then the array). 0 or -1 with err. */
 int queue_list_ids(const char *spool, char ***ids, size_t *n, char *err, size_t errsz);
 
+/* Removes what a crash can leave behind, when last changed before
+ * `before`: temporary files (ID.env.XXXXXX) and message files without an
+ * envelope (an enqueue or a remove cut short). The age keeps it off an
+ * enqueue in progress in another process: give a time well in the past
+ * (now minus an hour). Returns how many files it removed, or -1 with err. */
+int queue_sweep(const char *spool, time_t before, char *err, size_t errsz);
+
 /* Reads ID.msg whole into a malloc'ed buffer. 0 or -1 with err. */
 int queue_read_body(
     const char *spool, const char *id, char **msg, size_t *len, char *err, size_t errsz);

@@ -319,6 +319,54 @@ test_enqueue_failure(void)
 	CHECK(queue_enqueue("/nonexistent/spool", body, 3, e, 1, err, sizeof(err)) == -1);
 }
 
+/* Leftovers of a crash go, entries and fresh files stay. */
+static void
+test_sweep(void)
+{
+	struct queue_entry e;
+	struct queue_rcpt r[1];
+	struct timespec old[2] = { { 1000, 0 }, { 1000, 0 } };
+	char err[512], path[PATH_MAX];
+	int fd;
+
+	make_entry(&e, r, 1, "a@x");
+	CHECK(queue_enqueue(spool, body, sizeof(body) - 1, &e, 1, err, sizeof(err)) == 0);
+	/* An old orphan message, an old temporary envelope, a fresh orphan,
+	 * and an old file that is none of these. */
+	static const char *const names[] = { "1111111111111111.msg", "2222222222222222.env.Ab12Cd",
+		"3333333333333333.msg", "notes.msg" };
+	for (size_t i = 0; i < 4; i++) {
+		spool_file(path, sizeof(path), names[i], "");
+		fd = open(path, O_WRONLY | O_CREAT, 0600);
+		CHECK(fd >= 0);
+		close(fd);
+		if (i != 2)
+			CHECK(utimensat(AT_FDCWD, path, old, 0) == 0);
+	}
+	/* The real entry looks old too: its envelope keeps it. */
+	spool_file(path, sizeof(path), e.id, ".msg");
+	CHECK(utimensat(AT_FDCWD, path, old, 0) == 0);
+	CHECK(queue_sweep(spool, 2000, err, sizeof(err)) == 2);
+	spool_file(path, sizeof(path), "1111111111111111", ".msg");
+	CHECK(access(path, F_OK) == -1);
+	spool_file(path, sizeof(path), "2222222222222222", ".env.Ab12Cd");
+	CHECK(access(path, F_OK) == -1);
+	spool_file(path, sizeof(path), "3333333333333333", ".msg");
+	CHECK(access(path, F_OK) == 0);
+	spool_file(path, sizeof(path), "notes", ".msg");
+	CHECK(access(path, F_OK) == 0);
+	spool_file(path, sizeof(path), e.id, ".msg");
+	CHECK(access(path, F_OK) == 0);
+	CHECK(queue_sweep(spool, 2000, err, sizeof(err)) == 0);
+	CHECK(queue_sweep("/nonexistent/spool", 2000, err, sizeof(err)) == -1);
+	for (size_t i = 2; i < 4; i++) {
+		spool_file(path, sizeof(path), names[i], "");
+		unlink(path);
+	}
+	CHECK(queue_remove(spool, e.id, err, sizeof(err)) == 0);
+	CHECK(count_files() == 0);
+}
+
 static void
 test_flush(void)
 {
@@ -360,6 +408,7 @@ main(void)
 	test_lock();
 	test_corrupt();
 	test_enqueue_failure();
+	test_sweep();
 	test_flush();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
 	if (system(cmd) != 0)
