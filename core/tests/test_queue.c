@@ -323,6 +323,10 @@ test_enqueue_failure(void)
 static void
 test_sweep(void)
 {
+	/* An old orphan message, an old temporary envelope, a fresh orphan,
+	 * and an old file that is none of these. */
+	static const char *const names[] = { "1111111111111111.msg", "2222222222222222.env.Ab12Cd",
+		"3333333333333333.msg", "notes.msg" };
 	struct queue_entry e;
 	struct queue_rcpt r[1];
 	struct timespec old[2] = { { 1000, 0 }, { 1000, 0 } };
@@ -331,10 +335,6 @@ test_sweep(void)
 
 	make_entry(&e, r, 1, "a@x");
 	CHECK(queue_enqueue(spool, body, sizeof(body) - 1, &e, 1, err, sizeof(err)) == 0);
-	/* An old orphan message, an old temporary envelope, a fresh orphan,
-	 * and an old file that is none of these. */
-	static const char *const names[] = { "1111111111111111.msg", "2222222222222222.env.Ab12Cd",
-		"3333333333333333.msg", "notes.msg" };
 	for (size_t i = 0; i < 4; i++) {
 		spool_file(path, sizeof(path), names[i], "");
 		fd = open(path, O_WRONLY | O_CREAT, 0600);
