@@ -17,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "master.h"
+#include "queue_cli.h"
 #include "script.h"
 #include "tls.h"
 #include "worker.h"
@@ -104,6 +105,9 @@ main(int argc, char **argv)
 	char err[2048];
 	int rc;
 
+	/* `luamta [--spool DIR] queue ...` is a command, not a server. */
+	if (queue_cli_wanted(argc, argv))
+		return queue_cli_main(argc, argv);
 	if ((rc = config_parse(&cfg, argc, argv)) != 0)
 		return rc == 1 ? 0 : 2;
 	log_set_level((enum log_level)cfg.log_level);

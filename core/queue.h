@@ -20,11 +20,19 @@
 
 #define QUEUE_ID_MAX 24 /* an id and its NUL: 16 hex digits and a suffix */
 
+/* Whether id has the shape of a queue id: 16 lower-case hex digits, then
+ * for one entry of a message queued for several routes "-N" (N from 1 to
+ * 999999, no leading zero). Anything else (a path, "..") is refused before
+ * it names a file. */
+int queue_id_valid(const char *id);
+
 enum queue_tls {
 	QUEUE_TLS_MAY = 0, /* STARTTLS when offered, not verified; plaintext if it fails */
 	QUEUE_TLS_REQUIRE, /* STARTTLS required, chain and host name verified */
 	QUEUE_TLS_NONE,    /* never */
 };
+/* "may", "require", "none": the words of ID.env and of the JSON. */
+const char *queue_tls_str(enum queue_tls);
 
 enum queue_rcpt_state {
 	QUEUE_RCPT_QUEUED = 0, /* not tried yet */
@@ -80,8 +88,9 @@ int queue_entry_done(const struct queue_entry *);
 char *queue_env_format(const struct queue_entry *, size_t *len);
 int queue_env_parse(const char *text, size_t len, struct queue_entry *out, char *err, size_t errsz);
 
-/* Creates the spool directory (and its parents) when missing; checks it
- * can be written. 0, or -1 with err. */
+/* Creates the spool directory (mode 0700; its parents 0755) and
+ * SPOOL/flush/ when missing; checks the spool can be written. 0, or -1
+ * with err. */
 int queue_open(const char *spool, char *err, size_t errsz);
 
 /* Queues one message for n entries (one per route), each with its own
@@ -97,7 +106,8 @@ int queue_enqueue(const char *spool, const char *msg, size_t len, struct queue_e
 int queue_load(const char *spool, const char *id, struct queue_entry *out, char *err, size_t errsz);
 /* Replaces ID.env durably (see above). 0 or -1 with err. */
 int queue_save(const char *spool, const struct queue_entry *, char *err, size_t errsz);
-/* Removes the entry (ID.env first, then ID.msg), durably. 0 or -1. */
+/* Removes the entry (ID.env first, then ID.msg), durably. 0 (also when it
+ * was gone already) or -1. */
 int queue_remove(const char *spool, const char *id, char *err, size_t errsz);
 /* A corrupt entry is moved to SPOOL/corrupt/ for a human, out of the way. */
 int queue_quarantine(const char *spool, const char *id, char *err, size_t errsz);
@@ -106,18 +116,32 @@ int queue_quarantine(const char *spool, const char *id, char *err, size_t errsz)
  * *ids malloc'ed (free each, then the array). 0 or -1 with err. */
 int queue_list_ids(const char *spool, char ***ids, size_t *n, char *err, size_t errsz);
 
+/* Removes what a crash can leave behind, when last changed before
+ * `before`: temporary files (ID.env.XXXXXX) and message files without an
+ * envelope (an enqueue or a remove cut short). The age keeps it off an
+ * enqueue in progress in another process: give a time well in the past
+ * (now minus an hour). Returns how many files it removed, or -1 with err. */
+int queue_sweep(const char *spool, time_t before, char *err, size_t errsz);
+
 /* Reads ID.msg whole into a malloc'ed buffer. 0 or -1 with err. */
 int queue_read_body(
     const char *spool, const char *id, char **msg, size_t *len, char *err, size_t errsz);
 
 /* Takes the delivery lock of an entry without waiting: returns a
  * descriptor to give to queue_unlock(), or -1 (errno EWOULDBLOCK: another
- * process has it; ENOENT: the entry is gone). */
+ * process has it; ENOENT: the entry is gone; EINVAL: not an id). The lock
+ * is on ID.msg's inode, which the entries of one message share: holding
+ * one of them holds them all. `luamta queue hold/release/remove` change an
+ * entry only under its lock, so a deliverer loads ID.env after locking. */
 int queue_lock(const char *spool, const char *id);
 void queue_unlock(int fd);
 
 /* What the running server watches to be told "retry now": `luamta queue
  * flush [ID]` creates a file in SPOOL/flush/ (the id, or "all"). */
 #define QUEUE_FLUSH_DIR "flush"
+/* Creates SPOOL/flush/NAME (NAME an id or "all") through a temporary name
+ * ("NAME.XXXXXX") and a rename, so a watcher sees it whole. 0 or -1 with
+ * err. The server removes what it has acted on. */
+int queue_flush_request(const char *spool, const char *name, char *err, size_t errsz);
 
 #endif
