@@ -442,7 +442,9 @@ relay_job_start(struct relay_index *x)
 			relay_job_free(j);
 			relay_forget(x->id);
 		} else
-			relay_job_abandon(j, ev_now(R.loop) + RELAY_RESCAN);
+			/* The entries of one message share the lock (one
+			 * ID.msg): a sibling route may be under way here. */
+			relay_job_abandon(j, ev_now(R.loop) + RELAY_BUSY_RETRY);
 		return;
 	}
 	if ((rc = queue_load(R.cfg->spool, j->id, &j->e, err, sizeof(err))) != 0) {
