@@ -56,6 +56,11 @@ char *dsn_build(const struct dsn_report *, size_t *len);
 char *dsn_received(const char *helo, const char *rdns, const char *ip, const char *hostname,
     const char *proto, const char *qid, const char *rcpt, time_t now);
 
+/* t as an RFC 5322 3.3 date-time in UTC ("Mon, 30 Nov 2026 16:35:58
+ * +0000"), in English whatever the locale; buf gets at most size bytes,
+ * NUL-terminated (32 are always enough). */
+void dsn_date(time_t t, char *buf, size_t size);
+
 /* How many Received: fields the header of msg (CRLF lines, up to the
  * empty line) has, for the hop count (RFC 5321 6.3). */
 int dsn_count_received(const char *msg, size_t len);

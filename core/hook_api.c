@@ -212,6 +212,7 @@ enum session_field {
 	SF_VARS,
 	SF_LOG,
 	SF_RDNS,
+	SF_ADD_RECEIVED,
 	SF__COUNT,
 };
 static const char *const session_field_names[SF__COUNT] = {
@@ -234,6 +235,7 @@ static const char *const session_field_names[SF__COUNT] = {
 	[SF_VARS] = "vars",
 	[SF_LOG] = "log",
 	[SF_RDNS] = "rdns",
+	[SF_ADD_RECEIVED] = "add_received",
 };
 
 void
@@ -322,6 +324,9 @@ session_index(lua_State *L)
 	case SF_RDNS:
 		lua_pushcfunction(L, session_rdns);
 		break;
+	case SF_ADD_RECEIVED:
+		lua_pushboolean(L, s->add_received);
+		break;
 	default:
 		lua_pushnil(L); /* unknown: nil, like a table */
 	}
@@ -343,6 +348,13 @@ session_newindex(lua_State *L)
 	}
 	if (strcmp(k, "require_tls") == 0) {
 		s->require_tls = lua_toboolean(L, 3);
+		return 0;
+	}
+	/* Our Received: field for this transaction's message (set again at
+	 * each MAIL): tests that capture exact bytes switch it off. */
+	if (strcmp(k, "add_received") == 0) {
+		luaL_checktype(L, 3, LUA_TBOOLEAN);
+		s->add_received = lua_toboolean(L, 3);
 		return 0;
 	}
 	return luaL_error(L, "session field '%s' is read-only (keep your own data in s.vars)", k);

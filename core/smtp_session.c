@@ -16,9 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
+#include "dsn.h"
 #include "listener.h"
 #include "tls.h"
 #include "hook_api.h"
@@ -422,6 +424,9 @@ check_mail(struct smtp_session *s, const char *arg, size_t len)
 	struct smtp_param p[SMTP_PARAMS_MAX];
 	int n, utf8 = 0;
 
+	/* Each transaction starts with our trace field on; the hooks of
+	 * this MAIL, its RCPTs and DATA may turn it off for the message. */
+	s->add_received = 1;
 	if ((s->require_tls || s->srv->cfg->require_tls) && !s->tls_active) {
 		smtp_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
 		return -1;
@@ -1230,6 +1235,60 @@ smtp_data_budget(struct smtp_session *s)
 	smtp_data_account(s);
 }
 
+/* The protocol name of the Received: field (RFC 3848). */
+static const char *
+smtp_proto(const struct smtp_session *s)
+{
+	static const char *const names[] = { "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" };
+
+	if (!s->esmtp)
+		return "SMTP";
+	return names[(s->tls_active ? 1 : 0) + (s->user != NULL ? 2 : 0)];
+}
+
+/* The hop count and our trace field, before on_message sees the message:
+ * a message that already passed --max-hops relays (counted in what the
+ * client sent) is a loop and refused (RFC 5321 6.3); every other one gets
+ * the Received: field of RFC 5321 4.4 on top, unless a hook switched it
+ * off. The rDNS name is the one s:rdns() found, if a hook asked: no
+ * lookup here. Returns -1 when it replied (the message is refused). */
+static int
+smtp_trace(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	const struct config *cfg = s->srv->cfg;
+	int hops = dsn_count_received(tx->msg, tx->msglen);
+	char *field, *msg;
+	size_t flen;
+
+	if (hops > cfg->max_hops) {
+		log_warn(s->sid, "smtp.message qid=%s result=reject error=loop hops=%d max=%d",
+		    tx->qid, hops, cfg->max_hops);
+		smtp_reply(s, 554, "5.4.6", "Too many hops (mail loop?)");
+		return -1;
+	}
+	if (!s->add_received)
+		return 0;
+	field = dsn_received(s->helo, s->rdns, s->peer_ip, cfg->hostname, smtp_proto(s), tx->qid,
+	    tx->nrcpts == 1 ? tx->rcpts[0] : NULL, time(NULL));
+	flen = field != NULL ? strlen(field) : 0;
+	if (field == NULL || (msg = malloc(flen + tx->msglen)) == NULL) {
+		free(field);
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return -1;
+	}
+	/* As msg:prepend_header does: a new copy with the field in front. */
+	memcpy(msg, field, flen);
+	if (tx->msglen > 0)
+		memcpy(msg + flen, tx->msg, tx->msglen);
+	free(field);
+	free(tx->msg);
+	tx->msg = msg;
+	tx->msglen += flen;
+	smtp_data_account(s);
+	return 0;
+}
+
 /* The final dot arrived: answer size and bare-LF errors, else hand the
  * message to on_message. */
 static void
@@ -1257,6 +1316,10 @@ smtp_data_end(struct smtp_session *s)
 	smtp_data_free(tx->data);
 	tx->data = NULL;
 	smtp_data_account(s);
+	if (smtp_trace(s) == -1) {
+		rejected_message(s);
+		return;
+	}
 	s->pend.cmd = &smtp_cmd_message;
 	smtp_hook_run(s);
 }
@@ -1599,6 +1662,7 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 	s->srv = srv;
 	hook_api_session_init(s);
 	s->max_size = cfg->max_size;
+	s->add_received = 1;
 	smtp_id_str(srv, s->sid);
 	listener_addr_str(sa, s->peer_ip, sizeof(s->peer_ip), &s->peer_port);
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)

@@ -102,6 +102,7 @@ struct smtp_session {
 	int auth_failures;      /* failed AUTH attempts */
 	struct smtp_sasl sasl;  /* the AUTH exchange in progress, if any */
 	int require_tls;        /* MAIL needs TLS (config or a hook) */
+	int add_received;       /* prepend our Received: (s.add_received); 1 again at MAIL */
 	int tls_active;         /* the connection is encrypted */
 	int tls_wait;           /* a handshake is under way: no commands */
 	int starttls_pending;   /* STARTTLS accepted: switch once the paced 220 is out */

@@ -627,6 +627,33 @@ local function is_enhanced(s)
 end
 M.is_enhanced = is_enhanced
 
+-- Every message luamta accepts gets its Received: field on top (unless a
+-- hook set s.add_received = false), before on_message and any header a
+-- policy prepends. unreceived(data) takes the first Received: field out of
+-- the header of data (CRLF or LF lines, with its continuation lines) and
+-- returns the rest and the field unfolded; it raises when there is none,
+-- so comparing its result with what the client sent also checks the field
+-- was added.
+--   assert.are.equal(sent, testing.unreceived(m.data))
+function M.unreceived(data, level)
+  local pos = 1
+  while pos <= #data do
+    local eol = data:find("\n", pos, true) or #data
+    local line = data:sub(pos, eol)
+    if line == "\n" or line == "\r\n" then break end
+    if line:sub(1, 9):lower() == "received:" then
+      local stop = eol
+      while data:find("^[ \t]", stop + 1) do
+        stop = data:find("\n", stop + 1, true) or #data
+      end
+      local field = data:sub(pos, stop):gsub("\r?\n[ \t]", " "):gsub("\r?\n$", "")
+      return data:sub(1, pos - 1) .. data:sub(stop + 1), field
+    end
+    pos = eol + 1
+  end
+  error("no Received: field in the message header", (level or 1) + 1)
+end
+
 -- Does text contain pat, as a Lua pattern or else as a plain string?
 function M.text_has(text, pat)
   local ok, found = pcall(string_find, text, pat)

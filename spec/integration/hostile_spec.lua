@@ -36,8 +36,8 @@ describe("msg:headers with many fields #integration", function()
   local policy = [[
 return {
   on_message = function(s, msg)
-    local h = msg:headers("Received")
-    return 250, "2.0.0 n=" .. #h .. " first=" .. tostring(msg:header("Received"))
+    local h = msg:headers("X-Trace")
+    return 250, "2.0.0 n=" .. #h .. " first=" .. tostring(msg:header("X-Trace"))
   end,
 }
 ]]
@@ -45,7 +45,8 @@ return {
   local function message(n)
     local lines = {}
     for i = 1, n do
-      lines[i] = "Received: from h" .. i .. ".spec.test by mx.spec.test; id " .. i
+      -- Not Received: fields, which past --max-hops would be a loop.
+      lines[i] = "X-Trace: from h" .. i .. ".spec.test by mx.spec.test; id " .. i
     end
     lines[#lines + 1] = "Subject: many hops"
     lines[#lines + 1] = ""

@@ -155,7 +155,10 @@ describe("examples/submission.lua #integration", function()
       if not before[n] then added[#added + 1] = n end
     end
     assert.are.equal(1, #added)
-    assert.are.equal(message, server.read_file(srv.dir .. "/Maildir/new/" .. added[1]))
+    local data = server.read_file(srv.dir .. "/Maildir/new/" .. added[1])
+    -- Authenticated over TLS: the Received: field says ESMTPSA.
+    assert.matches(" with ESMTPSA id ", select(2, server.unreceived(data)), 1, true)
+    assert.are.equal(message, server.unreceived(data))
     assert_no_secrets(srv)
   end)
 end)

@@ -123,7 +123,10 @@ describe("TLS with real clients #integration", function()
         assert.is_nil(o.error, explain(r, srv))
         assert.are.same({}, o.refused, explain(r, srv))
       end)
-      assert.are.equal(original, data, mode)
+      local rest, field = server.unreceived(data)
+      assert.are.equal(original, rest, mode)
+      -- RFC 3848: STARTTLS and implicit TLS alike are ESMTPS.
+      assert.matches(" with ESMTPS id ", field, 1, true)
     end
   end)
 

@@ -562,3 +562,22 @@ while :; do sleep 0.05; done
       "connect: expected a server or a port number, got " .. tostring(not_a_server))
   end)
 end)
+
+describe("testing.unreceived", function()
+  it("takes the first Received: field of the header off, with its folded lines", function()
+    local rest, field = testing.unreceived("X-A: 1\r\nReceived: from a (b [c])\r\n\tby d;\r\n"
+      .. " Mon, 1 Jan 2024\r\nReceived: older\r\nSubject: s\r\n\r\nbody\r\n")
+    assert.are.equal("X-A: 1\r\nReceived: older\r\nSubject: s\r\n\r\nbody\r\n", rest)
+    assert.are.equal("Received: from a (b [c]) by d; Mon, 1 Jan 2024", field)
+    -- LF lines (an mbox), a case-insensitive name, the field last.
+    rest, field = testing.unreceived("received: x\n\tY\n")
+    assert.are.equal("", rest)
+    assert.are.equal("received: x Y", field)
+  end)
+
+  it("raises when the header has none (a Received: in the body does not count)", function()
+    assert.has_error(function() testing.unreceived("Subject: s\r\n\r\nReceived: x\r\n") end,
+      "no Received: field in the message header")
+    assert.has_error(function() testing.unreceived("") end)
+  end)
+end)
