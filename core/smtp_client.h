@@ -32,6 +32,7 @@ struct smtp_client_req {
 	const char *helo;      /* our name for EHLO/LHLO */
 	enum queue_tls tls;
 	const char *auth_user, *auth_pass; /* AUTH PLAIN (after TLS), or NULL */
+	const char *ca_file;               /* CAs for REQUIRE (PEM); NULL: the system bundle */
 	const char *sender;                /* "" for the null sender */
 	const char *const *rcpts;
 	size_t nrcpts;
