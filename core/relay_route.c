@@ -223,7 +223,9 @@ rr_on_mx(void *arg, const struct dns_answer *ans)
 			rr_finish(rt);
 			return;
 		}
-	n = ans->nrr;
+	/* Sorted from a bounded copy: only the best RELAY_ROUTE_MAX_MX are
+	 * tried, but the choice among equals needs them all in view. */
+	n = ans->nrr < 64 ? ans->nrr : 64;
 	if ((mx = malloc(n * sizeof(*mx))) == NULL)
 		goto oom;
 	memcpy(mx, ans->rr, n * sizeof(*mx));
@@ -233,10 +235,11 @@ rr_on_mx(void *arg, const struct dns_answer *ans)
 		size_t j = i;
 		while (j < n && mx[j].preference == mx[i].preference)
 			j++;
-		for (size_t k = j - 1; k > i; k--) {
-			size_t r = i + arc4random_uniform((uint32_t)(k - i + 1));
-			struct dns_rr t = mx[k];
-			mx[k] = mx[r];
+		/* Fisher-Yates over mx[i..j). */
+		for (size_t m = j - i; m > 1; m--) {
+			size_t a = i + m - 1, r = i + arc4random_uniform((uint32_t)m);
+			struct dns_rr t = mx[a];
+			mx[a] = mx[r];
 			mx[r] = t;
 		}
 		i = j;
