@@ -547,6 +547,9 @@ smtpc_reply(struct smtp_client *c)
 		}
 		break;
 	case CL_AUTH:
+		/* The credentials went out from this buffer: leave no copy. */
+		if (buf_avail(&c->out) == 0 && c->out.data != NULL)
+			mbedtls_platform_zeroize(c->out.data, c->out.cap);
 		if (r->code == 235)
 			cl_mail(c);
 		else
