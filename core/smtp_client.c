@@ -75,6 +75,7 @@ const char *const smtpc_stage[] = { "idle", "connecting", "waiting for the greet
 static const char *const cl_cmd[] = { "-", "-", "the connection", "EHLO", "HELO", "STARTTLS", "-",
 	"AUTH", "MAIL", "-", "the end of data", "the end of data", "QUIT", "-" };
 
+static void cl_tls_failed(struct smtp_client *, const char *why);
 static void cl_send(struct smtp_client *, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -218,6 +219,11 @@ smtpc_lost(struct smtp_client *c, const char *what)
 			smtpc_finish(c);
 		else
 			cl_decided(c, 0);
+		break;
+	case CL_HANDSHAKE:
+		/* A stalled or broken handshake is a failed one (MAY: plaintext). */
+		snprintf(t, sizeof(t), "TLS handshake with %s failed: %s", c->desc, what);
+		cl_tls_failed(c, t);
 		break;
 	case CL_DOT:
 		snprintf(t, sizeof(t), "4.4.2 %s with %s after the end of data", what, c->desc);
@@ -541,6 +547,9 @@ smtpc_reply(struct smtp_client *c)
 		}
 		break;
 	case CL_AUTH:
+		/* The credentials went out from this buffer: leave no copy. */
+		if (buf_avail(&c->out) == 0 && c->out.data != NULL)
+			mbedtls_platform_zeroize(c->out.data, c->out.cap);
 		if (r->code == 235)
 			cl_mail(c);
 		else

@@ -1,7 +1,8 @@
 /* smtp_client.h - one delivery attempt of one message to one destination
  * over SMTP or LMTP, on the libev loop: the hosts are tried in the order
- * given (each host's addresses in turn), a connection failure, a 4xx
- * greeting or a 421 moves on to the next, and the first host that holds a
+ * given (each host's addresses in turn), a connection failure, a 4xx or
+ * 5xx greeting or a 421 moves on to the next address (smtp_client.c's top
+ * comment has every rule), and the first host that holds a
  * whole transaction decides every recipient's result. It knows nothing of
  * the queue or of DNS: the caller resolves names (MX, A/AAAA) first and
  * turns the results into queue state. */

@@ -6,8 +6,10 @@
 -- options), and a scripted Python server (spec/fixtures/smtp_script_server.py)
 -- for what the others cannot do on demand: pipelining checks, SIZE and
 -- SMTPUTF8 refusals, silence, a reset mid-DATA, a broken TLS handshake and
--- LMTP on a UNIX socket with per-recipient replies after the dot.
+-- LMTP on a UNIX socket with per-recipient replies after the dot; and
+-- real Dovecot LMTP (a private instance) when it is installed and we are root.
 local server = require "server"
+local dovecot = require "dovecot"
 local tlskit = require "tlskit"
 local cjson = require "cjson"
 local socket = require "socket"
@@ -270,6 +272,18 @@ describe("smtp_client #integration", function()
     end)
   end)
 
+  it("MAY: a stalled handshake times out and is retried in plaintext", function()
+    local p = scripted({ ehlo = { "STARTTLS" }, starttls = "stall" })
+    finally(p.stop)
+    local res, log = drive({ "--host", "mx=127.0.0.1", "--port", tostring(p.port),
+      "--timeout-command", "1", "--rcpt", "ok@x.test", "--message", message_file(dir, "a\r\n") })
+    assert.are.same({ 250 }, codes(res))
+    assert.matches("result=tls%-failed%-retrying%-plaintext.*timeout", log)
+    local s = p.wait_sessions(2)
+    assert.is_true(s[1].tls_attempted)
+    assert.is_false(s[2].tls_attempted)
+  end)
+
   describe("against smtp-sink", function()
     local function sink(extra)
       local port = closed_port()
@@ -421,6 +435,28 @@ describe("smtp_client #integration", function()
       assert.matches("^4%.2%.2 over quota", res.rcpts[3].text)
       assert.are.equal("LHLO", verbs(s[1])[1])
       assert.matches("^unix:", res.remote)
+    end)
+  end)
+
+  describe("against Dovecot LMTP", function()
+    local run_it = dovecot.available() and it or pending
+
+    run_it("delivers to a known user, refuses an unknown one at RCPT", function()
+      local d = assert(dovecot.start())
+      finally(function() d:stop() end)
+      local body = "Subject: lmtp\r\n\r\nhello\r\n.dot line\r\n"
+      local res, log = drive({ "--unix", d.socket, "--lmtp", "--sender", "s@x.test",
+        "--rcpt", "alice@x.test", "--rcpt", "bob@x.test", "--rcpt", "alice@y.test",
+        "--message", message_file(dir, body), "--timeout-command", "20" })
+      assert.are.same({ 250, 550, 250 }, codes(res), d:log())
+      assert.matches("^2%.0%.0 .*Saved", res.rcpts[1].text)
+      assert.matches("^5%.1%.1 ", res.rcpts[2].text)
+      assert.matches("delivered=2 deferred=0 bounced=1", log)
+      local files = d:maildir_files("alice")
+      assert.are.equal(2, #files)
+      for _, f in ipairs(files) do
+        assert.truthy(f:find("\r?\nhello\r?\n%.dot line\r?\n$"), f)
+      end
     end)
   end)
 end)
