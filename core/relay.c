@@ -648,6 +648,14 @@ relay_on_rescan(struct ev_loop *loop, ev_timer *w, int revents)
 	if (access(R.cfg->spool, F_OK) == -1)
 		return;
 	relay_flush_tidy();
+	/* What a crash left behind (a temporary envelope, a message without
+	 * one), once it is surely not an enqueue in progress elsewhere. */
+	{
+		char err[256];
+		int n = queue_sweep(R.cfg->spool, time(NULL) - 3600, err, sizeof(err));
+		if (n > 0)
+			log_info(NULL, "relay.sweep removed=%d", n);
+	}
 	relay_scan();
 	relay_run_due();
 }

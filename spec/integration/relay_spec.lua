@@ -58,7 +58,7 @@ local DEST_POLICY = [[
 local seen = {}
 return {
   on_rcpt = function(s, rcpt)
-    if rcpt:find("^later@") and not seen[rcpt] then
+    if rcpt:find("^later%d*@") and not seen[rcpt] then
       seen[rcpt] = true
       return 451, "4.7.1 Try again later"
     end
@@ -186,6 +186,42 @@ describe("msg:relay #integration", function()
       assert.is_falsy(m.sender == "" and (m.data:find("quiet one", 1, true)
         or m.data:find("null sender", 1, true)), "an unwanted bounce arrived")
     end
+  end)
+
+  it("retries at once when told by `luamta queue flush`, and holds what is held", function()
+    -- A second relaying server whose retries would wait an hour.
+    local slow_spool = server.mkdtemp()
+    local slow = assert(server.start({ script_source = RELAY_POLICY,
+      env = { DEST_PORT = tostring(port) },
+      args = { "--resolver", dm:addr(), "--relay-port", tostring(port), "--spool", slow_spool,
+        "--retry-min", "3600", "--retry-max", "3600" } }))
+    finally(function() slow:stop(); server.rmtree(slow_spool) end)
+    local c = smtp.session(slow)
+    c:send("MAIL FROM:<alice@sender.spec.test>"):expect(250)
+    c:send("RCPT TO:<later3@dest.spec.test>"):expect(250)
+    c:send("RCPT TO:<later4@dest.spec.test>"):expect(250)
+    c:send("DATA"):expect(354)
+    c:send_raw("Subject: flushed\r\n\r\nx\r\n.\r\n"):expect(250)
+    c:close()
+    assert(slow:wait_log({ "relay.deferred", "later4@dest.spec.test", "retry_in=3600" }, 20))
+    local code, out = server.run({ "queue", "list", "--json", "--spool", slow_spool })
+    assert.are.equal(0, code, out)
+    local q = cjson.decode(out)
+    assert.are.equal(1, #q)
+    local id = q[1].id
+    assert.are.equal("deferred", q[1].recipients[1].state)
+    -- Held: a flush does not deliver it.
+    assert.are.equal(0, (server.run({ "queue", "hold", id, "--spool", slow_spool })))
+    assert.are.equal(0, (server.run({ "queue", "flush", "--spool", slow_spool })))
+    os.execute("sleep 1")
+    assert.is_nil(arrived(dest2, "flushed"))
+    -- Released: the running server is told and delivers now.
+    assert.are.equal(0, (server.run({ "queue", "release", id, "--spool", slow_spool })))
+    wait_for("the flushed message", function() return arrived(dest2, "flushed") end, 20)
+    wait_for("an empty queue", function()
+      local _, o = server.run({ "queue", "list", "--json", "--spool", slow_spool })
+      return #cjson.decode(o) == 0
+    end)
   end)
 
   it("raises on bad options (caught here) and queues only whole routes", function()
