@@ -248,3 +248,81 @@ return { on_message = function(s, msg) msg:relay() end }
     srv:stop()
   end)
 end)
+
+describe("the queue across a kill -9, and with several workers #integration", function()
+  local dm, port
+
+  lazy_setup(function()
+    port = dnskit.free_port()
+    dm = dnskit.dnsmasq({
+      "--mx-host=dest.spec.test,mx.dest.spec.test,10",
+      "--host-record=mx.dest.spec.test,127.0.0.2",
+    })
+  end)
+  lazy_teardown(function() if dm then dm:stop() end end)
+
+  local function relay_server(spool, extra)
+    local args = { "--resolver", dm:addr(), "--relay-port", tostring(port), "--spool", spool,
+      "--retry-min", "1", "--retry-max", "1" }
+    for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+    return assert(server.start({ script_source = RELAY_POLICY, env = { DEST_PORT = tostring(port) },
+      args = args, workers = extra and extra.workers }))
+  end
+
+  local function send_one(srv, subject)
+    local c = smtp.session(srv)
+    c:send("MAIL FROM:<alice@sender.spec.test>"):expect(250)
+    c:send("RCPT TO:<bob@dest.spec.test>"):expect(250)
+    c:send("DATA"):expect(354)
+    c:send_raw("Subject: " .. subject .. "\r\n\r\nx\r\n.\r\n"):expect(250)
+    c:send("QUIT"):expect(221)
+    c:close()
+  end
+
+  it("delivers after a kill -9 what was accepted before it", function()
+    local spool = server.mkdtemp()
+    local a = relay_server(spool)
+    -- The destination is down: the message waits in the queue.
+    send_one(a, "survivor")
+    assert(a:wait_log({ "relay.deferred", "bob@dest.spec.test" }, 20))
+    a:terminate("KILL")
+    a:cleanup()
+    local dest = assert(server.start({ capture = true, listen = { "127.0.0.2:" .. port } }))
+    local b = relay_server(spool)
+    finally(function() b:stop(); dest:stop(); server.rmtree(spool) end)
+    wait_for("the message after the restart", function()
+      for _, m in ipairs(dest:messages()) do
+        if m.data:find("Subject: survivor", 1, true) then return true end
+      end
+    end, 30)
+  end)
+
+  it("never has two workers deliver the same entry", function()
+    local spool = server.mkdtemp()
+    local dest = assert(server.start({ capture = true, listen = { "127.0.0.2:" .. port } }))
+    local srv = relay_server(spool, { workers = 2 })
+    finally(function() srv:stop(); dest:stop(); server.rmtree(spool) end)
+    for i = 1, 20 do send_one(srv, "worker mail " .. i) end
+    local counts
+    wait_for("twenty messages", function()
+      counts = {}
+      local n = 0
+      for _, m in ipairs(dest:messages()) do
+        local k = m.data:match("Subject: (worker mail %d+)")
+        if k then
+          counts[k] = (counts[k] or 0) + 1
+          n = n + 1
+        end
+      end
+      return n >= 20
+    end, 40)
+    -- Every message once: a second copy would show as a count of 2.
+    os.execute("sleep 2")
+    counts = {}
+    for _, m in ipairs(dest:messages()) do
+      local k = m.data:match("Subject: (worker mail %d+)")
+      if k then counts[k] = (counts[k] or 0) + 1 end
+    end
+    for i = 1, 20 do assert.are.equal(1, counts["worker mail " .. i], "worker mail " .. i) end
+  end)
+end)
