@@ -326,3 +326,38 @@ describe("the queue across a kill -9, and with several workers #integration", fu
     for i = 1, 20 do assert.are.equal(1, counts["worker mail " .. i], "worker mail " .. i) end
   end)
 end)
+
+describe("msg:relay over LMTP into a real Dovecot #integration", function()
+  local dovecot = require "dovecot"
+  local run_it = dovecot.available() and it or pending
+
+  run_it("delivers alice's copy and bounces bob's, per recipient", function()
+    local d = assert(dovecot.start())
+    local spool = server.mkdtemp()
+    local srv = assert(server.start({ script_source = [[
+local socket = os.getenv("LMTP_SOCKET")
+return {
+  on_message = function(s, msg)
+    msg:relay{ socket = socket, lmtp = true }
+  end,
+}
+]], env = { LMTP_SOCKET = d.socket }, args = { "--spool", spool } }))
+    finally(function() srv:stop(); d:stop(); server.rmtree(spool) end)
+    local c = smtp.session(srv)
+    -- The null sender: bob's failure is recorded, and no bounce is made.
+    c:send("MAIL FROM:<>"):expect(250)
+    c:send("RCPT TO:<alice@x.test>"):expect(250)
+    c:send("RCPT TO:<bob@x.test>"):expect(250)
+    c:send("DATA"):expect(354)
+    c:send_raw("Subject: to dovecot\r\n\r\nhello alice\r\n.\r\n"):expect(250)
+    c:close()
+    local files = wait_for("the message in alice's Maildir", function()
+      local f = d:maildir_files("alice")
+      return #f > 0 and f or nil
+    end)
+    assert.truthy(files[1]:find("hello alice", 1, true))
+    assert.truthy(files[1]:find("Received: from ", 1, true))
+    assert(srv:wait_log({ "relay.bounced", "bob@x.test", "550" }, 20))
+    assert(srv:wait_log({ "relay.delivered", "alice@x.test" }, 20))
+  end)
+end)
