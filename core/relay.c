@@ -399,6 +399,7 @@ relay_job_free(struct relay_job *j)
 	free(j->out);
 	free(j->bounce);
 	hook_run_free(j->run);
+	script_unref(j->run_sc);
 	free(j->msg);
 	queue_entry_clear(&j->e);
 	if (j->lockfd >= 0)

@@ -33,10 +33,11 @@ struct relay_job {
 		char *reply;  /* owned: "550 5.1.1 text" */
 		char *remote; /* owned, or NULL */
 	} * out;
-	size_t hook_next; /* the next recipient whose hook runs */
-	int left;         /* recipients left untried for a concurrency limit */
-	struct hook_run *run;
-	int *bounce; /* recipients a bounce reports (on_bounce did not say false) */
+	size_t hook_next;      /* the next recipient whose hook runs */
+	int left;              /* recipients left untried for a concurrency limit */
+	struct hook_run *run;  /* a hook that waits, or NULL */
+	struct script *run_sc; /* its generation (own reference) */
+	int *bounce;           /* recipients a bounce reports (on_bounce did not say false) */
 };
 
 struct relay_group {

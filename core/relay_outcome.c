@@ -85,6 +85,8 @@ relay_on_hook_done(struct hook_run *run, void *arg)
 		j->bounce[i] = 0; /* on_bounce returned false */
 	hook_run_free(run);
 	j->run = NULL;
+	script_unref(j->run_sc);
+	j->run_sc = NULL;
 	relay_next_hook(j);
 }
 
@@ -118,6 +120,10 @@ relay_next_hook(struct relay_job *j)
 		lua_pushstring(co, j->out[i].reply);
 		st = hook_run_start(run, 3);
 		if (st == HOOK_PENDING) {
+			/* A reload may let the generation go while the hook
+			 * waits: the job keeps it alive until the run ends. */
+			script_ref(sc);
+			j->run_sc = sc;
 			j->run = run;
 			return;
 		}

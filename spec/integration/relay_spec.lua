@@ -231,6 +231,35 @@ describe("msg:relay #integration", function()
   end)
 end)
 
+describe("an outbound hook that waits across a reload #integration", function()
+  it("keeps its generation until it ends", function()
+    local dest = assert(server.start({ capture = true }))
+    local spool = server.mkdtemp()
+    local srv = assert(server.start({ script_source = [[
+local port = tonumber(os.getenv("DEST_PORT"))
+return {
+  on_message = function(s, msg) msg:relay{ host = "127.0.0.1", port = port, tls = "none" } end,
+  on_delivered = function(entry, rcpt, reply)
+    luamta.log("hook sleeping")
+    luamta.sleep(1)
+    luamta.log("hook woke " .. rcpt)
+  end,
+}
+]], env = { DEST_PORT = tostring(dest.port) }, args = { "--spool", spool } }))
+    finally(function() srv:stop(); dest:stop(); server.rmtree(spool) end)
+    local c = smtp.session(srv)
+    c:send("MAIL FROM:<a@spec.test>"):expect(250)
+    c:send("RCPT TO:<b@spec.test>"):expect(250)
+    c:send("DATA"):expect(354)
+    c:send_raw("Subject: reload\r\n\r\nx\r\n.\r\n"):expect(250)
+    c:close()
+    assert(srv:wait_log({ "hook sleeping" }, 20))
+    srv:signal("HUP")
+    assert(srv:wait_log({ "server.reload", "result=ok" }, 10))
+    assert(srv:wait_log({ "hook woke b@spec.test" }, 10))
+  end)
+end)
+
 describe("msg:relay when the queue cannot take the message #integration", function()
   it("answers 451 and queues nothing", function()
     local srv = assert(server.start({ script_source = [[
