@@ -46,8 +46,10 @@
 
 struct relay_index {
 	char id[QUEUE_ID_MAX];
-	double due; /* ev_now() time; 0: now */
-	int busy;   /* a job of this process works on it */
+	double due;       /* ev_now() time; 0: now */
+	int busy;         /* a job of this process works on it */
+	double queued_at; /* ev_now() when this process queued it; 0: found in the spool */
+	int waits_slot;   /* left for a concurrency limit: due again when a delivery ends */
 };
 
 static struct {
@@ -275,6 +277,13 @@ relay_on_client(void *arg, const struct smtp_client_result *res)
 		relay_outcome(
 		    g->job, g->rcpts[k], res->rcpt[k].code, res->rcpt[k].text, res->remote);
 	relay_group_done(g);
+	/* A slot is free: what a limit held back may go now. */
+	for (size_t i = 0; i < R.nidx; i++)
+		if (R.idx[i].waits_slot && !R.idx[i].busy) {
+			R.idx[i].waits_slot = 0;
+			R.idx[i].due = ev_now(R.loop);
+		}
+	relay_arm();
 }
 
 /* The group's hosts are known (or it failed for all its recipients). */
@@ -513,7 +522,15 @@ relay_job_commit(struct relay_job *j)
 	if (queue_entry_done(&j->e)) {
 		if (queue_remove(R.cfg->spool, j->id, err, sizeof(err)) == -1)
 			log_warn(NULL, "relay.remove id=%s error=\"%s\"", j->id, err);
-		log_info(NULL, "relay.done id=%s", j->id);
+		{
+			/* Postfix's delay=: from the 250 to the last result, for
+			 * the logs and the bench. */
+			struct relay_index *x = relay_find(j->id);
+			double delay = x != NULL && x->queued_at > 0 ?
+			    ev_time() - x->queued_at :
+			    (double)(time(NULL) - j->e.created);
+			log_info(NULL, "relay.done id=%s delay=%.3f", j->id, delay);
+		}
 		relay_forget(j->id);
 		relay_job_free(j);
 		relay_arm();
@@ -523,14 +540,19 @@ relay_job_commit(struct relay_job *j)
 		log_warn(NULL, "relay.save id=%s error=\"%s\"", j->id, err);
 	due = relay_entry_due(&j->e);
 	/* Recipients left for a concurrency limit are still due on disk:
-	 * not before a pause, or this would spin. */
+	 * they wait for a delivery to end (relay_on_client), or a pause at
+	 * most, never a spin. */
 	if (j->left && due >= 0 && due < ev_now(R.loop) + RELAY_BUSY_RETRY)
 		due = ev_now(R.loop) + RELAY_BUSY_RETRY;
 	if (due < 0) {
 		relay_forget(j->id);
 		relay_job_free(j);
-	} else
+	} else {
+		struct relay_index *x = relay_find(j->id);
+		if (x != NULL)
+			x->waits_slot = j->left;
 		relay_job_abandon(j, due);
+	}
 	relay_arm();
 }
 
@@ -761,8 +783,11 @@ relay_commit(const struct config *cfg, const char *msg, size_t len, struct queue
 		log_info(NULL, "relay.queued id=%s from=<%s> rcpts=%zu%s", entries[i].id,
 		    entries[i].sender, entries[i].nrcpts,
 		    entries[i].is_bounce ? " bounce=yes" : "");
-		if (R.started)
-			(void)relay_add(entries[i].id, 0);
+		if (R.started) {
+			struct relay_index *x = relay_add(entries[i].id, 0);
+			if (x != NULL)
+				x->queued_at = ev_time();
+		}
 	}
 	/* The first attempt starts from the loop, not from inside the
 	 * caller (a session answering its client, or a job queuing a

@@ -432,6 +432,80 @@ def dnsbl_bench(args, work, sessions, messages, rounds):
     return res
 
 
+def relay_bench(args, work, sessions, messages, rounds):
+    """conc16 with examples/bench-relay.lua: every message accepted, queued
+    (fsync'ed) and relayed to smtp-sink over a host route. Reports the
+    accepting rate, the end-to-end rate (until the last relay.done line),
+    luamta's CPU per message with the relaying included, and the delay from
+    the 250 to the next hop's 250 (relay.done delay=) at p50 and p99."""
+    sink = Sink(args.sink, work)
+    sink.start()
+    os.environ["BENCH_RELAY"] = "%s:%d" % (HOST, sink.port)
+    spool = os.path.join(work, "relay-spool")
+    srv = Luamta(args.bin, os.path.join(args.top, "examples", "bench-relay.lua"), work, "info",
+                 "relay", args.luamta_arg + ["--spool", spool])
+    runs = []
+    try:
+        srv.start()
+        offset = 0
+        for _ in range(rounds + 1):  # the first round warms up
+            with open(srv.log_path, "rb") as f:
+                offset = len(f.read())
+            cpu0 = cpu_ns(srv.pid)
+            t0 = time.perf_counter()
+            run = run_load(args.source, srv, sessions, messages, [], 1)
+            accept_secs = time.perf_counter() - t0
+            delays = []
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                with open(srv.log_path, "rb") as f:
+                    f.seek(offset)
+                    text = f.read().decode("utf-8", "replace")
+                delays = [float(m) for m in re.findall(r" relay\.done id=\S+ delay=([0-9.]+)", text)]
+                if len(delays) >= messages:
+                    break
+                time.sleep(0.05)
+            secs = time.perf_counter() - t0
+            run.update({"accept_secs": accept_secs, "secs": secs,
+                        "cpu_ns": cpu_ns(srv.pid) - cpu0, "done": len(delays),
+                        "delays": sorted(delays)})
+            runs.append(run)
+    finally:
+        status = srv.stop()
+        sink.stop()
+    check_exit(srv, status)
+    return runs[1:]
+
+
+def pct(sorted_values, p):
+    if not sorted_values:
+        return 0.0
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))]
+
+
+def report_relay(runs):
+    if not runs:
+        return
+    w = sys.stdout.write
+    msgs = sum(r["msgs"] for r in runs)
+    done = sum(r["done"] for r in runs)
+    accept = statistics.median(r["msgs"] / r["accept_secs"] for r in runs)
+    e2e = statistics.median(r["done"] / r["secs"] for r in runs)
+    cpu = statistics.median(r["cpu_ns"] / r["msgs"] / 1000.0 for r in runs)
+    delays = sorted(d for r in runs for d in r["delays"])
+    errors = sum(r["errors"] for r in runs)
+    w("\n== relay: accept, queue (fsync) and relay to smtp-sink (conc16, bench-relay.lua)\n")
+    w("%8s %8s %12s %12s %11s %9s %9s %6s\n" % ("msgs", "relayed", "accept/s", "relayed/s",
+                                             "cpu_us/msg", "p50_ms", "p99_ms", "errors"))
+    w("%8d %8d %12.0f %12.0f %11.1f %9.1f %9.1f %6d\n" % (
+        msgs, done, accept, e2e, cpu, pct(delays, 0.5) * 1000, pct(delays, 0.99) * 1000, errors))
+    w("\nBENCH name=relay msgs=%d relayed=%d accept_per_sec=%.0f relayed_per_sec=%.0f "
+      "cpu_us_per_msg=%.2f delay_p50_ms=%.1f delay_p99_ms=%.1f errors=%d\n" % (
+          msgs, done, accept, e2e, cpu, pct(delays, 0.5) * 1000, pct(delays, 0.99) * 1000,
+          errors))
+    sys.stdout.flush()
+
+
 # ---------------------------------------------------------------- throughput
 
 def run_load(source_bin, server, sessions, messages, flags, invocations):
@@ -701,7 +775,7 @@ def main():
                     help="interleaved rounds per scenario (default 5, smoke 1)")
     ap.add_argument("--only", default="",
                     help="comma list of parts: conc1,conc16,conc128,per_conn100,"
-                         "size100k,memory,latency,tls,reload,dnsbl")
+                         "size100k,memory,latency,tls,reload,dnsbl,relay")
     ap.add_argument("--log-level", default=None,
                     help="luamta --log-level during the runs (default info: "
                          "its smtp.message lines prove no message was lost)")
@@ -783,9 +857,15 @@ def main():
                             1 if args.smoke else 3)
         progress("dnsbl done")
 
+    relay = None
+    if not only or "relay" in only:
+        relay = relay_bench(args, work, 16, 100 if args.smoke else 4000, 1 if args.smoke else 3)
+        progress("relay done")
+
     report(scenarios, tput, lat, mem, lat_sessions)
     report_extra(tls, rel)
     report_dnsbl(dnsbl)
+    report_relay(relay)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
@@ -812,6 +892,11 @@ def main():
                 bad.append("dnsbl/%s: %d errors, %s lost" % (mode, sm["errors"], sm["lost"]))
         if dnsbl["dns_errors"]:
             bad.append("dnsbl: %d lookups failed" % dnsbl["dns_errors"])
+    if relay:
+        for r in relay:
+            if r["errors"] or r["done"] < r["msgs"]:
+                bad.append("relay: %d errors, %d of %d relayed" % (r["errors"], r["done"],
+                                                                   r["msgs"]))
     if bad:
         die("; ".join(bad))
     return 0
