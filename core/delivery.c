@@ -163,10 +163,6 @@ delivery_path(char *buf, size_t bufsz, const char *a, const char *b, const char 
 	return 0;
 }
 
-/* Creates dir and its three subdirectories. EEXIST is fine: the directory
- * may be there already, or another process may have won a race to make it.
- * Only dir itself is created, not its parents, so a typo in the
- * configuration fails loudly instead of growing a tree somewhere. */
 /* mkdir -p: creates the missing parents of a Maildir too, as Postfix's
  * local(8) does for a home directory's Maildir, so "users/alice/Maildir"
  * works on first delivery. A component that exists as a file still fails. */
