@@ -390,3 +390,37 @@ return {
     assert(srv:wait_log({ "relay.delivered", "alice@x.test" }, 20))
   end)
 end)
+
+describe("msg:relay to a real Postfix smtpd #integration", function()
+  local postfix = require "postfix"
+  local run_it = postfix.available() and it or pending
+
+  run_it("hands the message over and Postfix takes it", function()
+    local port = dnskit.free_port()
+    local p = assert(postfix.start({ port = port, main = {
+      mydestination = "dest.spec.test", local_transport = "discard",
+      local_recipient_maps = "" } }))
+    local spool = server.mkdtemp()
+    local srv = assert(server.start({ script_source = [[
+local port = tonumber(os.getenv("PF_PORT"))
+return {
+  on_message = function(s, msg) msg:relay{ host = "127.0.0.1", port = port, tls = "may" } end,
+}
+]], env = { PF_PORT = tostring(port) }, args = { "--spool", spool } }))
+    finally(function() srv:stop(); p:stop(); server.rmtree(spool) end)
+    local c = smtp.session(srv)
+    c:send("MAIL FROM:<alice@sender.spec.test>"):expect(250)
+    c:send("RCPT TO:<bob@dest.spec.test>"):expect(250)
+    c:send("RCPT TO:<nobody@elsewhere.test>"):expect(250)
+    c:send("DATA"):expect(354)
+    c:send_raw("Subject: to postfix\r\nMessage-Id: <pf.1@spec.test>\r\n\r\n..x\r\n.\r\n")
+      :expect(250)
+    c:close()
+    -- Postfix takes both (127.0.0.1 is in its mynetworks): bob, of its
+    -- own domain, is discarded at once; the other stays in its queue.
+    assert(p:wait_log("message%-id=<pf%.1@spec%.test>"), p:log())
+    assert(p:wait_log("to=<bob@dest%.spec%.test>.*status=sent"), p:log())
+    assert(srv:wait_log({ "relay.delivered", "bob@dest.spec.test", "remote=\"127.0.0.1" }, 20))
+    assert(srv:wait_log({ "relay.delivered", "nobody@elsewhere.test" }, 20))
+  end)
+end)
