@@ -100,6 +100,32 @@ describe("scripts/bench --smoke #integration", function()
     end
   end)
 
+  it("prints the DNSBL part: both policies, no failed lookup, nothing lost", function()
+    for _, mode in ipairs({ "without", "with" }) do
+      local f = figures["dnsbl_" .. mode]
+      assert.truthy(f, "no dnsbl_" .. mode .. "\n" .. out)
+      assert.matches(NUMBER, f.cpu_us_per_msg)
+      assert.are.equal("0", f.errors)
+      assert.are.equal("0", f.lost)
+    end
+    assert.are.equal("0", figures.dnsbl_lookups.failed, out)
+  end)
+
+  it("prints the relay part: every message relayed, with its delays", function()
+    local kinds = { "luamta" }
+    if io.popen("id -u"):read("*l") == "0" and executable("/usr/sbin/postfix") then
+      kinds[2] = "postfix"
+    end
+    for _, kind in ipairs(kinds) do
+      local f = figures["relay_" .. kind]
+      assert.truthy(f, "no relay_" .. kind .. "\n" .. out)
+      assert.are.equal(f.msgs, f.relayed, kind .. " relayed every message")
+      assert.matches(NUMBER, f.delay_p99_ms)
+      assert.matches(NUMBER, f.cpu_us_per_msg)
+      assert.are.equal("0", f.errors)
+    end
+  end)
+
   it("stops luamta cleanly after the load", function()
     for _, script in ipairs({ "bench.lua", "none" }) do
       local e = figures["server_exit/" .. script]
