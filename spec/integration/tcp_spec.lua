@@ -22,7 +22,8 @@ describe("luamta.tcp() #integration", function()
   lazy_setup(function()
     pki = tlskit.pki()
     peer = assert(tcp.start({ cert = pki.server_cert, key = pki.server_key }))
-    resolver = dns.dnsmasq({ "--host-record=peer.spec.test,127.0.0.1" })
+    resolver = dns.dnsmasq({ "--host-record=peer.spec.test,127.0.0.1",
+      "--server=/hang.spec.test/127.0.0.1#" .. dns.free_port() })
     srv = assert(server.start({ policy = POLICY, args = { "--resolver", resolver:addr() },
       env = {
       TCP_PORT = tostring(peer.port),
@@ -353,5 +354,22 @@ describe("luamta.tcp() #integration", function()
     -- The hooks were cancelled (their sessions are gone) and the worker
     -- still serves; valgrind checks the cancelled sockets' memory.
     assert.are.equal("11|hello|a1b|true|nil|closed", xt("echo"))
+  end)
+
+  it("cancels a connect that waits on its name's lookup", function()
+    local c = session()
+    c:send("XT hang_dns")
+    assert(srv:wait_log("tcp parked dns"), "the hook did not start\n" .. srv:log_tail(20))
+    -- The hook is parked in luamta.dns once the log line is out (one loop
+    -- turn runs it to its first wait before the reset is read).
+    c.sock:setoption("linger", { on = true, timeout = 0 })
+    c:close()
+    -- Collect the abandoned socket, then wait past the lookup's own 2 s
+    -- timeout: a lookup the cancel had not forgotten would now write into
+    -- a freed socket (ASan and valgrind see it; the server would die).
+    assert.are.equal("still", xt("gc"))
+    socket.sleep(3)
+    assert.are.equal("true|by name|luamta.tcp (connected to peer.spec.test:" .. peer.port
+      .. ")|true", xt("name"))
   end)
 end)
