@@ -434,6 +434,7 @@ relay_job_start(struct relay_index *x)
 {
 	struct relay_job *j;
 	char err[256];
+	double due;
 	int rc;
 
 	if ((j = calloc(1, sizeof(*j))) == NULL)
@@ -467,8 +468,7 @@ relay_job_start(struct relay_index *x)
 		relay_forget(x->id);
 		return;
 	}
-	if (relay_entry_due(&j->e) < 0 || relay_entry_due(&j->e) > ev_now(R.loop)) {
-		double due = relay_entry_due(&j->e);
+	if ((due = relay_entry_due(&j->e)) < 0 || due > ev_now(R.loop)) {
 		if (due < 0) {
 			relay_job_free(j);
 			relay_forget(x->id);

@@ -2,7 +2,6 @@
  * (on_delivered, on_deferred, on_bounce) with the entry as Lua sees it, one
  * recipient at a time, then one bounce (RFC 3464) for the recipients that
  * failed for good and whose on_bounce did not return false. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include "relay.h"
 #include "relay_int.h"
 #include "script.h"
+#include "smtp_parse.h"
 
 /* Pushes the hooks' view of the entry: { id, sender, created, size, route,
  * recipients = { {address, state, attempts, next_attempt, last_reply} } }. */
@@ -140,16 +140,12 @@ static void
 relay_status(const char *reply, int code, char *out, size_t outsz)
 {
 	const char *p = strchr(reply, ' ');
-	size_t n = 0;
+	size_t n = p != NULL ? smtp_enhanced_len(p + 1, strlen(p + 1)) : 0;
 
-	if (p != NULL) {
-		p++;
-		while (p[n] != '\0' && (isdigit((unsigned char)p[n]) || p[n] == '.'))
-			n++;
-	}
-	if (n >= 5 && n < outsz && p[0] - '0' == code / 100) {
-		memcpy(out, p, n);
-		out[n] = '\0';
+	/* n counts the space after the code. */
+	if (n > 1 && n <= outsz && p[1] - '0' == code / 100) {
+		memcpy(out, p + 1, n - 1);
+		out[n - 1] = '\0';
 	} else
 		snprintf(out, outsz, "%d.0.0", code / 100);
 }
