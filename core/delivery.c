@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "delivery.h"
+#include "msgstore.h"
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
@@ -32,19 +33,25 @@
  * takes at most four bytes per character. */
 #define DELIVERY_NAME_MAX (80 + 4 * HOST_NAME_MAX + 1)
 
-/* The sizing pass may add a byte per line; refuse sizes where that sum
- * could wrap rather than reason about it per call. */
-#define DELIVERY_LEN_MAX (SIZE_MAX / 4)
-
 /* Makes Maildir names unique within this process when two deliveries fall
  * in the same microsecond; the only mutable global in this file. */
 static unsigned long delivery_maildir_seq;
 
-/* The output is built in two passes over the same code: first with buf
- * NULL to count the bytes, then into a buffer of exactly that size. */
+/* Output goes through one buffer, written out as it fills: a message of
+ * any size costs DELIVERY_BUF bytes of memory, and one that fits is one
+ * write(). The state carries the line-ending and mboxrd rules across the
+ * pieces a message is read in (msgstore_piece). */
+#define DELIVERY_BUF (64 * 1024)
+
 struct delivery_out {
-	char *buf;  /* NULL on the sizing pass */
-	size_t len; /* bytes counted or written so far */
+	int fd;
+	char *buf; /* DELIVERY_BUF bytes */
+	size_t len;
+	int err; /* errno of the first failed write; nothing is written after */
+	int bol; /* at the start of a line */
+	int cr;  /* a CR ended the last piece: dropped if an LF follows */
+	size_t gt; /* '>' at the start of this line, not yet written */
+	size_t fm; /* bytes of "From " after them, not yet written */
 };
 
 static const char *const delivery_wday[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
@@ -97,14 +104,41 @@ delivery_write(int fd, const char *p, size_t n)
 	return 0;
 }
 
+static int
+delivery_out_init(struct delivery_out *o, int fd)
+{
+	memset(o, 0, sizeof(*o));
+	o->fd = fd;
+	o->bol = 1;
+	return (o->buf = malloc(DELIVERY_BUF)) != NULL ? 0 : -1;
+}
+
+/* Writes what the buffer holds. 0, or -1 with errno (also for an earlier
+ * failure). */
+static int
+delivery_flush(struct delivery_out *o)
+{
+	if (o->err == 0 && o->len > 0 && delivery_write(o->fd, o->buf, o->len) == -1)
+		o->err = errno;
+	o->len = 0;
+	errno = o->err;
+	return o->err != 0 ? -1 : 0;
+}
+
 static void
 delivery_put(struct delivery_out *o, const char *s, size_t n)
 {
-	if (n == 0)
-		return;
-	if (o->buf != NULL)
-		memcpy(o->buf + o->len, s, n);
-	o->len += n;
+	size_t take;
+
+	while (n > 0 && o->err == 0) {
+		if (o->len == DELIVERY_BUF)
+			(void)delivery_flush(o);
+		take = DELIVERY_BUF - o->len < n ? DELIVERY_BUF - o->len : n;
+		memcpy(o->buf + o->len, s, take);
+		o->len += take;
+		s += take;
+		n -= take;
+	}
 }
 
 static void
@@ -113,37 +147,94 @@ delivery_puts(struct delivery_out *o, const char *s)
 	delivery_put(o, s, strlen(s));
 }
 
-/* The message with every line ending in a single LF: the CR of a CRLF is
- * dropped (a bare CR elsewhere is kept) and a last line without an end
- * gets one, so what follows always starts on a line of its own. With
- * mboxrd set, a line matching ^>*From  gets one more '>', which a reader
- * strips again, so quoting is reversible (unlike the older mboxo). */
+/* Writes the '>' and "From" bytes held at the start of a line. */
 static void
-delivery_put_message(struct delivery_out *o, const char *data, size_t len, int mboxrd)
+delivery_put_held(struct delivery_out *o)
 {
-	const char *p, *end, *nl, *q;
-	size_t n;
+	for (; o->gt > 0; o->gt--)
+		delivery_put(o, ">", 1);
+	delivery_put(o, "From ", o->fm);
+	o->fm = 0;
+}
 
-	if (len == 0)
-		return;
-	p = data;
-	end = data + len;
+/* One piece of the message with every line ending in a single LF: the CR
+ * of a CRLF is dropped (a bare CR elsewhere is kept). With mboxrd set, a
+ * line matching ^>*From  gets one more '>', which a reader strips again,
+ * so quoting is reversible (unlike the older mboxo). The bytes that decide
+ * (a CR at the end of a piece, the start of a line) are held in o until
+ * the next piece shows what follows. */
+static void
+delivery_put_piece(struct delivery_out *o, const char *p, size_t n, int mboxrd)
+{
+	const char *end = p + n, *nl;
+	size_t k;
+
 	while (p < end) {
-		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
-			nl = end;
-		if (mboxrd) {
-			for (q = p; q < nl && *q == '>'; q++)
-				;
-			if (nl - q >= 5 && memcmp(q, "From ", 5) == 0)
-				delivery_put(o, ">", 1);
+		if (o->cr) {
+			o->cr = 0;
+			if (*p != '\n')
+				delivery_put(o, "\r", 1);
 		}
-		n = (size_t)(nl - p);
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		delivery_put(o, p, n);
+		if (o->bol && mboxrd) {
+			if (o->fm == 0 && *p == '>') {
+				o->gt++;
+				p++;
+				continue;
+			}
+			if (*p == "From "[o->fm]) {
+				p++;
+				if (++o->fm < 5)
+					continue;
+				delivery_put(o, ">", 1);
+			}
+			delivery_put_held(o);
+		}
+		o->bol = 0;
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL) {
+			k = (size_t)(end - p);
+			if (end[-1] == '\r') {
+				k--;
+				o->cr = 1;
+			}
+			delivery_put(o, p, k);
+			return;
+		}
+		k = (size_t)(nl - p);
+		if (k > 0 && nl[-1] == '\r')
+			k--;
+		delivery_put(o, p, k);
 		delivery_put(o, "\n", 1);
-		p = nl < end ? nl + 1 : end;
+		o->bol = 1;
+		p = nl + 1;
 	}
+}
+
+/* The whole message through delivery_put_piece; a last line without an
+ * end gets one (its final CR dropped), so what follows always starts on a
+ * line of its own. 0, or -1 with errno (a read of the store failed). */
+static int
+delivery_put_message(struct delivery_out *o, const struct msgstore *ms, int mboxrd)
+{
+	char buf[8192];
+	const char *p;
+	size_t off = 0;
+	ssize_t n;
+
+	while ((n = msgstore_piece(ms, off, buf, sizeof(buf), &p)) > 0) {
+		delivery_put_piece(o, p, (size_t)n, mboxrd);
+		off += (size_t)n;
+	}
+	if (n == -1)
+		return -1;
+	o->cr = 0;
+	if (o->gt > 0 || o->fm > 0) {
+		delivery_put_held(o);
+		o->bol = 0;
+	}
+	if (!o->bol)
+		delivery_put(o, "\n", 1);
+	o->bol = 1;
+	return 0;
 }
 
 /* Joins up to three components with '/'; c may be NULL. */
@@ -250,7 +341,7 @@ delivery_maildir_name(char *buf, size_t bufsz)
 }
 
 int
-delivery_maildir(const char *dir, const char *data, size_t len, char *name, size_t namesz,
+delivery_maildir(const char *dir, const struct msgstore *ms, char *name, size_t namesz,
     char *err, size_t errsz)
 {
 	char uniq[DELIVERY_NAME_MAX], newdir[PATH_MAX];
@@ -286,7 +377,7 @@ delivery_maildir(const char *dir, const char *data, size_t len, char *name, size
 		goto fail;
 	}
 	in_tmp = 1;
-	if (delivery_write(fd, data, len) == -1) {
+	if (msgstore_write(ms, fd) == -1) {
 		delivery_syserr(err, errsz, "maildir", "write", tmppath);
 		goto fail;
 	}
@@ -402,34 +493,17 @@ delivery_mbox_lock(int fd, const char **what)
 
 int
 delivery_mbox(
-    const char *path, const char *sender, const char *data, size_t len, char *err, size_t errsz)
+    const char *path, const char *sender, const struct msgstore *ms, char *err, size_t errsz)
 {
 	struct delivery_out o;
 	struct stat st;
 	const char *lockname;
-	time_t now;
 	int fd = -1, ret = -1, r;
 
-	if (len > DELIVERY_LEN_MAX) {
-		delivery_err(err, errsz, "mbox: message of %zu bytes too large", len);
-		return -1;
-	}
-	/* Build the whole entry first: fewer writes, and the lock is held
-	 * only for the write and fsync. */
-	now = time(NULL);
-	memset(&o, 0, sizeof(o));
-	delivery_put_from(&o, sender, now);
-	delivery_put_message(&o, data, len, 1);
-	delivery_put(&o, "\n", 1);
-	if ((o.buf = malloc(o.len)) == NULL) {
+	if (delivery_out_init(&o, -1) == -1) {
 		delivery_syserr(err, errsz, "mbox", "buffer for", path);
 		return -1;
 	}
-	o.len = 0;
-	delivery_put_from(&o, sender, now);
-	delivery_put_message(&o, data, len, 1);
-	delivery_put(&o, "\n", 1);
-
 	/* O_NONBLOCK: a FIFO put where the mailbox should be would otherwise
 	 * hang the open until a reader came; now it fails, or is refused
 	 * below as not a regular file. Regular files ignore the flag. */
@@ -456,7 +530,12 @@ delivery_mbox(
 		delivery_err(err, errsz, "mbox: %s: not a regular file", path);
 		goto fail;
 	}
-	if (delivery_write(fd, o.buf, o.len) == -1 || fsync(fd) == -1) {
+	o.fd = fd;
+	delivery_put_from(&o, sender, time(NULL));
+	if (delivery_put_message(&o, ms, 1) == -1 && o.err == 0)
+		o.err = errno;
+	delivery_put(&o, "\n", 1);
+	if (delivery_flush(&o) == -1 || fsync(fd) == -1) {
 		/* A partial message would corrupt the mailbox for every
 		 * reader and the client will send it again anyway. An fsync
 		 * failure counts too: the bytes may not be on disk. */
@@ -490,52 +569,36 @@ fail:
 	return ret;
 }
 
-static void
-delivery_put_dump(struct delivery_out *o, const char *peer, const char *sender,
-    const char *const *rcpts, size_t nrcpts, const char *data, size_t len)
-{
-	size_t i;
-
-	delivery_puts(o, "---------- MESSAGE FOLLOWS ----------\n");
-	delivery_puts(o, "X-Peer: ");
-	delivery_puts(o, peer != NULL ? peer : "");
-	delivery_puts(o, "\nX-MailFrom: ");
-	delivery_puts(o, sender != NULL ? sender : "");
-	delivery_puts(o, "\nX-RcptTo: ");
-	for (i = 0; i < nrcpts; i++) {
-		if (i > 0)
-			delivery_puts(o, ", ");
-		delivery_puts(o, rcpts[i] != NULL ? rcpts[i] : "");
-	}
-	delivery_puts(o, "\n");
-	delivery_put_message(o, data, len, 0);
-	delivery_puts(o, "------------ END MESSAGE ------------\n");
-}
-
 int
 delivery_print(int fd, const char *peer, const char *sender, const char *const *rcpts,
-    size_t nrcpts, const char *data, size_t len)
+    size_t nrcpts, const struct msgstore *ms)
 {
 	struct delivery_out o;
 	int ret = -1, saved;
+	size_t i;
 
-	if (len > DELIVERY_LEN_MAX) {
-		errno = EFBIG;
+	/* A dump that fits the buffer is one write, so dumps from
+	 * concurrent processes sharing a terminal or log stay whole (for
+	 * pipes, up to PIPE_BUF only). */
+	if (delivery_out_init(&o, fd) == -1)
 		return -1;
+	delivery_puts(&o, "---------- MESSAGE FOLLOWS ----------\n");
+	delivery_puts(&o, "X-Peer: ");
+	delivery_puts(&o, peer != NULL ? peer : "");
+	delivery_puts(&o, "\nX-MailFrom: ");
+	delivery_puts(&o, sender != NULL ? sender : "");
+	delivery_puts(&o, "\nX-RcptTo: ");
+	for (i = 0; i < nrcpts; i++) {
+		if (i > 0)
+			delivery_puts(&o, ", ");
+		delivery_puts(&o, rcpts[i] != NULL ? rcpts[i] : "");
 	}
-	/* One write, so dumps from concurrent processes sharing a terminal
-	 * or log stay whole (for pipes, up to PIPE_BUF only). */
-	memset(&o, 0, sizeof(o));
-	delivery_put_dump(&o, peer, sender, rcpts, nrcpts, data, len);
-	if ((o.buf = malloc(o.len)) == NULL)
-		return -1;
-	o.len = 0;
-	delivery_put_dump(&o, peer, sender, rcpts, nrcpts, data, len);
-	if (delivery_write(fd, o.buf, o.len) == -1)
-		goto fail;
-	ret = 0;
-
-fail:
+	delivery_puts(&o, "\n");
+	if (delivery_put_message(&o, ms, 0) == -1 && o.err == 0)
+		o.err = errno;
+	delivery_puts(&o, "------------ END MESSAGE ------------\n");
+	if (delivery_flush(&o) == 0)
+		ret = 0;
 	saved = errno;
 	free(o.buf);
 	errno = saved;
@@ -543,7 +606,7 @@ fail:
 }
 
 int
-delivery_file(const char *path, const char *data, size_t len, char *err, size_t errsz)
+delivery_file(const char *path, const struct msgstore *ms, char *err, size_t errsz)
 {
 	char tmp[PATH_MAX];
 	int fd = -1;
@@ -556,7 +619,7 @@ delivery_file(const char *path, const char *data, size_t len, char *err, size_t 
 		delivery_syserr(err, errsz, "file", "open", tmp);
 		return -1;
 	}
-	if (delivery_write(fd, data, len) == -1 || fsync(fd) == -1) {
+	if (msgstore_write(ms, fd) == -1 || fsync(fd) == -1) {
 		delivery_syserr(err, errsz, "file", "write", tmp);
 		goto fail;
 	}

@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+struct msgstore;
+
 /* Creates dir (and its missing parents) and its tmp/, new/, cur/
  * subdirectories when missing (mode 0700), writes the message to tmp/<unique>, fsyncs it,
  * links/renames it into new/<unique> and fsyncs new/. The unique name follows the Maildir
@@ -17,7 +19,7 @@
  * (without directory) into name (namesz bytes) when name is not NULL.
  * Returns 0, or -1 with a message in err (errsz bytes); on failure no file is
  * left in tmp/ or new/. */
-int delivery_maildir(const char *dir, const char *data, size_t len, char *name, size_t namesz,
+int delivery_maildir(const char *dir, const struct msgstore *, char *name, size_t namesz,
     char *err, size_t errsz);
 
 /* delivery_mbox() found the mailbox locked by another process (a MUA):
@@ -34,18 +36,18 @@ int delivery_maildir(const char *dir, const char *data, size_t len, char *name, 
  * saying so; waiting and retrying is the caller's business. Otherwise
  * returns 0, or -1 with a message in err. */
 int delivery_mbox(
-    const char *path, const char *sender, const char *data, size_t len, char *err, size_t errsz);
+    const char *path, const char *sender, const struct msgstore *, char *err, size_t errsz);
 
 /* Writes a DebuggingServer-style dump to fd: a "---------- MESSAGE FOLLOWS
  * ----------" line, "X-Peer: <peer>", "X-MailFrom: <sender>",
  * "X-RcptTo: <r1>, <r2>" and the message with LF line endings, then a
  * "------------ END MESSAGE ------------" line. Returns 0 or -1 (errno). */
 int delivery_print(int fd, const char *peer, const char *sender, const char *const *rcpts,
-    size_t nrcpts, const char *data, size_t len);
+    size_t nrcpts, const struct msgstore *);
 
-/* Writes data to path whole or not at all: a temporary file beside it,
- * fsync, rename over path. 0, or -1 with a message in err. */
-int delivery_file(const char *path, const char *data, size_t len, char *err, size_t errsz);
+/* Writes the message to path whole or not at all: a temporary file beside
+ * it, fsync, rename over path. 0, or -1 with a message in err. */
+int delivery_file(const char *path, const struct msgstore *, char *err, size_t errsz);
 
 /* Appends data to path (created 0600) with one O_APPEND write, then fsync,
  * so records appended by several processes never interleave. 0 or -1. */

@@ -5,6 +5,7 @@
  * over (hook_api_end_message), so a kept one raises instead of reading a
  * freed transaction. Split from hook_api.c, which owns the rest of the
  * Lua face; the two share hook_api_int.h. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "hook.h"
 #include "hook_api_int.h"
 #include "log.h"
+#include "msgstore.h"
 #include "smtp_parse.h"
 #include "smtp_session_types.h"
 
@@ -37,17 +39,19 @@ message_tx(lua_State *L)
  * and stores each value, unfolded (RFC 5322 2.2.3), in the table at index
  * t (t[1], t[2]...), up to max of them. A message may carry thousands of
  * fields, so values go into the table as they are found rather than onto
- * the stack. Returns how many it stored. */
+ * the stack. Only the message's beginning that the store keeps in memory
+ * is searched (over 100 KiB: a header section longer than that is read as
+ * far as that, as Postfix's header_size_limit does). Returns how many it
+ * stored. */
 static int
 message_find_headers(lua_State *L, const struct smtp_tx *tx, const char *name, int t, int max)
 {
-	const char *p = tx->msg, *end;
-	size_t nlen = strlen(name);
+	const char *p, *end;
+	size_t nlen = strlen(name), hlen;
 	int found = 0;
 
-	if (tx->msg == NULL)
-		return 0; /* an empty message: no headers (and no NULL + 0) */
-	end = tx->msg + tx->msglen;
+	p = msgstore_head(tx->ms, &hlen);
+	end = p + hlen;
 	while (p != NULL && p < end && found < max) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
 		const char *lend = eol != NULL ? eol : end;
@@ -121,7 +125,8 @@ message_prepend_header(lua_State *L)
 	size_t nlen, vlen, add;
 	const char *name = luaL_checklstring(L, 2, &nlen);
 	const char *value = luaL_checklstring(L, 3, &vlen);
-	char *msg;
+	char *field;
+	int rc;
 
 	/* RFC 5322 2.2: field names are printable ASCII without ':'. */
 	if (nlen == 0 || nlen > 76)
@@ -133,23 +138,22 @@ message_prepend_header(lua_State *L)
 	    memchr(value, '\0', vlen) != NULL)
 		return luaL_error(L, "prepend_header: the value must not contain CR, LF or NUL");
 	add = nlen + 2 + vlen + 2;
-	/* The message is held outside the script's memory cap and copied
-	 * whole each time: what scripts add to it is bounded. */
+	/* The message's beginning is held outside the script's memory cap
+	 * and moved each time: what scripts add to it is bounded. */
 	if (add > HOOK_API_PREPEND_MAX - tx->prepended)
 		return luaL_error(L,
 		    "prepend_header: at most %d bytes of header fields may be added",
 		    HOOK_API_PREPEND_MAX);
-	if ((msg = malloc(add + tx->msglen)) == NULL)
+	if ((field = malloc(add)) == NULL)
 		return luaL_error(L, "prepend_header: out of memory");
-	memcpy(msg, name, nlen);
-	memcpy(msg + nlen, ": ", 2);
-	memcpy(msg + nlen + 2, value, vlen);
-	memcpy(msg + nlen + 2 + vlen, "\r\n", 2);
-	if (tx->msglen > 0)
-		memcpy(msg + add, tx->msg, tx->msglen);
-	free(tx->msg);
-	tx->msg = msg;
-	tx->msglen += add;
+	memcpy(field, name, nlen);
+	memcpy(field + nlen, ": ", 2);
+	memcpy(field + nlen + 2, value, vlen);
+	memcpy(field + nlen + 2 + vlen, "\r\n", 2);
+	rc = msgstore_prepend(tx->ms, field, add);
+	free(field);
+	if (rc == -1)
+		return luaL_error(L, "prepend_header: out of memory");
 	tx->prepended += add;
 	return 0;
 }
@@ -185,8 +189,7 @@ message_deliver_maildir(lua_State *L)
 	char name[256], err[512], where[1024];
 	int rc;
 
-	rc = delivery_maildir(
-	    dir, tx->msg != NULL ? tx->msg : "", tx->msglen, name, sizeof(name), err, sizeof(err));
+	rc = delivery_maildir(dir, tx->ms, name, sizeof(name), err, sizeof(err));
 	snprintf(where, sizeof(where), "%s/new/%s", dir, rc == 0 ? name : "");
 	return message_delivery_result(
 	    L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc, "maildir", where, err);
@@ -229,8 +232,7 @@ message_deliver_mbox_try(lua_State *L, int status, lua_KContext ctx)
 	(void)ctx;
 	if (status == LUA_YIELD)
 		tx->delivery_failed = lua_toboolean(L, HOOK_API_MBOX_FAILED);
-	rc = delivery_mbox(
-	    path, tx->sender, tx->msg != NULL ? tx->msg : "", tx->msglen, err, sizeof(err));
+	rc = delivery_mbox(path, tx->sender, tx->ms, err, sizeof(err));
 	if (rc == DELIVERY_LOCKED && left > 0 && lua_isyieldable(L)) {
 		/* Logged once, on the first wake-up that finds the lock still
 		 * held: the hook did park by then (a park that raises leaves
@@ -306,7 +308,7 @@ message_print(lua_State *L)
 
 	/* With --stdio, stdout carries the SMTP replies: print to stderr. */
 	rc = delivery_print(s->srv->stdio ? STDERR_FILENO : STDOUT_FILENO, s->peer_ip, tx->sender,
-	    (const char *const *)tx->rcpts, tx->nrcpts, tx->msg != NULL ? tx->msg : "", tx->msglen);
+	    (const char *const *)tx->rcpts, tx->nrcpts, tx->ms);
 	snprintf(err, sizeof(err), "cannot write to stdout");
 	return message_delivery_result(L, s, rc, "print", "stdout", err);
 }
@@ -321,8 +323,37 @@ message_save(lua_State *L)
 	const char *path = luaL_checkstring(L, 2);
 	char err[512];
 
-	return hook_api_result(L,
-	    delivery_file(path, tx->msg != NULL ? tx->msg : "", tx->msglen, err, sizeof(err)), err);
+	return hook_api_result(L, delivery_file(path, tx->ms, err, sizeof(err)), err);
+}
+
+/* msg.data: the whole message as one string, read back from the store's
+ * file when it went to one (counted against the script's memory cap, like
+ * any string it makes). */
+static void
+message_push_data(lua_State *L, const struct msgstore *ms)
+{
+	size_t off = 0, len = msgstore_len(ms);
+	const char *p;
+	luaL_Buffer b;
+	ssize_t n;
+	char *dst;
+
+	if (!msgstore_spilled(ms)) {
+		p = msgstore_head(ms, &len);
+		lua_pushlstring(L, p, len);
+		return;
+	}
+	dst = luaL_buffinitsize(L, &b, len);
+	while (off < len) {
+		n = msgstore_piece(ms, off, dst + off, len - off, &p);
+		if (n <= 0)
+			luaL_error(L, "msg.data: cannot read the message: %s",
+			    n == 0 ? "it is shorter than its size" : strerror(errno));
+		if (p != dst + off)
+			memcpy(dst + off, p, (size_t)n);
+		off += (size_t)n;
+	}
+	luaL_pushresultsize(&b, len);
 }
 
 /* Message fields by name, resolved as the session's are (hook_api_field). */
@@ -362,10 +393,10 @@ message_index(lua_State *L)
 		hook_api_push_rcpts(L, tx);
 		break;
 	case MF_DATA:
-		lua_pushlstring(L, tx->msg != NULL ? tx->msg : "", tx->msglen);
+		message_push_data(L, tx->ms);
 		break;
 	case MF_SIZE:
-		lua_pushinteger(L, (lua_Integer)tx->msglen);
+		lua_pushinteger(L, (lua_Integer)msgstore_len(tx->ms));
 		break;
 	case MF_QID:
 		lua_pushstring(L, tx->qid);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "msgstore.h"
 #include "queue.h"
 
 /* An ID.env larger than this is not one we wrote (a thousand recipients
@@ -250,7 +251,7 @@ random_id(char id[QUEUE_ID_MAX])
 /* Writes the message under a new id's ID.msg (O_EXCL: never over another
  * entry), synced. The id is base, or base-1 when n > 1. */
 static int
-enqueue_body(const char *spool, const char *msg, size_t len, size_t n, char *base,
+enqueue_body(const char *spool, const struct msgstore *ms, size_t n, char *base,
     char first[QUEUE_ID_MAX], char *err, size_t errsz)
 {
 	char path[PATH_MAX];
@@ -268,7 +269,7 @@ enqueue_body(const char *spool, const char *msg, size_t len, size_t n, char *bas
 	}
 	if (fd == -1)
 		return fail(err, errsz, "%s: %s", path, strerror(errno));
-	if (write_all(fd, msg, len) == -1 || fsync(fd) == -1) {
+	if (msgstore_write(ms, fd) == -1 || fsync(fd) == -1) {
 		fail(err, errsz, "%s: %s", path, strerror(errno));
 		close(fd);
 		unlink(path);
@@ -301,7 +302,7 @@ enqueue_undo(const char *spool, struct queue_entry *entries, size_t made, int en
 }
 
 int
-queue_enqueue(const char *spool, const char *msg, size_t len, struct queue_entry *entries, size_t n,
+queue_enqueue(const char *spool, const struct msgstore *ms, struct queue_entry *entries, size_t n,
     char *err, size_t errsz)
 {
 	char base[QUEUE_ID_MAX], first[PATH_MAX], path[PATH_MAX];
@@ -315,7 +316,7 @@ queue_enqueue(const char *spool, const char *msg, size_t len, struct queue_entry
 	for (i = 0; i < n; i++)
 		if (entries[i].nrcpts == 0 || entries[i].sender == NULL)
 			return fail(err, errsz, "enqueue: an entry without sender or recipients");
-	if (enqueue_body(spool, msg, len, n, base, entries[0].id, err, errsz) == -1)
+	if (enqueue_body(spool, ms, n, base, entries[0].id, err, errsz) == -1)
 		return -1;
 	made = 1;
 	if (path_of(first, sizeof(first), spool, entries[0].id, ".msg") == -1)
@@ -334,7 +335,7 @@ queue_enqueue(const char *spool, const char *msg, size_t len, struct queue_entry
 	}
 	for (i = 0; i < n; i++) {
 		entries[i].created = now;
-		entries[i].size = len;
+		entries[i].size = msgstore_len(ms);
 		if ((text = queue_env_format(&entries[i], &tlen)) == NULL) {
 			errno = ENOMEM;
 			goto fail_errno;

@@ -91,6 +91,8 @@ int queue_env_parse(const char *text, size_t len, struct queue_entry *out, char 
 /* Creates the spool directory (mode 0700; its parents 0755) and
  * SPOOL/flush/ when missing; checks the spool can be written. 0, or -1
  * with err. */
+struct msgstore;
+
 int queue_open(const char *spool, char *err, size_t errsz);
 
 /* Queues one message for n entries (one per route), each with its own
@@ -98,7 +100,7 @@ int queue_open(const char *spool, char *err, size_t errsz);
  * ID.env, everything fsync'ed and the directory last. Fills each entry's
  * id, created and size. Returns 0 only when all are durable; on -1
  * (err set) nothing of them is left in the spool. */
-int queue_enqueue(const char *spool, const char *msg, size_t len, struct queue_entry *entries,
+int queue_enqueue(const char *spool, const struct msgstore *ms, struct queue_entry *entries,
     size_t n, char *err, size_t errsz);
 
 /* Reads ID.env into out. 0; 1 when the entry does not exist (any more);
@@ -139,6 +141,9 @@ void queue_unlock(int fd);
 /* What the running server watches to be told "retry now": `luamta queue
  * flush [ID]` creates a file in SPOOL/flush/ (the id, or "all"). */
 #define QUEUE_FLUSH_DIR "flush"
+/* SPOOL/incoming: the unnamed files of messages being received (msgstore.h);
+ * nothing there keeps a name, so nothing there is ever swept. */
+#define QUEUE_INCOMING_DIR "incoming"
 /* Creates SPOOL/flush/NAME (NAME an id or "all") through a temporary name
  * ("NAME.XXXXXX") and a rename, so a watcher sees it whole. 0 or -1 with
  * err. The server removes what it has acted on. */

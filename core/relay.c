@@ -771,11 +771,11 @@ relay_stop(void)
 }
 
 int
-relay_commit(const struct config *cfg, const char *msg, size_t len, struct queue_entry *entries,
+relay_commit(const struct config *cfg, const struct msgstore *ms, struct queue_entry *entries,
     size_t n, char *err, size_t errsz)
 {
 	if (queue_open(cfg->spool, err, errsz) == -1 ||
-	    queue_enqueue(cfg->spool, msg, len, entries, n, err, errsz) == -1)
+	    queue_enqueue(cfg->spool, ms, entries, n, err, errsz) == -1)
 		return -1;
 	if (R.started && R.inotify == -1)
 		relay_watch_flush();

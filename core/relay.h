@@ -33,7 +33,7 @@ void relay_stop(void);
 /* Queues a message accepted in a session for the routes a policy gave
  * (msg:relay), durably (queue_enqueue), and starts their first attempt
  * at once. 0, or -1 with err: nothing was queued. */
-int relay_commit(const struct config *, const char *msg, size_t len, struct queue_entry *entries,
+int relay_commit(const struct config *, const struct msgstore *, struct queue_entry *entries,
     size_t n, char *err, size_t errsz);
 
 #endif

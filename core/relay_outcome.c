@@ -12,6 +12,7 @@
 #include "config.h"
 #include "dsn.h"
 #include "log.h"
+#include "msgstore.h"
 #include "relay.h"
 #include "relay_int.h"
 #include "script.h"
@@ -158,6 +159,7 @@ relay_bounce(struct relay_job *j)
 	struct dsn_report rep;
 	struct queue_entry b;
 	struct queue_rcpt br;
+	struct msgstore *ms;
 	char(*status)[16];
 	char seed[64], err[256];
 	size_t n = 0, len;
@@ -214,8 +216,14 @@ relay_bounce(struct relay_job *j)
 	b.is_bounce = 1;
 	b.rcpts = &br;
 	b.nrcpts = 1;
-	rc = relay_commit(j->cfg, text, len, &b, 1, err, sizeof(err));
+	ms = msgstore_of(text, len);
 	free(text);
+	if (ms == NULL) {
+		log_warn(NULL, "relay.bounce id=%s error=\"out of memory\"", j->id);
+		return -1;
+	}
+	rc = relay_commit(j->cfg, ms, &b, 1, err, sizeof(err));
+	msgstore_free(ms);
 	if (rc == -1)
 		log_warn(NULL, "relay.bounce id=%s error=\"%s\"", j->id, err);
 	else

@@ -4,13 +4,13 @@
  * with memchr(); only CR, LF and a leading "." go through the states.
  * Where the message goes is the caller's business. */
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "msgstore.h"
 #include "smtp_data.h"
-
-#define SMTP_DATA_BUF_MIN 4096 /* first allocation; doubles after */
 
 /* Where the previous byte left us. Bytes whose meaning depends on the next
  * one (a CR, a "." or ".\r" at the start of a line) are held in the state,
@@ -25,10 +25,9 @@ enum data_state {
 };
 
 struct smtp_data {
-	char *buf;   /* owned; NULL until a byte is stored */
-	size_t len;  /* stored bytes in buf */
-	size_t cap;  /* allocated bytes in buf */
-	size_t size; /* unstuffed size, counted past errors */
+	struct msgstore *ms; /* owned until taken; NULL afterwards */
+	size_t size;         /* unstuffed size, counted past errors */
+	int sys_errno;       /* why the store failed (NOMEM, STORAGE) */
 	size_t max_size;
 	enum smtp_bare bare;
 	enum smtp_data_err err; /* sticky: the first error wins */
@@ -85,12 +84,16 @@ smtp_data_err_str(enum smtp_data_err err)
 }
 
 struct smtp_data *
-smtp_data_new(size_t max_size, enum smtp_bare bare)
+smtp_data_new(size_t max_size, enum smtp_bare bare, const char *const *dirs, size_t mem_max)
 {
 	struct smtp_data *d;
 
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
+	if ((d->ms = msgstore_new(dirs, mem_max)) == NULL) {
+		free(d);
+		return NULL;
+	}
 	d->max_size = max_size;
 	/* An unknown policy gets the safe one. */
 	d->bare = (bare == SMTP_BARE_FIX || bare == SMTP_BARE_ALLOW) ? bare : SMTP_BARE_REJECT;
@@ -105,59 +108,27 @@ smtp_data_free(struct smtp_data *d)
 {
 	if (d == NULL)
 		return;
-	free(d->buf);
+	msgstore_free(d->ms);
 	free(d);
 }
 
-/* Makes room for need more bytes, doubling so that a large message costs
- * a logarithmic number of reallocs; never beyond what max_size can use. */
-static int
-data_grow(struct smtp_data *d, size_t need)
-{
-	char *nbuf;
-	size_t cap;
-
-	if (d->cap - d->len >= need)
-		return 0;
-	cap = d->cap > 0 ? d->cap : SMTP_DATA_BUF_MIN;
-	while (cap - d->len < need) {
-		if (cap > SIZE_MAX / 2) {
-			cap = d->len + need;
-			break;
-		}
-		cap *= 2;
-	}
-	/* Callers never ask past the limit, so len + need <= max_size. */
-	if (cap > d->max_size)
-		cap = d->max_size;
-	if ((nbuf = realloc(d->buf, cap)) == NULL)
-		return -1;
-	d->buf = nbuf;
-	d->cap = cap;
-	return 0;
-}
-
 /* Stores n bytes of the unstuffed message. Until an error is set, size
- * equals the bytes stored over the reader's life (steal() empties buf but
- * not size), so it is what the limit is checked against; the bytes that
- * still fit are kept, so what is stored does not depend on chunking. */
+ * equals the bytes stored, so it is what the limit is checked against; the
+ * bytes that still fit are kept, so what is stored does not depend on
+ * chunking. */
 static void
 data_store(struct smtp_data *d, const char *p, size_t n)
 {
 	size_t room, take;
 
-	if (d->err == SMTP_DATA_OK) {
+	if (d->err == SMTP_DATA_OK && d->ms != NULL) {
 		room = d->max_size - d->size;
 		take = n < room ? n : room;
-		if (take > 0 && data_grow(d, take) == -1)
-			d->err = SMTP_DATA_ERR_NOMEM;
-		else {
-			if (take > 0)
-				memcpy(d->buf + d->len, p, take);
-			d->len += take;
-			if (take < n)
-				d->err = SMTP_DATA_ERR_SIZE;
-		}
+		if (take > 0 && msgstore_append(d->ms, p, take) == -1) {
+			d->sys_errno = errno;
+			d->err = errno == ENOMEM ? SMTP_DATA_ERR_NOMEM : SMTP_DATA_ERR_STORAGE;
+		} else if (take < n)
+			d->err = SMTP_DATA_ERR_SIZE;
 	}
 	d->size = n > SIZE_MAX - d->size ? SIZE_MAX : d->size + n;
 }
@@ -292,9 +263,12 @@ smtp_data_error(const struct smtp_data *d)
 const char *
 smtp_data_bytes(const struct smtp_data *d, size_t *len)
 {
-	if (len != NULL)
-		*len = d->len;
-	return d->buf != NULL ? d->buf : "";
+	if (d->ms == NULL) {
+		if (len != NULL)
+			*len = 0;
+		return "";
+	}
+	return msgstore_head(d->ms, len);
 }
 
 size_t
@@ -303,27 +277,25 @@ smtp_data_size(const struct smtp_data *d)
 	return d->size;
 }
 
-char *
-smtp_data_steal(struct smtp_data *d, size_t *len)
+int
+smtp_data_errno(const struct smtp_data *d)
 {
-	char *buf;
+	return d->sys_errno;
+}
 
-	if (len != NULL)
-		*len = 0;
-	if (d->buf == NULL)
-		return NULL;
-	buf = d->buf;
-	if (len != NULL)
-		*len = d->len;
-	d->buf = NULL;
-	d->len = d->cap = 0;
-	return buf;
+struct msgstore *
+smtp_data_take(struct smtp_data *d)
+{
+	struct msgstore *ms = d->ms;
+
+	d->ms = NULL;
+	return ms;
 }
 
 size_t
 smtp_data_held(const struct smtp_data *d)
 {
-	return d->cap;
+	return d->ms != NULL ? msgstore_held(d->ms) : 0;
 }
 
 void
@@ -331,7 +303,6 @@ smtp_data_fail(struct smtp_data *d, enum smtp_data_err err)
 {
 	if (d->err == SMTP_DATA_OK)
 		d->err = err;
-	free(d->buf);
-	d->buf = NULL;
-	d->len = d->cap = 0;
+	if (d->ms != NULL)
+		msgstore_clear(d->ms);
 }

@@ -1,7 +1,8 @@
 /* smtp_data.h - the DATA reader: finds the end of data, undoes dot-stuffing,
  * applies the bare-LF/bare-CR policy and the size limit.
- * It only transforms bytes into an owned buffer; it does not know where the
- * message goes. Input may arrive in chunks split at any byte. */
+ * It only transforms bytes into a message store (msgstore.h: memory, then a
+ * file past a bound); it does not know where the message goes. Input may
+ * arrive in chunks split at any byte. */
 #ifndef LUAMTA_SMTP_DATA_H
 #define LUAMTA_SMTP_DATA_H
 
@@ -22,15 +23,19 @@ enum smtp_data_err {
 	SMTP_DATA_ERR_SIZE,    /* more than max_size bytes after unstuffing */
 	SMTP_DATA_ERR_BARE,    /* bare LF/CR under SMTP_BARE_REJECT */
 	SMTP_DATA_ERR_NOMEM,   /* could not grow the buffer */
-	SMTP_DATA_ERR_STORAGE, /* the owner's memory budget ran out (smtp_data_fail) */
+	SMTP_DATA_ERR_STORAGE, /* the store's file failed (smtp_data_errno), or the
+	                        * owner's memory budget ran out (smtp_data_fail) */
 };
 const char *smtp_data_err_str(enum smtp_data_err);
 
 struct smtp_data; /* opaque */
+struct msgstore;
 
-/* A reader for one message. max_size is the limit on stored bytes.
+/* A reader for one message. max_size is the limit on stored bytes; dirs and
+ * mem_max are the store's (msgstore_new: NULL keeps it all in memory).
  * Returns NULL when out of memory. */
-struct smtp_data *smtp_data_new(size_t max_size, enum smtp_bare bare);
+struct smtp_data *smtp_data_new(
+    size_t max_size, enum smtp_bare bare, const char *const *dirs, size_t mem_max);
 void smtp_data_free(struct smtp_data *); /* NULL is a no-op */
 
 /* Feeds n bytes. Returns how many were consumed: all of them, or fewer when
@@ -50,8 +55,11 @@ void smtp_data_free(struct smtp_data *); /* NULL is a no-op */
 size_t smtp_data_feed(struct smtp_data *, const char *p, size_t n, int *done);
 
 enum smtp_data_err smtp_data_error(const struct smtp_data *);
-/* Stored bytes; valid until the next feed or free. */
+/* The stored bytes in memory (msgstore_head: all of them unless the store
+ * went to a file); valid until the next feed or free. */
 const char *smtp_data_bytes(const struct smtp_data *, size_t *len);
+/* The errno of the store's failure behind SMTP_DATA_ERR_STORAGE/NOMEM, or 0. */
+int smtp_data_errno(const struct smtp_data *);
 /* Bytes the message would have after unstuffing, even past the limit. */
 size_t smtp_data_size(const struct smtp_data *);
 /* Bytes of memory the reader holds for the message (what it allocated). */
@@ -59,8 +67,8 @@ size_t smtp_data_held(const struct smtp_data *);
 /* Sets a sticky error from outside (the first error wins) and gives the
  * stored bytes back at once; the reader still looks for the end of data. */
 void smtp_data_fail(struct smtp_data *, enum smtp_data_err);
-/* Takes the stored bytes out (caller frees with free()); the reader keeps
- * nothing afterwards. Returns NULL when nothing was stored. */
-char *smtp_data_steal(struct smtp_data *, size_t *len);
+/* Takes the store out (the caller frees it with msgstore_free); call it
+ * once the end of data was found: the reader stores nothing afterwards. */
+struct msgstore *smtp_data_take(struct smtp_data *);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include "anvil.h"
 #include "listener.h"
 #include "log.h"
+#include "queue.h"
 #include "script.h"
 #include "smtp_session.h"
 #include "smtp_session_types.h"
@@ -104,11 +106,22 @@ void
 smtp_server_init(
     struct smtp_server *srv, struct ev_loop *loop, const struct config *cfg, struct script *script)
 {
+	const char *tmp;
+
 	memset(srv, 0, sizeof(*srv));
 	srv->loop = loop;
 	srv->cfg = cfg;
 	srv->script = script;
 	srv->ids = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	/* The spool first: a relayed message is then copied within one file
+	 * system. The temporary directory keeps large messages working where
+	 * the spool is not writable (a test server run by a user). */
+	(void)snprintf(srv->spill_path, sizeof(srv->spill_path), "%s/%s", cfg->spool,
+	    QUEUE_INCOMING_DIR);
+	tmp = getenv("TMPDIR");
+	srv->spill_dirs[0] = srv->spill_path;
+	srv->spill_dirs[1] = tmp != NULL && tmp[0] == '/' ? tmp : "/tmp";
+	srv->spill_dirs[2] = NULL;
 	ev_idle_init(&srv->reaper, smtp_session_on_reap);
 	srv->reaper.data = srv;
 	/* Made here, in the serving process: each has a hash seed of its own. */

@@ -24,6 +24,10 @@ struct smtp_server {
 	struct smtp_session *sessions; /* all live sessions */
 	int nsessions;
 	size_t data_held; /* message bytes the sessions hold in memory (--max-data-memory) */
+	/* Where a message goes past SMTP_SPILL_AT bytes (msgstore.h):
+	 * SPOOL/incoming, else $TMPDIR or /tmp. */
+	char spill_path[4096];
+	const char *spill_dirs[3];
 	struct smtp_session *reap; /* closed sessions waiting to be freed */
 	ev_idle reaper;
 	uint64_t ids; /* id generator state */

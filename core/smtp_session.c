@@ -25,6 +25,7 @@
 #include "tls.h"
 #include "hook_api.h"
 #include "log.h"
+#include "msgstore.h"
 #include "relay.h"
 #include "smtp_pace.h"
 #include "smtp_parse.h"
@@ -35,6 +36,13 @@
 #define SMTP_OUTPUT_HIGH   65536 /* stop reading commands while replies pile up */
 #define SMTP_CLOSE_LINGER  5.0   /* seconds to get the last reply out */
 #define SMTP_DATA_MIN_RATE 500   /* bytes/s that keep DATA alive (Postfix's default) */
+/* A message's first bytes stay in memory, where on_message's header
+ * look-ups read them: more than Postfix's header_size_limit (100 KiB), so
+ * a header section it would read whole is read whole here. The rest goes
+ * to a file as it arrives; so a message holds at most this much memory,
+ * plus the store's write buffer. */
+#define SMTP_SPILL_AT   (128 * 1024)
+#define SMTP_SPILL_HELD (SMTP_SPILL_AT + MSGSTORE_WBUF)
 
 #define S(st)      (1u << (st))
 #define ST_SESSION (S(ST_GREETED) | S(ST_READY) | S(ST_MAIL) | S(ST_RCPT))
@@ -244,7 +252,7 @@ smtp_tx_free(struct smtp_tx *tx)
 		free(tx->rcpts[i]);
 	free(tx->rcpts);
 	smtp_data_free(tx->data);
-	free(tx->msg);
+	msgstore_free(tx->ms);
 	for (size_t i = 0; i < tx->relay_cap; i++)
 		queue_entry_clear(&tx->relay[i]);
 	free(tx->relay);
@@ -252,15 +260,17 @@ smtp_tx_free(struct smtp_tx *tx)
 }
 
 /* Keeps srv->data_held, the message bytes the worker holds in memory, in
- * step with what this session holds now: the DATA reader's buffer, then
+ * step with what this session holds now: the DATA reader's store, then
  * the message while on_message runs. */
 static void
 smtp_data_account(struct smtp_session *s)
 {
 	size_t now = 0;
 
-	if (s->tx != NULL)
-		now = s->tx->data != NULL ? smtp_data_held(s->tx->data) : s->tx->msglen;
+	if (s->tx != NULL && s->tx->data != NULL)
+		now = smtp_data_held(s->tx->data);
+	else if (s->tx != NULL && s->tx->ms != NULL)
+		now = msgstore_held(s->tx->ms);
 	s->srv->data_held = s->srv->data_held - s->data_held + now;
 	s->data_held = now;
 }
@@ -647,17 +657,19 @@ do_rcpt(struct smtp_session *s, const struct hook_result *res)
 	smtp_reply_hook(s, res, 250, "2.1.5", "Ok");
 }
 
-/* The worker holds every message in memory until its final dot, within
- * --max-data-memory: a DATA that the budget cannot take (already spent, or
- * less left than MAIL's SIZE announced) waits for a retry (RFC 1870 6.2). */
+/* A message's first SMTP_SPILL_AT bytes stay in memory, within
+ * --max-data-memory for the worker; the rest goes to a file as it arrives.
+ * A DATA that the budget cannot take (already spent, or less left than
+ * MAIL's SIZE= needs in memory) waits for a retry (RFC 1870 6.2). */
 static int
 check_data(struct smtp_session *s, const char *arg, size_t len)
 {
 	size_t max = s->srv->cfg->max_data_memory, held = s->srv->data_held;
+	size_t need = s->tx->size < SMTP_SPILL_HELD ? s->tx->size : SMTP_SPILL_HELD;
 
 	if (check_noarg(s, arg, len) == -1)
 		return -1;
-	if (held >= max || s->tx->size > max - held) {
+	if (held >= max || need > max - held) {
 		log_warn(s->sid, "smtp.data_memory result=refused held=%zu size=%zu max=%zu", held,
 		    s->tx->size, max);
 		smtp_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
@@ -669,7 +681,9 @@ check_data(struct smtp_session *s, const char *arg, size_t len)
 static void
 do_data(struct smtp_session *s, const struct hook_result *res)
 {
-	if ((s->tx->data = smtp_data_new(s->max_size, s->srv->cfg->bare)) == NULL) {
+	s->tx->data =
+	    smtp_data_new(s->max_size, s->srv->cfg->bare, s->srv->spill_dirs, SMTP_SPILL_AT);
+	if (s->tx->data == NULL) {
 		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 		return;
 	}
@@ -1170,8 +1184,8 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 	if (!tx->delivery_failed && tx->nrelay > 0) {
 		char err[512];
 
-		if (relay_commit(s->srv->cfg, tx->msg, tx->msglen, tx->relay, tx->nrelay, err,
-			sizeof(err)) == -1) {
+		if (relay_commit(s->srv->cfg, tx->ms, tx->relay, tx->nrelay, err, sizeof(err)) ==
+		    -1) {
 			log_warn(
 			    s->sid, "smtp.queue qid=%s result=failed error=\"%s\"", tx->qid, err);
 			smtp_reply(
@@ -1191,7 +1205,7 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 	} else {
 		s->messages++;
 		log_info(s->sid, "smtp.message qid=%s result=accept size=%zu rcpts=%zu", tx->qid,
-		    tx->msglen, tx->nrcpts);
+		    msgstore_len(tx->ms), tx->nrcpts);
 		if (res != NULL && res->code != 0)
 			smtp_reply_hook(s, res, 250, "2.0.0", NULL);
 		else
@@ -1257,9 +1271,12 @@ smtp_trace(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
 	const struct config *cfg = s->srv->cfg;
-	int hops = dsn_count_received(tx->msg, tx->msglen);
-	char *field, *msg;
-	size_t flen;
+	size_t hlen;
+	const char *head = msgstore_head(tx->ms, &hlen);
+	/* Counted in the header section, which the store keeps in memory. */
+	int hops = dsn_count_received(head, hlen);
+	char *field;
+	int rc;
 
 	if (hops > cfg->max_hops) {
 		log_warn(s->sid, "smtp.message qid=%s result=reject error=loop hops=%d max=%d",
@@ -1271,20 +1288,12 @@ smtp_trace(struct smtp_session *s)
 		return 0;
 	field = dsn_received(s->helo, s->rdns, s->peer_ip, cfg->hostname, smtp_proto(s), tx->qid,
 	    tx->nrcpts == 1 ? tx->rcpts[0] : NULL, time(NULL));
-	flen = field != NULL ? strlen(field) : 0;
-	if (field == NULL || (msg = malloc(flen + tx->msglen)) == NULL) {
-		free(field);
+	rc = field != NULL ? msgstore_prepend(tx->ms, field, strlen(field)) : -1;
+	free(field);
+	if (rc == -1) {
 		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 		return -1;
 	}
-	/* As msg:prepend_header does: a new copy with the field in front. */
-	memcpy(msg, field, flen);
-	if (tx->msglen > 0)
-		memcpy(msg + flen, tx->msg, tx->msglen);
-	free(field);
-	free(tx->msg);
-	tx->msg = msg;
-	tx->msglen += flen;
 	smtp_data_account(s);
 	return 0;
 }
@@ -1298,8 +1307,12 @@ smtp_data_end(struct smtp_session *s)
 	enum smtp_data_err err = smtp_data_error(tx->data);
 
 	if (err != SMTP_DATA_OK) {
-		log_info(s->sid, "smtp.message qid=%s result=reject error=%s size=%zu", tx->qid,
-		    smtp_data_err_str(err), smtp_data_size(tx->data));
+		if (smtp_data_errno(tx->data) != 0)
+			log_warn(s->sid, "smtp.message qid=%s result=tempfail error=%s cause=\"%s\"",
+			    tx->qid, smtp_data_err_str(err), strerror(smtp_data_errno(tx->data)));
+		else
+			log_info(s->sid, "smtp.message qid=%s result=reject error=%s size=%zu",
+			    tx->qid, smtp_data_err_str(err), smtp_data_size(tx->data));
 		if (err == SMTP_DATA_ERR_SIZE)
 			smtp_reply(s, 552, "5.3.4", "Error: message file too big");
 		else if (err == SMTP_DATA_ERR_BARE)
@@ -1312,7 +1325,7 @@ smtp_data_end(struct smtp_session *s)
 		rejected_message(s);
 		return;
 	}
-	tx->msg = smtp_data_steal(tx->data, &tx->msglen);
+	tx->ms = smtp_data_take(tx->data);
 	smtp_data_free(tx->data);
 	tx->data = NULL;
 	smtp_data_account(s);

@@ -57,8 +57,7 @@ struct smtp_tx {
 	int smtputf8;           /* MAIL ... SMTPUTF8 */
 	size_t size;            /* MAIL ... SIZE=, or 0 */
 	struct smtp_data *data; /* owned; while reading DATA */
-	char *msg;              /* owned: the message after DATA */
-	size_t msglen;
+	struct msgstore *ms;    /* owned: the message after DATA (msgstore.h) */
 	int delivery_failed;       /* a deliverer failed in on_message */
 	int delivered;             /* deliverers that wrote the message in on_message */
 	size_t prepended;          /* header bytes msg:prepend_header added */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "msgstore.h"
 #include "queue.h"
 
 #define MAX_RCPTS 64
@@ -63,6 +64,7 @@ int
 main(int argc, char **argv)
 {
 	struct queue_entry e, *entries;
+	struct msgstore *ms = NULL;
 	struct queue_rcpt rcpts[MAX_RCPTS];
 	const char *spool = NULL, *msgfile = NULL;
 	char err[1024], *msg = NULL;
@@ -153,11 +155,13 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < nentries; i++)
 		entries[i] = e;
 	if (queue_open(spool, err, sizeof(err)) == -1 ||
-	    queue_enqueue(spool, msg, len, entries, nentries, err, sizeof(err)) == -1)
+	    (ms = msgstore_of(msg, len)) == NULL ||
+	    queue_enqueue(spool, ms, entries, nentries, err, sizeof(err)) == -1)
 		usage(err);
 	for (size_t i = 0; i < nentries; i++)
 		printf("%s\n", entries[i].id);
 	free(entries);
+	msgstore_free(ms);
 	free(msg);
 	return 0;
 }

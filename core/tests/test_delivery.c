@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "delivery.h"
+#include "msgstore.h"
 #include "test.h"
 
 #ifndef PATH_MAX
@@ -28,6 +29,16 @@
 #endif
 
 static char base[PATH_MAX];
+static struct msgstore *mem_last;
+
+/* A store holding a copy of p (NULL: empty), freed by the next call. */
+static const struct msgstore *
+mem_of(const char *p, size_t n)
+{
+	msgstore_free(mem_last);
+	mem_last = msgstore_of(p != NULL ? p : "", n);
+	return mem_last;
+}
 
 static void
 path_of(char *buf, size_t bufsz, const char *rel)
@@ -169,7 +180,7 @@ test_maildir_ok(void)
 
 	path_of(dir, sizeof(dir), "Maildir");
 	err[0] = '\0';
-	r = delivery_maildir(dir, msg, sizeof(msg) - 1, name, sizeof(name), err, sizeof(err));
+	r = delivery_maildir(dir, mem_of(msg, sizeof(msg) - 1), name, sizeof(name), err, sizeof(err));
 	CHECK_MSG(r == 0, "maildir: %s", err);
 	CHECK(is_private_dir(dir));
 	path_of(sub, sizeof(sub), "Maildir/tmp");
@@ -204,12 +215,12 @@ test_maildir_ok(void)
 	}
 
 	/* Existing directories are fine and names never repeat. */
-	r = delivery_maildir(dir, "x\r\n", 3, name2, sizeof(name2), err, sizeof(err));
+	r = delivery_maildir(dir, mem_of("x\r\n", 3), name2, sizeof(name2), err, sizeof(err));
 	CHECK_MSG(r == 0, "maildir: %s", err);
 	CHECK(strcmp(name, name2) != 0);
 	CHECK(count_entries(sub, NULL, 0) == 2);
 	/* name may be NULL, and an empty message is a message. */
-	r = delivery_maildir(dir, NULL, 0, NULL, 0, err, sizeof(err));
+	r = delivery_maildir(dir, mem_of(NULL, 0), NULL, 0, err, sizeof(err));
 	CHECK_MSG(r == 0, "maildir: %s", err);
 	CHECK(count_entries(sub, NULL, 0) == 3);
 	path_of(sub, sizeof(sub), "Maildir/tmp");
@@ -232,7 +243,7 @@ test_maildir_fail(void)
 	CHECK(write_file(file, "keep") == 0);
 	path_of(dir, sizeof(dir), "plain/Maildir");
 	err[0] = '\0';
-	r = delivery_maildir(dir, "x\r\n", 3, NULL, 0, err, sizeof(err));
+	r = delivery_maildir(dir, mem_of("x\r\n", 3), NULL, 0, err, sizeof(err));
 	CHECK(r == -1);
 	CHECK(err[0] != '\0');
 	CHECK_MSG(strstr(err, dir) != NULL, "error lacks the path: %s", err);
@@ -247,7 +258,7 @@ test_maildir_fail(void)
 	path_of(file, sizeof(file), "badnew/new");
 	CHECK(write_file(file, "") == 0);
 	err[0] = '\0';
-	r = delivery_maildir(dir, "x\r\n", 3, NULL, 0, err, sizeof(err));
+	r = delivery_maildir(dir, mem_of("x\r\n", 3), NULL, 0, err, sizeof(err));
 	CHECK(r == -1);
 	CHECK(err[0] != '\0');
 	path_of(sub, sizeof(sub), "badnew/tmp");
@@ -257,7 +268,7 @@ test_maildir_fail(void)
 	/* A name buffer too small fails before anything is written. */
 	path_of(dir, sizeof(dir), "Maildir");
 	err[0] = '\0';
-	r = delivery_maildir(dir, "x\r\n", 3, name, sizeof(name), err, sizeof(err));
+	r = delivery_maildir(dir, mem_of("x\r\n", 3), name, sizeof(name), err, sizeof(err));
 	CHECK(r == -1);
 	CHECK(err[0] != '\0');
 	path_of(sub, sizeof(sub), "Maildir/new");
@@ -269,7 +280,7 @@ test_maildir_fail(void)
 	memset(big, 'a', sizeof(big));
 	CHECK(limit_fsize(&saved, 4096) == 0);
 	err[0] = '\0';
-	r = delivery_maildir(dir, big, sizeof(big), NULL, 0, err, sizeof(err));
+	r = delivery_maildir(dir, mem_of(big, sizeof(big)), NULL, 0, err, sizeof(err));
 	CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
 	CHECK(r == -1);
 	CHECK_MSG(strstr(err, "write") != NULL, "unexpected error: %s", err);
@@ -279,7 +290,7 @@ test_maildir_fail(void)
 
 	/* A NULL err is allowed. */
 	path_of(dir, sizeof(dir), "plain/Maildir");
-	CHECK(delivery_maildir(dir, "x", 1, NULL, 0, NULL, 0) == -1);
+	CHECK(delivery_maildir(dir, mem_of("x", 1), NULL, 0, NULL, 0) == -1);
 }
 
 /* Checks "From <sender> Www Mmm dd hh:mm:ss yyyy\n" at *p and moves past
@@ -357,9 +368,9 @@ test_mbox(void)
 
 	path_of(path, sizeof(path), "mbox");
 	err[0] = '\0';
-	r = delivery_mbox(path, "a@b.c", msg1, sizeof(msg1) - 1, err, sizeof(err));
+	r = delivery_mbox(path, "a@b.c", mem_of(msg1, sizeof(msg1) - 1), err, sizeof(err));
 	CHECK_MSG(r == 0, "mbox: %s", err);
-	r = delivery_mbox(path, "", msg2, sizeof(msg2) - 1, err, sizeof(err));
+	r = delivery_mbox(path, "", mem_of(msg2, sizeof(msg2) - 1), err, sizeof(err));
 	CHECK_MSG(r == 0, "mbox: %s", err);
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
 
@@ -379,7 +390,7 @@ test_mbox(void)
 
 	/* A sender with a space must not split the From_ line. */
 	path_of(path, sizeof(path), "mbox-space");
-	r = delivery_mbox(path, "\"a b\"@c", "x\r\n", 3, err, sizeof(err));
+	r = delivery_mbox(path, "\"a b\"@c", mem_of("x\r\n", 3), err, sizeof(err));
 	CHECK_MSG(r == 0, "mbox: %s", err);
 	got = read_file(path, &gotlen);
 	p = got != NULL ? got : "";
@@ -389,7 +400,7 @@ test_mbox(void)
 
 	/* An empty message still gets its separator line. */
 	path_of(path, sizeof(path), "mbox-empty");
-	r = delivery_mbox(path, NULL, NULL, 0, err, sizeof(err));
+	r = delivery_mbox(path, NULL, mem_of(NULL, 0), err, sizeof(err));
 	CHECK_MSG(r == 0, "mbox: %s", err);
 	got = read_file(path, &gotlen);
 	p = got != NULL ? got : "";
@@ -412,18 +423,18 @@ test_mbox_fail(void)
 	/* Parent is a regular file ("plain" from test_maildir_fail). */
 	path_of(path, sizeof(path), "plain/mbox");
 	err[0] = '\0';
-	CHECK(delivery_mbox(path, "a@b", "x\r\n", 3, err, sizeof(err)) == -1);
+	CHECK(delivery_mbox(path, "a@b", mem_of("x\r\n", 3), err, sizeof(err)) == -1);
 	CHECK(err[0] != '\0');
 	CHECK_MSG(strstr(err, path) != NULL, "error lacks the path: %s", err);
 
 	/* A directory is not a mailbox. */
 	err[0] = '\0';
-	CHECK(delivery_mbox(base, "a@b", "x\r\n", 3, err, sizeof(err)) == -1);
+	CHECK(delivery_mbox(base, "a@b", mem_of("x\r\n", 3), err, sizeof(err)) == -1);
 	CHECK(err[0] != '\0');
 
 	/* A device is not a mailbox either; nothing is written to it. */
 	err[0] = '\0';
-	CHECK(delivery_mbox("/dev/null", "a@b", "x\r\n", 3, err, sizeof(err)) == -1);
+	CHECK(delivery_mbox("/dev/null", "a@b", mem_of("x\r\n", 3), err, sizeof(err)) == -1);
 	CHECK_MSG(strstr(err, "not a regular file") != NULL, "unexpected error: %s", err);
 
 	/* A write that fails half way is truncated back, so the mailbox
@@ -435,7 +446,7 @@ test_mbox_fail(void)
 	memset(big, 'b', sizeof(big));
 	CHECK(limit_fsize(&saved, (rlim_t)size + 100) == 0);
 	err[0] = '\0';
-	r = delivery_mbox(path, "a@b", big, sizeof(big), err, sizeof(err));
+	r = delivery_mbox(path, "a@b", mem_of(big, sizeof(big)), err, sizeof(err));
 	CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
 	CHECK(r == -1);
 	CHECK_MSG(strstr(err, "write") != NULL, "unexpected error: %s", err);
@@ -617,7 +628,7 @@ test_mbox_locked(void)
 		    cases[i].name);
 
 		err[0] = '\0';
-		r = delivery_mbox(path, "a@b", msg, sizeof(msg) - 1, err, sizeof(err));
+		r = delivery_mbox(path, "a@b", mem_of(msg, sizeof(msg) - 1), err, sizeof(err));
 		CHECK_MSG(r == DELIVERY_LOCKED, "%s: returned %d (%s)", cases[i].name, r, err);
 		CHECK_MSG(strstr(err, "locked") != NULL && strstr(err, cases[i].lock) != NULL &&
 			strstr(err, path) != NULL,
@@ -635,7 +646,7 @@ test_mbox_locked(void)
 		/* Released: the same delivery now goes through, after the old
 		 * content. */
 		err[0] = '\0';
-		r = delivery_mbox(path, "a@b", msg, sizeof(msg) - 1, err, sizeof(err));
+		r = delivery_mbox(path, "a@b", mem_of(msg, sizeof(msg) - 1), err, sizeof(err));
 		CHECK_MSG(r == 0, "%s: after release: %s", cases[i].name, err);
 		after = read_file(path, &alen);
 		CHECK_MSG(before != NULL && after != NULL && alen > blen &&
@@ -685,7 +696,7 @@ test_print(void)
 	path_of(path, sizeof(path), "dump");
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	CHECK(fd != -1);
-	r = delivery_print(fd, "127.0.0.1", "a@b.c", rcpts, 2, msg, sizeof(msg) - 1);
+	r = delivery_print(fd, "127.0.0.1", "a@b.c", rcpts, 2, mem_of(msg, sizeof(msg) - 1));
 	CHECK(r == 0);
 	close(fd);
 	got = read_file(path, &gotlen);
@@ -696,7 +707,7 @@ test_print(void)
 	/* Empty sender, one recipient, empty message. */
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	CHECK(fd != -1);
-	r = delivery_print(fd, "::1", "", one, 1, NULL, 0);
+	r = delivery_print(fd, "::1", "", one, 1, mem_of(NULL, 0));
 	CHECK(r == 0);
 	close(fd);
 	got = read_file(path, &gotlen);
@@ -706,7 +717,7 @@ test_print(void)
 	/* No recipients at all still gives the header line. */
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	CHECK(fd != -1);
-	r = delivery_print(fd, NULL, NULL, NULL, 0, "x", 1);
+	r = delivery_print(fd, NULL, NULL, NULL, 0, mem_of("x", 1));
 	CHECK(r == 0);
 	close(fd);
 	got = read_file(path, &gotlen);
@@ -715,8 +726,75 @@ test_print(void)
 
 	/* A bad descriptor reports errno. */
 	errno = 0;
-	CHECK(delivery_print(-1, "p", "s", rcpts, 2, "x", 1) == -1);
+	CHECK(delivery_print(-1, "p", "s", rcpts, 2, mem_of("x", 1)) == -1);
 	CHECK(errno == EBADF);
+}
+
+/* The mbox text of a message after its From_ line, through the store st. */
+static char *
+mbox_body(const char *name, const struct msgstore *st, size_t *len)
+{
+	char path[PATH_MAX], err[256];
+	char *got, *nl;
+
+	path_of(path, sizeof(path), name);
+	(void)unlink(path);
+	CHECK_MSG(delivery_mbox(path, "a@b", st, err, sizeof(err)) == 0, "mbox: %s", err);
+	if ((got = read_file(path, len)) == NULL || (nl = memchr(got, '\n', *len)) == NULL) {
+		free(got);
+		return NULL;
+	}
+	*len -= (size_t)(nl + 1 - got);
+	memmove(got, nl + 1, *len);
+	got[*len] = '\0';
+	return got;
+}
+
+/* A message read in pieces (the start in memory, the rest from a file)
+ * gets the same mbox text as one read whole, wherever the pieces split
+ * it: between CR and LF, inside ">>From ", at a line's start. */
+static void
+test_mbox_pieces(void)
+{
+	static const char msg[] = "a\r\nFrom x\r\n>>From y\r\n>Fro\r\n\r\rFrom\r\nFrom z\r";
+	const char *dirs[] = { base, NULL };
+	char *want, *got, *big;
+	size_t wlen, glen, n = 300000, i;
+	struct msgstore *st;
+
+	want = mbox_body("mbox-whole", mem_of(msg, sizeof(msg) - 1), &wlen);
+	CHECK(want != NULL);
+	if (want == NULL)
+		return;
+	CHECK_STR(want, "a\n>From x\n>>>From y\n>Fro\n\r\rFrom\n>From z\n\n");
+	for (size_t k = 0; k < sizeof(msg) - 1; k++) {
+		st = msgstore_new(dirs, k);
+		for (i = 0; st != NULL && i < sizeof(msg) - 1; i++)
+			CHECK(msgstore_append(st, msg + i, 1) == 0);
+		CHECK(st != NULL && msgstore_spilled(st));
+		got = st != NULL ? mbox_body("mbox-piece", st, &glen) : NULL;
+		CHECK_MSG(got != NULL && glen == wlen && memcmp(got, want, wlen) == 0,
+		    "split after %zu bytes", k);
+		free(got);
+		msgstore_free(st);
+	}
+	free(want);
+
+	/* Large: the file is read back a buffer at a time. */
+	if ((big = malloc(n)) == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		big[i] = "From \r\n>x"[(i * 7 + i / 13) % 10];
+	want = mbox_body("mbox-whole", mem_of(big, n), &wlen);
+	st = msgstore_new(dirs, 1000);
+	for (i = 0; st != NULL && i < n; i += 997)
+		CHECK(msgstore_append(st, big + i, n - i < 997 ? n - i : 997) == 0);
+	got = st != NULL ? mbox_body("mbox-piece", st, &glen) : NULL;
+	CHECK(want != NULL && got != NULL && glen == wlen && memcmp(got, want, wlen) == 0);
+	free(want);
+	free(got);
+	free(big);
+	msgstore_free(st);
 }
 
 int
@@ -742,6 +820,8 @@ main(void)
 	test_mbox_fail();
 	test_mbox_locked();
 	test_print();
+	test_mbox_pieces();
+	msgstore_free(mem_last);
 
 	if (test_failures == 0)
 		rm_rf(base);

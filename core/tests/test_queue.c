@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "msgstore.h"
 #include "queue.h"
 #include "test.h"
 
@@ -29,6 +30,16 @@
 #endif
 
 static char base[512], spool[1024];
+static struct msgstore *mem_last;
+
+/* A store holding a copy of p, freed by the next call (or at exit). */
+static const struct msgstore *
+mem_of(const char *p, size_t n)
+{
+	msgstore_free(mem_last);
+	mem_last = msgstore_of(p, n);
+	return mem_last;
+}
 static const char body[] = "Subject: hi\r\n\r\nhello\r\n.dot\r\n";
 
 static void
@@ -108,7 +119,7 @@ test_enqueue_load(void)
 
 	make_entry(&e, r, 2, "a@example.net");
 	CHECK_MSG(
-	    queue_enqueue(spool, body, sizeof(body) - 1, &e, 1, err, sizeof(err)) == 0, "%s", err);
+	    queue_enqueue(spool, mem_of(body, sizeof(body) - 1), &e, 1, err, sizeof(err)) == 0, "%s", err);
 	CHECK(queue_id_valid(e.id) && strlen(e.id) == 16);
 	CHECK(e.size == sizeof(body) - 1 && e.created > 0);
 	spool_file(path, sizeof(path), e.id, ".msg");
@@ -165,7 +176,7 @@ test_enqueue_several(void)
 		make_entry(&e[i], r[i], 1, i == 0 ? "a@x" : i == 1 ? "b@y" : "c@z");
 	e[2].route.host = NULL;
 	CHECK_MSG(
-	    queue_enqueue(spool, body, sizeof(body) - 1, e, 3, err, sizeof(err)) == 0, "%s", err);
+	    queue_enqueue(spool, mem_of(body, sizeof(body) - 1), e, 3, err, sizeof(err)) == 0, "%s", err);
 	for (int i = 0; i < 3; i++) {
 		char want[8];
 
@@ -188,7 +199,7 @@ test_enqueue_several(void)
 	CHECK(queue_remove(spool, multi_ids[0], err, sizeof(err)) == 0);
 	spool_file(path, sizeof(path), multi_ids[1], ".msg");
 	CHECK(stat(path, &st[1]) == 0 && st[1].st_nlink == 2);
-	CHECK(queue_enqueue(spool, body, 3, e, 0, err, sizeof(err)) == -1);
+	CHECK(queue_enqueue(spool, mem_of(body, 3), e, 0, err, sizeof(err)) == -1);
 }
 
 /* A child takes the lock and holds it until told to go. */
@@ -311,12 +322,12 @@ test_enqueue_failure(void)
 	lim = old;
 	lim.rlim_cur = 100;
 	CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
-	CHECK(queue_enqueue(spool, body, sizeof(body) - 1, e, 2, err, sizeof(err)) == -1);
+	CHECK(queue_enqueue(spool, mem_of(body, sizeof(body) - 1), e, 2, err, sizeof(err)) == -1);
 	CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
 	CHECK_MSG(strstr(err, "large") != NULL, "%s", err);
 	CHECK(e[0].id[0] == '\0' && e[1].id[0] == '\0');
 	CHECK(count_files() == 0);
-	CHECK(queue_enqueue("/nonexistent/spool", body, 3, e, 1, err, sizeof(err)) == -1);
+	CHECK(queue_enqueue("/nonexistent/spool", mem_of(body, 3), e, 1, err, sizeof(err)) == -1);
 }
 
 /* Leftovers of a crash go, entries and fresh files stay. */
@@ -334,7 +345,7 @@ test_sweep(void)
 	int fd;
 
 	make_entry(&e, r, 1, "a@x");
-	CHECK(queue_enqueue(spool, body, sizeof(body) - 1, &e, 1, err, sizeof(err)) == 0);
+	CHECK(queue_enqueue(spool, mem_of(body, sizeof(body) - 1), &e, 1, err, sizeof(err)) == 0);
 	for (size_t i = 0; i < 4; i++) {
 		spool_file(path, sizeof(path), names[i], "");
 		fd = open(path, O_WRONLY | O_CREAT, 0600);
@@ -390,6 +401,40 @@ test_flush(void)
 	CHECK(n == 2);
 }
 
+/* A message that went to a file on its way in is queued whole: the field
+ * prepended in memory, then every byte of the file, past the head too. */
+static void
+test_enqueue_spilled(void)
+{
+	const char *dirs[] = { base, NULL };
+	struct queue_entry e;
+	struct queue_rcpt r[1];
+	struct msgstore *ms = msgstore_new(dirs, 16);
+	char err[512], *want, *got = NULL;
+	size_t n = 200000, len = 0;
+
+	want = malloc(14 + n);
+	CHECK(ms != NULL && want != NULL);
+	if (ms == NULL || want == NULL)
+		return;
+	memcpy(want, "Received: x\r\n", 13);
+	for (size_t i = 0; i < n; i++)
+		want[13 + i] = (char)('a' + i % 26);
+	for (size_t i = 0; i < n; i += 1000)
+		CHECK(msgstore_append(ms, want + 13 + i, 1000) == 0);
+	CHECK(msgstore_prepend(ms, want, 13) == 0);
+	CHECK(msgstore_spilled(ms) && msgstore_len(ms) == 13 + n);
+	make_entry(&e, r, 1, "big@example.net");
+	CHECK_MSG(queue_enqueue(spool, ms, &e, 1, err, sizeof(err)) == 0, "%s", err);
+	CHECK(e.size == 13 + n);
+	CHECK_MSG(queue_read_body(spool, e.id, &got, &len, err, sizeof(err)) == 0, "%s", err);
+	CHECK(got != NULL && len == 13 + n && memcmp(got, want, len) == 0);
+	CHECK(queue_remove(spool, e.id, err, sizeof(err)) == 0);
+	free(got);
+	free(want);
+	msgstore_free(ms);
+}
+
 int
 main(void)
 {
@@ -410,6 +455,8 @@ main(void)
 	test_enqueue_failure();
 	test_sweep();
 	test_flush();
+	test_enqueue_spilled();
+	msgstore_free(mem_last);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", base);

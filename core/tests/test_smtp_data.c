@@ -4,11 +4,15 @@
  * test: random inputs fed in random chunks must match feeding them whole and
  * a deliberately naive line-by-line reference written from the header. */
 
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "msgstore.h"
 #include "smtp_data.h"
 #include "test.h"
 
@@ -177,7 +181,7 @@ test_table(void)
 		const struct data_case *c = &data_cases[i];
 
 		for (m = 0; m < 3; m++) {
-			if ((d = smtp_data_new(c->max, c->bare)) == NULL) {
+			if ((d = smtp_data_new(c->max, c->bare, NULL, 0)) == NULL) {
 				CHECK(d != NULL);
 				return;
 			}
@@ -199,15 +203,17 @@ test_table(void)
 static void
 test_api(void)
 {
+	static const char *const spill_dirs[] = { "/tmp", NULL };
+	static const char *const bad_dirs[] = { "/proc/no/such/dir", NULL };
 	struct smtp_data *d;
+	struct msgstore *ms;
 	enum smtp_bare b;
-	char *stolen;
 	const char *bytes;
 	size_t len;
 	int done;
 
 	/* After the end, more input is not consumed. */
-	d = smtp_data_new(BIG, SMTP_BARE_REJECT);
+	d = smtp_data_new(BIG, SMTP_BARE_REJECT, NULL, 0);
 	CHECK(d != NULL);
 	CHECK(smtp_data_feed(d, "", 0, &done) == 0 && done == 0);
 	CHECK(smtp_data_feed(d, BYTES("x\r\n.\r\n"), &done) == 6 && done == 1);
@@ -215,42 +221,61 @@ test_api(void)
 	bytes = smtp_data_bytes(d, &len);
 	CHECK(same_bytes(bytes, len, BYTES("x\r\n")));
 
-	/* steal() hands the buffer over and leaves nothing behind. */
-	stolen = smtp_data_steal(d, &len);
-	CHECK(stolen != NULL && same_bytes(stolen, len, BYTES("x\r\n")));
-	free(stolen);
+	/* take() hands the store over and leaves nothing behind. */
+	ms = smtp_data_take(d);
+	CHECK(ms != NULL);
+	bytes = msgstore_head(ms, &len);
+	CHECK(same_bytes(bytes, len, BYTES("x\r\n")) && msgstore_len(ms) == 3);
+	msgstore_free(ms);
 	bytes = smtp_data_bytes(d, &len);
 	CHECK(bytes != NULL && len == 0);
-	stolen = smtp_data_steal(d, &len);
-	CHECK(stolen == NULL && len == 0);
-	free(stolen);
+	CHECK(smtp_data_take(d) == NULL && smtp_data_held(d) == 0);
 	CHECK(smtp_data_size(d) == 3);
 	smtp_data_free(d);
 
-	/* Nothing stored, nothing allocated to steal. */
-	d = smtp_data_new(BIG, SMTP_BARE_REJECT);
+	/* Nothing stored: an empty store. */
+	d = smtp_data_new(BIG, SMTP_BARE_REJECT, NULL, 0);
 	CHECK(smtp_data_feed(d, BYTES(".\r\n"), &done) == 3 && done == 1);
-	len = 99;
-	stolen = smtp_data_steal(d, &len);
-	CHECK(stolen == NULL && len == 0);
-	free(stolen);
+	ms = smtp_data_take(d);
+	CHECK(ms != NULL && msgstore_len(ms) == 0);
+	msgstore_free(ms);
 	smtp_data_free(d);
-	d = smtp_data_new(0, SMTP_BARE_FIX);
+	d = smtp_data_new(0, SMTP_BARE_FIX, NULL, 0);
 	CHECK(smtp_data_feed(d, BYTES("abc\r\n.\r\n"), &done) == 8 && done);
 	CHECK(smtp_data_error(d) == SMTP_DATA_ERR_SIZE);
-	stolen = smtp_data_steal(d, &len);
-	CHECK(stolen == NULL);
-	free(stolen);
+	ms = smtp_data_take(d);
+	CHECK(ms != NULL && msgstore_len(ms) == 0);
+	msgstore_free(ms);
 	smtp_data_free(d);
 
-	/* The limit covers the whole message, stolen part included. */
-	d = smtp_data_new(4, SMTP_BARE_REJECT);
-	CHECK(smtp_data_feed(d, BYTES("ab\r\n"), &done) == 4 && !done);
-	free(smtp_data_steal(d, &len));
-	CHECK(len == 4);
-	CHECK(smtp_data_feed(d, BYTES("c\r\n.\r\n"), &done) == 6 && done);
-	CHECK(smtp_data_error(d) == SMTP_DATA_ERR_SIZE);
-	CHECK(smtp_data_size(d) == 7);
+	/* Past the store's memory bound the bytes go to a file, and the
+	 * limit still covers the whole message. */
+	d = smtp_data_new(40, SMTP_BARE_REJECT, spill_dirs, 8);
+	CHECK(smtp_data_feed(d, BYTES("Subject: spilled\r\n\r\nbody\r\n"), &done) == 26 && !done);
+	CHECK(smtp_data_held(d) >= MSGSTORE_WBUF);
+	CHECK(smtp_data_feed(d, BYTES("..more\r\n.\r\n"), &done) == 11 && done);
+	CHECK(smtp_data_error(d) == SMTP_DATA_OK);
+	ms = smtp_data_take(d);
+	CHECK(ms != NULL && msgstore_spilled(ms) && msgstore_len(ms) == 33);
+	if (ms != NULL) {
+		char whole[64];
+		int fd = open(spill_dirs[0], O_TMPFILE | O_RDWR, 0600);
+		CHECK(fd != -1 && msgstore_write(ms, fd) == 0);
+		CHECK(pread(fd, whole, sizeof(whole), 0) == 33);
+		CHECK(same_bytes(whole, 33, BYTES("Subject: spilled\r\n\r\nbody\r\n.more\r\n")));
+		close(fd);
+	}
+	msgstore_free(ms);
+	smtp_data_free(d);
+	d = smtp_data_new(40, SMTP_BARE_REJECT, spill_dirs, 8);
+	CHECK(smtp_data_feed(d, BYTES("0123456789012345678901234567890123456789x\r\n.\r\n"), &done) == 46 && done);
+	CHECK(smtp_data_error(d) == SMTP_DATA_ERR_SIZE && smtp_data_size(d) == 43);
+	smtp_data_free(d);
+
+	/* A store whose directories all fail: a storage error, with its errno. */
+	d = smtp_data_new(BIG, SMTP_BARE_REJECT, bad_dirs, 4);
+	CHECK(smtp_data_feed(d, BYTES("long enough\r\n.\r\n"), &done) == 16 && done);
+	CHECK(smtp_data_error(d) == SMTP_DATA_ERR_STORAGE && smtp_data_errno(d) != 0);
 	smtp_data_free(d);
 
 	smtp_data_free(NULL);
@@ -310,20 +335,20 @@ test_large(void)
 	n = (size_t)(p - in) + 3;
 	wlen = (size_t)(w - want);
 
-	d = smtp_data_new(n, SMTP_BARE_REJECT);
+	d = smtp_data_new(n, SMTP_BARE_REJECT, NULL, 0);
 	used = feed_chunks(d, in, n, NULL, 0, &done);
 	got = smtp_data_bytes(d, &len);
 	CHECK(done && used == n && smtp_data_error(d) == SMTP_DATA_OK);
 	CHECK(same_bytes(got, len, want, wlen));
 	smtp_data_free(d);
 
-	d = smtp_data_new(n, SMTP_BARE_REJECT);
+	d = smtp_data_new(n, SMTP_BARE_REJECT, NULL, 0);
 	used = feed_chunks(d, in, n, ones, 1, &done);
 	got = smtp_data_bytes(d, &len);
 	CHECK(done && used == n && same_bytes(got, len, want, wlen));
 	smtp_data_free(d);
 
-	d = smtp_data_new(wlen - 1, SMTP_BARE_REJECT);
+	d = smtp_data_new(wlen - 1, SMTP_BARE_REJECT, NULL, 0);
 	used = feed_chunks(d, in, n, sevens, 2, &done);
 	got = smtp_data_bytes(d, &len);
 	CHECK(done && used == n && smtp_data_error(d) == SMTP_DATA_ERR_SIZE);
@@ -338,7 +363,7 @@ test_large(void)
 		goto out;
 	memset(in, '\r', 1024 * 1024);
 	memcpy(in + 1024 * 1024, "\n.\r\n", 4);
-	d = smtp_data_new(SIZE_MAX, SMTP_BARE_ALLOW);
+	d = smtp_data_new(SIZE_MAX, SMTP_BARE_ALLOW, NULL, 0);
 	t0 = clock();
 	used = smtp_data_feed(d, in, 1024 * 1024 + 4, &done);
 	CHECK_MSG((double)(clock() - t0) / CLOCKS_PER_SEC < 2.0, "a line of bare CRs took %.1f s",
@@ -566,7 +591,7 @@ test_property(void)
 		ref_run(&r, in, n);
 		orf = (struct outcome){ r.out, r.len, r.err, r.done, r.consumed, r.size };
 
-		whole = smtp_data_new(r.max, (enum smtp_bare)bare);
+		whole = smtp_data_new(r.max, (enum smtp_bare)bare, NULL, 0);
 		ow.consumed = feed_chunks(whole, in, n, NULL, 0, &ow.done);
 		ow.bytes = smtp_data_bytes(whole, &ow.len);
 		ow.err = smtp_data_error(whole);
@@ -583,7 +608,7 @@ test_property(void)
 				sizes[k] = rnd_below(&seed, 6) == 0 ? 1 + rnd_below(&seed, 100) :
 								      1 + rnd_below(&seed, 9);
 		}
-		part = smtp_data_new(r.max, (enum smtp_bare)bare);
+		part = smtp_data_new(r.max, (enum smtp_bare)bare, NULL, 0);
 		op.consumed = feed_chunks(part, in, n, sizes, ns, &op.done);
 		op.bytes = smtp_data_bytes(part, &op.len);
 		op.err = smtp_data_error(part);
@@ -632,7 +657,7 @@ test_property(void)
 static void
 test_fail(void)
 {
-	struct smtp_data *d = smtp_data_new(1 << 20, SMTP_BARE_REJECT);
+	struct smtp_data *d = smtp_data_new(1 << 20, SMTP_BARE_REJECT, NULL, 0);
 	const char *first = "Subject: x\r\n\r\nfirst part\r\n";
 	const char *rest = "more body\r\n.\r\nNOOP\r\n";
 	size_t n, len;
@@ -651,7 +676,7 @@ test_fail(void)
 	CHECK(done);
 	CHECK(n == strlen("more body\r\n.\r\n"));
 	CHECK(smtp_data_held(d) == 0);
-	CHECK(smtp_data_steal(d, &len) == NULL);
+	CHECK(smtp_data_bytes(d, &len) != NULL && len == 0);
 	/* The first error wins. */
 	smtp_data_fail(d, SMTP_DATA_ERR_NOMEM);
 	CHECK(smtp_data_error(d) == SMTP_DATA_ERR_STORAGE);
