@@ -313,7 +313,7 @@ relay_on_route(void *arg, const struct relay_route_result *rr)
 	req.sender = j->e.sender;
 	req.rcpts = g->addrs;
 	req.nrcpts = g->n;
-	req.msg = j->msg;
+	req.msgfd = j->lockfd; /* the lock is taken on ID.msg, open for reading */
 	req.msglen = j->msglen;
 	req.body_8bit = j->e.body_8bit;
 	req.smtputf8 = j->e.smtputf8;
@@ -409,7 +409,6 @@ relay_job_free(struct relay_job *j)
 	free(j->bounce);
 	hook_run_free(j->run);
 	script_unref(j->run_sc);
-	free(j->msg);
 	queue_entry_clear(&j->e);
 	if (j->lockfd >= 0)
 		queue_unlock(j->lockfd);
@@ -434,6 +433,7 @@ relay_job_start(struct relay_index *x)
 {
 	struct relay_job *j;
 	char err[256];
+	struct stat st;
 	double due;
 	int rc;
 
@@ -476,12 +476,18 @@ relay_job_start(struct relay_index *x)
 			relay_job_abandon(j, due);
 		return;
 	}
-	if (queue_read_body(R.cfg->spool, j->id, &j->msg, &j->msglen, err, sizeof(err)) == -1 ||
-	    (j->out = calloc(j->e.nrcpts, sizeof(*j->out))) == NULL ||
+	/* The body is read from the locked ID.msg as it is sent: its size
+	 * now, no copy in memory. */
+	if (fstat(j->lockfd, &st) == -1) {
+		snprintf(err, sizeof(err), "%s.msg: %s", j->id, strerror(errno));
+		st.st_size = -1;
+	}
+	j->msglen = st.st_size >= 0 ? (size_t)st.st_size : 0;
+	if (st.st_size < 0 || (j->out = calloc(j->e.nrcpts, sizeof(*j->out))) == NULL ||
 	    (j->bounce = calloc(j->e.nrcpts, sizeof(*j->bounce))) == NULL ||
 	    relay_job_group(j) == -1) {
 		log_warn(NULL, "relay.start id=%s error=\"%s\"", j->id,
-		    j->msg == NULL ? err : "out of memory");
+		    st.st_size < 0 ? err : "out of memory");
 		relay_job_abandon(j, ev_now(R.loop) + R.cfg->retry_min);
 		return;
 	}

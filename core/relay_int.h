@@ -22,8 +22,7 @@ struct relay_job {
 	char id[QUEUE_ID_MAX];
 	struct queue_entry e;
 	int lockfd;
-	char *msg; /* the body, read once */
-	size_t msglen;
+	size_t msglen; /* of ID.msg, read from lockfd as it is sent */
 	struct relay_group *groups;
 	size_t ngroups, pending;
 	/* The outcome, in recipient order: what this pass decided. */

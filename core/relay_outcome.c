@@ -2,10 +2,12 @@
  * (on_delivered, on_deferred, on_bounce) with the entry as Lua sees it, one
  * recipient at a time, then one bounce (RFC 3464) for the recipients that
  * failed for good and whose on_bounce did not return false. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -151,6 +153,43 @@ relay_status(const char *reply, int code, char *out, size_t outsz)
 		snprintf(out, outsz, "%d.0.0", code / 100);
 }
 
+/* A bounce quotes an original of up to RELAY_BOUNCE_WHOLE bytes whole
+ * (Postfix's bounce_size_limit); a cut message/rfc822 part would be a
+ * broken message, so a larger one is quoted by its header only, as far as
+ * RELAY_BOUNCE_HEAD bytes hold it. */
+#define RELAY_BOUNCE_WHOLE 50000
+#define RELAY_BOUNCE_HEAD  (128 * 1024)
+
+/* What the bounce quotes, read from the locked ID.msg; NULL (quoting
+ * nothing) when it cannot be read: the sender still hears of the failure. */
+static char *
+relay_original(const struct relay_job *j, size_t *len, int *headers_only)
+{
+	size_t want = j->msglen, got = 0;
+	char *buf;
+	ssize_t r;
+
+	*headers_only = want > RELAY_BOUNCE_WHOLE;
+	if (*headers_only && want > RELAY_BOUNCE_HEAD)
+		want = RELAY_BOUNCE_HEAD;
+	if ((buf = malloc(want + 1)) == NULL)
+		return NULL;
+	while (got < want) {
+		r = pread(j->lockfd, buf + got, want - got, (off_t)got);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			log_warn(NULL, "relay.bounce id=%s original=unreadable error=\"%s\"", j->id,
+			    r == 0 ? "shorter than its size" : strerror(errno));
+			free(buf);
+			return NULL;
+		}
+		got += (size_t)r;
+	}
+	*len = want;
+	return buf;
+}
+
 /* Queues one bounce for the recipients in j->bounce. 0 or -1. */
 int
 relay_bounce(struct relay_job *j)
@@ -163,7 +202,7 @@ relay_bounce(struct relay_job *j)
 	char(*status)[16];
 	char seed[64], err[256];
 	size_t n = 0, len;
-	char *text;
+	char *text, *original;
 	int rc;
 
 	if (j->e.sender[0] == '\0' || j->e.is_bounce)
@@ -199,12 +238,13 @@ relay_bounce(struct relay_job *j)
 	rep.arrival = j->e.created;
 	rep.rcpts = dr;
 	rep.nrcpts = n;
-	rep.msg = j->msg;
-	rep.msglen = j->msglen;
+	original = relay_original(j, &rep.msglen, &rep.headers_only);
+	rep.msg = original;
 	rep.now = time(NULL);
 	snprintf(seed, sizeof(seed), "%s.%ld", j->id, (long)rep.now);
 	rep.message_id_seed = seed;
 	text = dsn_build(&rep, &len);
+	free(original);
 	free(dr);
 	free(status);
 	if (text == NULL)

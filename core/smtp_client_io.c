@@ -251,15 +251,36 @@ cl_input(struct smtp_client *c)
 static void
 cl_body(struct smtp_client *c)
 {
-	size_t used, n;
+	char block[CL_READ_CHUNK];
+	const char *p;
+	size_t used, n, want;
+	ssize_t r;
 
 	while (buf_avail(&c->out) < CL_OUT_CHUNK && c->msgoff < c->req.msglen) {
 		if (buf_reserve(&c->out, CL_OUT_CHUNK) == -1) {
 			smtpc_lost(c, "out of memory");
 			return;
 		}
-		n = smtp_stuff(&c->stuff, c->req.msg + c->msgoff, c->req.msglen - c->msgoff, &used,
-		    buf_tail(&c->out), CL_OUT_CHUNK);
+		want = c->req.msglen - c->msgoff;
+		if (c->req.msg != NULL)
+			p = c->req.msg + c->msgoff;
+		else {
+			/* Stuffing at most doubles a block, so one block
+			 * always fits the reserved output. */
+			if (want > sizeof(block))
+				want = sizeof(block);
+			do
+				r = pread(c->req.msgfd, block, want, (off_t)c->msgoff);
+			while (r == -1 && errno == EINTR);
+			if (r <= 0) {
+				smtpc_lost(c, r == 0 ? "the queued message is shorter than its size" :
+							"cannot read the queued message");
+				return;
+			}
+			p = block;
+			want = (size_t)r;
+		}
+		n = smtp_stuff(&c->stuff, p, want, &used, buf_tail(&c->out), CL_OUT_CHUNK);
 		buf_commit(&c->out, n);
 		c->msgoff += used;
 	}
