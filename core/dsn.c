@@ -309,7 +309,10 @@ dsn_action_str(enum dsn_action a)
 }
 
 /* RFC 3463 status-code: class "." subject "." detail, the class matching
- * the action; anything else is replaced by the generic code. */
+ * the action; anything else is replaced by the generic code. A failure
+ * may have class 4 too: a recipient still deferred when its time in the
+ * queue ran out keeps the status of its last temporary failure (as
+ * Postfix reports it), which tells the sender more than 5.0.0. */
 static const char *
 dsn_status(const struct dsn_rcpt *rc)
 {
@@ -329,7 +332,7 @@ dsn_status(const struct dsn_rcpt *rc)
 		dflt = "5.0.0", cls = '5';
 		break;
 	}
-	if (s == NULL || s[0] != cls || s[1] != '.')
+	if (s == NULL || (s[0] != cls && !(cls == '5' && s[0] == '4')) || s[1] != '.')
 		return dflt;
 	for (const char *p = s + 2; *p != '\0'; p++) {
 		if (*p == '.') {

@@ -200,6 +200,8 @@ relay_bounce(struct relay_job *j)
 	struct queue_rcpt br;
 	struct msgstore *ms;
 	char(*status)[16];
+	char(*remote)[256];
+	size_t remote_len;
 	char seed[64], err[256];
 	size_t n = 0, len;
 	char *text, *original;
@@ -213,9 +215,11 @@ relay_bounce(struct relay_job *j)
 		return 0;
 	dr = calloc(n, sizeof(*dr));
 	status = calloc(n, sizeof(*status));
-	if (dr == NULL || status == NULL) {
+	remote = calloc(n, sizeof(*remote));
+	if (dr == NULL || status == NULL || remote == NULL) {
 		free(dr);
 		free(status);
+		free(remote);
 		return -1;
 	}
 	n = 0;
@@ -226,7 +230,13 @@ relay_bounce(struct relay_job *j)
 		dr[n].address = j->e.rcpts[i].address;
 		dr[n].action = DSN_FAILED;
 		dr[n].status = status[n];
-		dr[n].remote_mta = j->out[i].remote;
+		/* "mx.example.net [192.0.2.1]": RFC 3464's mta-name is the
+		 * name alone. */
+		remote_len = j->out[i].remote != NULL ? strcspn(j->out[i].remote, " ") : 0;
+		if (remote_len > 0 && remote_len < sizeof(remote[n]))
+			memcpy(remote[n], j->out[i].remote, remote_len);
+		remote[n][remote_len < sizeof(remote[n]) ? remote_len : 0] = '\0';
+		dr[n].remote_mta = remote[n][0] != '\0' ? remote[n] : NULL;
 		dr[n].diagnostic = j->out[i].reply;
 		dr[n].last_attempt = time(NULL);
 		n++;
@@ -247,6 +257,7 @@ relay_bounce(struct relay_job *j)
 	free(original);
 	free(dr);
 	free(status);
+	free(remote);
 	if (text == NULL)
 		return -1;
 	memset(&b, 0, sizeof(b));

@@ -377,6 +377,8 @@ test_kinds(void)
 		    "5.0.0" },
 		{ DSN_FAILED, DSN_FAILED, "5.123.999", "Undelivered Mail Returned to Sender",
 		    "5.123.999" },
+		{ DSN_FAILED, DSN_FAILED, "4.4.1", "Undelivered Mail Returned to Sender", "4.4.1" },
+		{ DSN_FAILED, DSN_FAILED, "2.0.0", "Undelivered Mail Returned to Sender", "5.0.0" },
 	};
 	static const char *const action[] = { "failed", "delayed", "delivered", "relayed" };
 
