@@ -277,6 +277,8 @@ msgstore_append(struct msgstore *ms, const char *p, size_t n)
 		p += take;
 		n -= take;
 	}
+	if (ms->wbuf == NULL && (ms->wbuf = malloc(MSGSTORE_WBUF)) == NULL)
+		return -1;
 	if (ms->wlen + n > MSGSTORE_WBUF) {
 		if (write_at(ms->fd, ms->wbuf, ms->wlen, ms->flen) == -1)
 			return -1;
@@ -291,6 +293,20 @@ msgstore_append(struct msgstore *ms, const char *p, size_t n)
 	}
 	memcpy(ms->wbuf + ms->wlen, p, n);
 	ms->wlen += n;
+	return 0;
+}
+
+int
+msgstore_finish(struct msgstore *ms)
+{
+	if (ms->wbuf == NULL)
+		return 0;
+	if (write_at(ms->fd, ms->wbuf, ms->wlen, ms->flen) == -1)
+		return -1;
+	ms->flen += ms->wlen;
+	ms->wlen = 0;
+	free(ms->wbuf);
+	ms->wbuf = NULL;
 	return 0;
 }
 

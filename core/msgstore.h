@@ -35,6 +35,10 @@ struct msgstore *msgstore_of(const char *p, size_t n);
 int msgstore_append(struct msgstore *, const char *p, size_t n);
 /* Adds n bytes in front (a header field). 0, or -1 with errno ENOMEM. */
 int msgstore_prepend(struct msgstore *, const char *p, size_t n);
+/* The message is complete: writes out and frees the write buffer, so a
+ * message waiting for its hooks holds only its memory part. 0, or -1 with
+ * errno (a write error). Appending afterwards still works. */
+int msgstore_finish(struct msgstore *);
 /* Drops every byte and the file; the store can be appended to again. */
 void msgstore_clear(struct msgstore *);
 

@@ -1326,6 +1326,13 @@ smtp_data_end(struct smtp_session *s)
 		return;
 	}
 	tx->ms = smtp_data_take(tx->data);
+	if (msgstore_finish(tx->ms) == -1) {
+		log_warn(s->sid, "smtp.message qid=%s result=tempfail error=storage cause=\"%s\"",
+		    tx->qid, strerror(errno));
+		smtp_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
+		rejected_message(s);
+		return;
+	}
 	smtp_data_free(tx->data);
 	tx->data = NULL;
 	smtp_data_account(s);

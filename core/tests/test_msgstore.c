@@ -112,8 +112,17 @@ test_random(void)
 		CHECK_MSG(msgstore_held(ms) <= 2 * mem_max + 4096 + 20 + MSGSTORE_WBUF ||
 			!msgstore_spilled(ms),
 		    "held %zu with mem_max %zu", msgstore_held(ms), mem_max);
+		if (round % 3 == 0) {
+			/* Finished: the write buffer is out and gone. */
+			CHECK(msgstore_finish(ms) == 0);
+			CHECK(msgstore_held(ms) < MSGSTORE_WBUF || !msgstore_spilled(ms));
+		}
 		CHECK_MSG(same_by_pieces(ms, body - 20, n + 20), "round %d: pieces", round);
 		CHECK_MSG(same_by_write(ms, body - 20, n + 20), "round %d: write", round);
+		/* Appending after finish works. */
+		body[n] = 'Z';
+		CHECK(msgstore_append(ms, body + n, 1) == 0);
+		CHECK_MSG(same_by_pieces(ms, body - 20, n + 21), "round %d: appended", round);
 		/* Cleared, it starts over. */
 		msgstore_clear(ms);
 		CHECK(msgstore_len(ms) == 0 && !msgstore_spilled(ms) && msgstore_held(ms) == 0);
