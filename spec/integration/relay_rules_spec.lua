@@ -148,3 +148,70 @@ describe("the relay's DNS and retry rules #integration", function()
     end)
   end)
 end)
+
+-- kill -9 while the next hop holds the final dot: the message was handed
+-- over but the relay never heard so. After a restart it is delivered once
+-- more: at least once, and at most twice in all.
+describe("a relay killed during a delivery #integration", function()
+  local STALL_POLICY = [[
+local stalled = false
+return {
+  on_message = function(s, msg)
+    if not stalled then
+      stalled = true
+      luamta.log("stalling before the reply")
+      luamta.sleep(3)
+    end
+  end,
+}
+]]
+
+  it("delivers the message again after the restart, and only once more", function()
+    local port = dnskit.free_port()
+    local tmp = server.mkdtemp()
+    local dest = assert(server.start({ script_source = STALL_POLICY, capture = true,
+      listen = { "127.0.0.2:" .. port } }))
+    local function relay_server()
+      return assert(server.start({ script_source = [[
+return { on_message = function(s, msg)
+  msg:relay{ host = "127.0.0.2", port = tonumber(os.getenv("DEST_PORT")), tls = "none" }
+end }
+]], env = { DEST_PORT = tostring(port) },
+        args = { "--spool", tmp .. "/spool", "--retry-min", "1", "--retry-max", "1" } }))
+    end
+    local a, b = relay_server(), nil
+    finally(function()
+      if b then b:stop() end
+      dest:stop()
+      server.rmtree(tmp)
+    end)
+    local c = server.session(a)
+    c:message("alice@spec.test", { "bob@spec.test" }, "Subject: killed\r\n\r\nx\r\n")
+    c:expect(250)
+    c:close()
+    assert(dest:wait_log({ "stalling before the reply" }, 20))
+    a:terminate("KILL")
+    a:cleanup()
+    b = relay_server()
+    assert(b:wait_log({ "relay.delivered" }, 30))
+    local copies
+    wait_for("the first copy too", function()
+      copies = 0
+      for _, m in ipairs(dest:messages()) do
+        if m.data:find("Subject: killed\r\n", 1, true) then copies = copies + 1 end
+      end
+      return copies >= 2
+    end)
+    -- The queue is empty: nothing more will come.
+    wait_for("an empty queue", function()
+      local _, listing = server.sh(server.bin() .. " queue list --json --spool " .. tmp .. "/spool")
+      return listing:match("^%s*%[%s*%]%s*$")
+    end)
+    os.execute("sleep 1.5")
+    copies = 0
+    for _, m in ipairs(dest:messages()) do
+      if m.data:find("Subject: killed\r\n", 1, true) then copies = copies + 1 end
+    end
+    assert.are.equal(2, copies)
+  end)
+end)
