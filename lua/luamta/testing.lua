@@ -182,6 +182,20 @@ function M.ls(dir)
   return names
 end
 
+-- Calls f every 0.1 s until it returns a true value, and returns that
+-- value; after secs seconds (default 20, times TIMEOUT_SCALE) raises
+-- "timed out waiting for <what>". For what a server does on its own time:
+-- a relayed message arriving, a queue emptying.
+function M.wait_for(what, f, secs)
+  local deadline = os.time() + (secs or 20) * SCALE
+  while true do
+    local v = f()
+    if v then return v end
+    if os.time() > deadline then error("timed out waiting for " .. what, 2) end
+    os_execute("sleep 0.1")
+  end
+end
+
 -- Runs a shell command, returns exit status and its combined output.
 function M.sh(cmd)
   local p = io_popen("(" .. cmd .. ") 2>&1; echo \"::status=$?\"")

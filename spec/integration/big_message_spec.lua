@@ -6,15 +6,7 @@
 local server = require "server"
 local dnskit = require "dns"
 
-local function wait_for(what, f, secs)
-  local deadline = os.time() + (secs or 60) * server.TIMEOUT_SCALE
-  while os.time() <= deadline do
-    local v = f()
-    if v then return v end
-    os.execute("sleep 0.2")
-  end
-  error("timed out waiting for " .. what)
-end
+local wait_for = server.wait_for
 
 -- Peak resident memory of a process, in KiB.
 local function hwm(pid)

@@ -7,15 +7,7 @@
 local server = require "server"
 local dnskit = require "dns"
 
-local function wait_for(what, f, secs)
-  local deadline = os.time() + (secs or 30) * server.TIMEOUT_SCALE
-  while os.time() <= deadline do
-    local v = f()
-    if v then return v end
-    os.execute("sleep 0.1")
-  end
-  error("timed out waiting for " .. what)
-end
+local wait_for = server.wait_for
 
 local RELAY_POLICY = [[
 return { on_message = function(s, msg) msg:relay() end }

@@ -581,3 +581,21 @@ describe("testing.unreceived", function()
     assert.has_error(function() testing.unreceived("") end)
   end)
 end)
+
+describe("testing.wait_for", function()
+  it("returns the first true value f gives, after as many calls as it takes", function()
+    local calls = 0
+    local v = testing.wait_for("the third call", function()
+      calls = calls + 1
+      return calls == 3 and "done"
+    end, 5)
+    assert.are.equal("done", v)
+    assert.are.equal(3, calls)
+  end)
+
+  it("raises, naming what it waited for, once the time is up", function()
+    local ok, err = pcall(testing.wait_for, "nothing", function() return false end, 0)
+    assert.is_false(ok)
+    assert.matches("timed out waiting for nothing", err, 1, true)
+  end)
+end)
