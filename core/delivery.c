@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "delivery.h"
+#include "fileio.h"
 #include "msgstore.h"
 
 #ifndef PATH_MAX
@@ -80,30 +81,6 @@ delivery_syserr(char *err, size_t errsz, const char *kind, const char *op, const
 	delivery_err(err, errsz, "%s: %s %s: %s", kind, op, path, strerror(errno));
 }
 
-/* Writes all n bytes; a short write (signal, quota, file size limit) is
- * followed by another write, which then reports the real error. */
-static int
-delivery_write(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		if ((w = write(fd, p, n)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (w == 0) {
-			/* Not expected for files or pipes; do not spin. */
-			errno = EIO;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int
 delivery_out_init(struct delivery_out *o, int fd)
 {
@@ -118,7 +95,7 @@ delivery_out_init(struct delivery_out *o, int fd)
 static int
 delivery_flush(struct delivery_out *o)
 {
-	if (o->err == 0 && o->len > 0 && delivery_write(o->fd, o->buf, o->len) == -1)
+	if (o->err == 0 && o->len > 0 && fileio_write(o->fd, o->buf, o->len) == -1)
 		o->err = errno;
 	o->len = 0;
 	errno = o->err;
@@ -651,7 +628,7 @@ delivery_append(const char *path, const char *data, size_t len, char *err, size_
 		return -1;
 	}
 	/* One write with O_APPEND: lines from several workers never mix. */
-	if (delivery_write(fd, data, len) == -1 || fsync(fd) == -1) {
+	if (fileio_write(fd, data, len) == -1 || fsync(fd) == -1) {
 		delivery_syserr(err, errsz, "append", "write", path);
 		close(fd);
 		return -1;

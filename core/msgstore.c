@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "msgstore.h"
 
 #ifndef PATH_MAX
@@ -89,51 +90,6 @@ msgstore_free(struct msgstore *ms)
 		return;
 	msgstore_clear(ms);
 	free(ms);
-}
-
-/* Writes at an offset, so a failed write leaves nothing to undo: the next
- * one starts at the same place. */
-static int
-write_at(int fd, const char *p, size_t n, size_t off)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		if ((w = pwrite(fd, p, n, (off_t)off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (w == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-		off += (size_t)w;
-	}
-	return 0;
-}
-
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		if ((w = write(fd, p, n)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (w == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 /* An unnamed file in dir, read-write. Where the file system has no
@@ -203,7 +159,7 @@ spill(struct msgstore *ms)
 		errno = first != 0 ? first : ENOENT;
 		goto fail;
 	}
-	if (write_at(fd, ms->head + ms->pre, ms->hlen - ms->pre, 0) == -1)
+	if (fileio_pwrite(fd, ms->head + ms->pre, ms->hlen - ms->pre, 0) == -1)
 		goto fail;
 	ms->fd = fd;
 	ms->flen = ms->hlen - ms->pre;
@@ -280,12 +236,12 @@ msgstore_append(struct msgstore *ms, const char *p, size_t n)
 	if (ms->wbuf == NULL && (ms->wbuf = malloc(MSGSTORE_WBUF)) == NULL)
 		return -1;
 	if (ms->wlen + n > MSGSTORE_WBUF) {
-		if (write_at(ms->fd, ms->wbuf, ms->wlen, ms->flen) == -1)
+		if (fileio_pwrite(ms->fd, ms->wbuf, ms->wlen, (off_t)ms->flen) == -1)
 			return -1;
 		ms->flen += ms->wlen;
 		ms->wlen = 0;
 		if (n >= MSGSTORE_WBUF) {
-			if (write_at(ms->fd, p, n, ms->flen) == -1)
+			if (fileio_pwrite(ms->fd, p, n, (off_t)ms->flen) == -1)
 				return -1;
 			ms->flen += n;
 			return 0;
@@ -301,7 +257,7 @@ msgstore_finish(struct msgstore *ms)
 {
 	if (ms->wbuf == NULL)
 		return 0;
-	if (write_at(ms->fd, ms->wbuf, ms->wlen, ms->flen) == -1)
+	if (fileio_pwrite(ms->fd, ms->wbuf, ms->wlen, (off_t)ms->flen) == -1)
 		return -1;
 	ms->flen += ms->wlen;
 	ms->wlen = 0;
@@ -405,7 +361,7 @@ msgstore_write(const struct msgstore *ms, int fd)
 	ssize_t n;
 	int saved;
 
-	if (write_all(fd, ms->head, ms->hlen) == -1)
+	if (fileio_write(fd, ms->head, ms->hlen) == -1)
 		return -1;
 	if (ms->fd == -1)
 		return 0;
@@ -431,7 +387,7 @@ msgstore_write(const struct msgstore *ms, int fd)
 				errno = EIO;
 			goto fail;
 		}
-		if (write_all(fd, p, (size_t)n) == -1)
+		if (fileio_write(fd, p, (size_t)n) == -1)
 			goto fail;
 		off += (size_t)n;
 	}
