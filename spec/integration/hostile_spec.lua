@@ -38,6 +38,7 @@ return {
   on_message = function(s, msg)
     local h = msg:headers("X-Trace")
     return 250, "2.0.0 n=" .. #h .. " first=" .. tostring(msg:header("X-Trace"))
+      .. " subject=" .. tostring(msg:header("Subject"))
   end,
 }
 ]]
@@ -45,8 +46,10 @@ return {
   local function message(n)
     local lines = {}
     for i = 1, n do
-      -- Not Received: fields, which past --max-hops would be a loop.
-      lines[i] = "X-Trace: from h" .. i .. ".spec.test by mx.spec.test; id " .. i
+      -- Not Received: fields, which past --max-hops would be a loop. Short
+      -- ones: 5000 of them stay within the first 128 KiB, which is what
+      -- header look-ups read.
+      lines[i] = "X-Trace: " .. (i == 1 and "from h1.spec.test by mx.spec.test; id 1" or i)
     end
     lines[#lines + 1] = "Subject: many hops"
     lines[#lines + 1] = ""
@@ -63,11 +66,24 @@ return {
       local c = connect(srv, defer)
       c:send("EHLO client.spec.test"):expect(250)
       local r = c:message("a@spec.test", { "b@spec.test" }, message(n)):expect(250)
-      assert.are.equal("2.0.0 n=" .. n .. " first=from h1.spec.test by mx.spec.test; id 1",
-        r.text)
+      assert.are.equal("2.0.0 n=" .. n .. " first=from h1.spec.test by mx.spec.test; id 1"
+        .. " subject=many hops", r.text)
       c:send("NOOP"):expect(250)
     end)
   end
+
+  -- As Postfix's header_size_limit: a header section is read as far as
+  -- the message's first 128 KiB, which stay in memory; the rest of the
+  -- message (and of such a header) is only in the file.
+  it("reads a header section of 200 KiB as far as its first 128 KiB", function()
+    local srv, defer = start(finally, { script_source = policy })
+    local c = connect(srv, defer)
+    c:send("EHLO client.spec.test"):expect(250)
+    local r = c:message("a@spec.test", { "b@spec.test" }, message(16000)):expect(250)
+    local n = tonumber(r.text:match("n=(%d+)"))
+    assert.is_true(n > 8000 and n < 9000, r.text)
+    assert.truthy(r.text:find(" subject=nil$"), r.text)
+  end)
 end)
 
 describe("luamta.sleep where Lua cannot yield #integration", function()
