@@ -39,6 +39,7 @@
 #include "relay_route.h"
 #include "script.h"
 #include "smtp_client.h"
+#include "smtp_client_cache.h"
 
 #define RELAY_RESCAN      30.0 /* seconds between scans of the whole spool */
 #define RELAY_BUSY_RETRY  1.0  /* an entry left for a concurrency limit */
@@ -286,6 +287,54 @@ relay_on_client(void *arg, const struct smtp_client_result *res)
 	relay_arm();
 }
 
+/* Appends one field to a cache key, its length first, so that no two
+ * different routes make the same key whatever bytes they hold. */
+static void
+relay_key_field(char **key, size_t *len, const char *v)
+{
+	size_t n = v != NULL ? strlen(v) : 0;
+	char head[32], *k;
+	int h;
+
+	if (v != NULL)
+		h = snprintf(head, sizeof(head), "%zu:", n);
+	else
+		h = snprintf(head, sizeof(head), "-:"); /* none, unlike "" */
+
+	if (*key == NULL || (k = realloc(*key, *len + (size_t)h + n + 1)) == NULL) {
+		free(*key);
+		*key = NULL;
+		return;
+	}
+	memcpy(k + *len, head, (size_t)h);
+	memcpy(k + *len + h, v != NULL ? v : "", n);
+	*len += (size_t)h + n;
+	k[*len] = '\0';
+	*key = k;
+}
+
+/* The key under which the group's connections are parked and taken
+ * (smtp_client_cache.h): one destination (the domain of MX delivery, the
+ * host or the socket: g->dest) as this route reaches it, with every
+ * setting a session depends on, credentials included (a connection
+ * authenticated for one password never carries another's mail). NULL
+ * when out of memory: no cache for this attempt. */
+static char *
+relay_cache_key(const struct relay_group *g, int port)
+{
+	const struct queue_route *rt = &g->job->e.route;
+	char num[64], *key = strdup(rt->socket != NULL ? "unix" : rt->host != NULL ? "host" : "mx");
+	size_t len = key != NULL ? strlen(key) : 0;
+
+	snprintf(num, sizeof(num), "%d/%d/%s", port, rt->lmtp, queue_tls_str(rt->tls));
+	relay_key_field(&key, &len, g->dest);
+	relay_key_field(&key, &len, num);
+	relay_key_field(&key, &len, rt->auth_user);
+	relay_key_field(&key, &len, rt->auth_pass);
+	relay_key_field(&key, &len, R.cfg->hostname);
+	return key;
+}
+
 /* The group's hosts are known (or it failed for all its recipients). */
 static void
 relay_on_route(void *arg, const struct relay_route_result *rr)
@@ -318,6 +367,7 @@ relay_on_route(void *arg, const struct relay_route_result *rr)
 	req.body_8bit = j->e.body_8bit;
 	req.smtputf8 = j->e.smtputf8;
 	req.id = j->id;
+	req.cache_key = g->cache_key = relay_cache_key(g, rr->port);
 	if ((g->client = smtp_client_start(R.loop, &req, relay_on_client, g)) == NULL) {
 		for (size_t k = 0; k < g->n; k++)
 			relay_outcome(j, g->rcpts[k], 451, "4.3.0 out of memory", NULL);
@@ -399,6 +449,7 @@ relay_job_free(struct relay_job *j)
 		free(j->groups[g].dest);
 		free(j->groups[g].rcpts);
 		free(j->groups[g].addrs);
+		free(j->groups[g].cache_key);
 	}
 	free(j->groups);
 	for (size_t i = 0; j->out != NULL && i < j->e.nrcpts; i++) {
@@ -744,6 +795,10 @@ relay_set_script(struct script *sc)
 		script_ref(sc);
 	script_unref(R.sc);
 	R.sc = sc;
+	/* A reload starts afresh with the next hops too (what changed may be
+	 * a route's server). */
+	if (R.started)
+		smtp_client_cache_flush(R.loop);
 }
 
 void
@@ -753,6 +808,7 @@ relay_stop(void)
 		return;
 	while (R.jobs != NULL)
 		relay_job_free(R.jobs);
+	smtp_client_cache_flush(R.loop);
 	ev_timer_stop(R.loop, &R.timer);
 	ev_ref(R.loop);
 	ev_timer_stop(R.loop, &R.rescan);
