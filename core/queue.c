@@ -409,8 +409,9 @@ queue_save(const char *spool, const struct queue_entry *e, char *err, size_t err
 	return 0;
 }
 
-int
-queue_remove(const char *spool, const char *id, char *err, size_t errsz)
+/* Unlinks ID.env, then ID.msg; the directory is synced only with sync. */
+static int
+remove_entry(const char *spool, const char *id, int sync, char *err, size_t errsz)
 {
 	char path[PATH_MAX];
 
@@ -424,9 +425,21 @@ queue_remove(const char *spool, const char *id, char *err, size_t errsz)
 	if (path_of(path, sizeof(path), spool, id, ".msg") == -1 ||
 	    (unlink(path) == -1 && errno != ENOENT))
 		return fail(err, errsz, "%s: %s", path, strerror(errno));
-	if (fsync_dir(spool) == -1)
+	if (sync && fsync_dir(spool) == -1)
 		return fail(err, errsz, "%s: %s", spool, strerror(errno));
 	return 0;
+}
+
+int
+queue_remove(const char *spool, const char *id, char *err, size_t errsz)
+{
+	return remove_entry(spool, id, 1, err, errsz);
+}
+
+int
+queue_remove_finished(const char *spool, const char *id, char *err, size_t errsz)
+{
+	return remove_entry(spool, id, 0, err, errsz);
 }
 
 int
@@ -558,6 +571,37 @@ queue_sweep(const char *spool, time_t before, char *err, size_t errsz)
 	if (removed > 0 && fsync_dir(spool) == -1)
 		return fail(err, errsz, "%s: %s", spool, strerror(errno));
 	return removed;
+}
+
+int
+queue_read_locked(int lockfd, char **msg, size_t *len, char *err, size_t errsz)
+{
+	struct stat st;
+	size_t got = 0;
+	ssize_t r;
+	char *p;
+
+	if (fstat(lockfd, &st) == -1)
+		return fail(err, errsz, "message file: %s", strerror(errno));
+	if ((p = malloc((size_t)st.st_size + 1)) == NULL)
+		return fail(err, errsz, "message file: out of memory");
+	/* pread: the offset of the descriptor is nobody's business, and the
+	 * size cannot change (ID.msg is never rewritten). */
+	while (got < (size_t)st.st_size) {
+		if ((r = pread(lockfd, p + got, (size_t)st.st_size - got, (off_t)got)) == -1) {
+			if (errno == EINTR)
+				continue;
+			free(p);
+			return fail(err, errsz, "message file: %s", strerror(errno));
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	p[got] = '\0';
+	*msg = p;
+	*len = got;
+	return 0;
 }
 
 int
