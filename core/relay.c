@@ -840,9 +840,22 @@ int
 relay_commit(const struct config *cfg, const char *msg, size_t len, struct queue_entry *entries,
     size_t n, char *err, size_t errsz)
 {
-	if (queue_open(cfg->spool, err, errsz) == -1 ||
-	    queue_enqueue(cfg->spool, msg, len, entries, n, err, errsz) == -1)
+	/* queue_open() (a mkdir per component of the path, an access) is
+	 * for a spool this process has not opened yet, or one whose enqueue
+	 * just failed: it may have been removed under us, and is made again
+	 * before the one retry (a failed enqueue left nothing behind). */
+	static char opened[4096];
+	int known = strcmp(opened, cfg->spool) == 0;
+
+	if (!known && queue_open(cfg->spool, err, errsz) == -1)
 		return -1;
+	if (queue_enqueue(cfg->spool, msg, len, entries, n, err, errsz) == -1) {
+		opened[0] = '\0';
+		if (!known || queue_open(cfg->spool, err, errsz) == -1 ||
+		    queue_enqueue(cfg->spool, msg, len, entries, n, err, errsz) == -1)
+			return -1;
+	}
+	snprintf(opened, sizeof(opened), "%s", cfg->spool);
 	if (R.started && R.inotify == -1)
 		relay_watch_flush();
 	for (size_t i = 0; i < n; i++) {
