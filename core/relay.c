@@ -367,7 +367,10 @@ relay_on_route(void *arg, const struct relay_route_result *rr)
 	req.body_8bit = j->e.body_8bit;
 	req.smtputf8 = j->e.smtputf8;
 	req.id = j->id;
-	req.cache_key = g->cache_key = relay_cache_key(g, rr->port);
+	if (R.cfg->connection_cache_time > 0) {
+		req.cache_key = g->cache_key = relay_cache_key(g, rr->port);
+		req.cache_idle = R.cfg->connection_cache_time;
+	}
 	if ((g->client = smtp_client_start(R.loop, &req, relay_on_client, g)) == NULL) {
 		for (size_t k = 0; k < g->n; k++)
 			relay_outcome(j, g->rcpts[k], 451, "4.3.0 out of memory", NULL);

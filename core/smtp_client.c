@@ -168,7 +168,7 @@ cl_park(struct smtp_client *c)
 	c->fd = -1;
 	c->tls = NULL;
 	c->tls_up = 0;
-	smtp_client_cache_put(c->loop, c->req.cache_key, &k);
+	smtp_client_cache_put(c->loop, c->req.cache_key, &k, c->req.cache_idle);
 	return 1;
 }
 

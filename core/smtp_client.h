@@ -50,6 +50,7 @@ struct smtp_client_req {
 	 * port, TLS, AUTH with its password, LMTP, our name). NULL: one
 	 * connection for this attempt, QUIT at the end. */
 	const char *cache_key;
+	double cache_idle; /* seconds a parked connection waits (> 0 with a key) */
 	/* Timeouts (RFC 5321 4.5.3.2), seconds; 0: the RFC's default
 	 * (connect 30, greeting 300, MAIL/RCPT 300, DATA 120, a block of data
 	 * 180, the final dot 600). Tests shorten them. */

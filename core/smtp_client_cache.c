@@ -1,8 +1,7 @@
 /* smtp_client_cache.c - parked SMTP client connections of one process (see
  * smtp_client_cache.h). Each one is watched while parked: its fd turning
  * readable means the peer closed it or said something unasked (a 421
- * before its own timeout), and its idle timer ends it after
- * SMTPC_CACHE_IDLE seconds. Neither watcher keeps a draining process up
+ * before its own timeout), and its idle timer ends it. Neither watcher keeps a draining process up
  * (ev_unref): a worker that stops flushes the cache on its way out. */
 #include "smtp_client_cache.h"
 
@@ -11,6 +10,8 @@
 #include <unistd.h>
 
 #include <sys/socket.h>
+
+#include "log.h"
 
 struct smtpc_parked {
 	struct smtpc_parked *prev, *next; /* parked last first */
@@ -60,8 +61,15 @@ parked_unlink(struct ev_loop *loop, struct smtpc_parked *p)
 }
 
 static void
-parked_free(struct ev_loop *loop, struct smtpc_parked *p)
+parked_free(struct ev_loop *loop, struct smtpc_parked *p, const char *why)
 {
+	char desc[400];
+
+	if (log_enabled(LOG_DEBUG)) {
+		log_escape(desc, sizeof(desc), p->c.desc, strlen(p->c.desc));
+		log_debug(NULL, "smtp_client.cache_close remote=\"%s\" why=%s uses=%u", desc, why,
+		    p->c.uses);
+	}
 	parked_unlink(loop, p);
 	smtpc_conn_close(&p->c);
 	free(p);
@@ -71,14 +79,14 @@ static void
 parked_on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	(void)revents;
-	parked_free(loop, w->data);
+	parked_free(loop, w->data, "peer");
 }
 
 static void
 parked_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)revents;
-	parked_free(loop, w->data);
+	parked_free(loop, w->data, "idle");
 }
 
 int
@@ -88,14 +96,15 @@ smtp_client_cache_reusable(struct ev_loop *loop, unsigned uses, double born)
 }
 
 void
-smtp_client_cache_put(struct ev_loop *loop, const char *key, const struct smtpc_conn *conn)
+smtp_client_cache_put(
+    struct ev_loop *loop, const char *key, const struct smtpc_conn *conn, double idle)
 {
 	struct smtpc_parked *p, *oldest;
 
 	if (nparked >= SMTPC_CACHE_MAX) {
 		for (oldest = parked; oldest->next != NULL; oldest = oldest->next)
 			;
-		parked_free(loop, oldest);
+		parked_free(loop, oldest, "full");
 	}
 	if ((p = calloc(1, sizeof(*p))) == NULL || (p->key = strdup(key)) == NULL) {
 		struct smtpc_conn c = *conn;
@@ -109,7 +118,7 @@ smtp_client_cache_put(struct ev_loop *loop, const char *key, const struct smtpc_
 	p->io.data = p;
 	ev_io_start(loop, &p->io);
 	ev_unref(loop);
-	ev_timer_init(&p->timer, parked_on_timer, SMTPC_CACHE_IDLE, 0);
+	ev_timer_init(&p->timer, parked_on_timer, idle, 0);
 	p->timer.data = p;
 	ev_timer_start(loop, &p->timer);
 	ev_unref(loop);
@@ -140,5 +149,5 @@ void
 smtp_client_cache_flush(struct ev_loop *loop)
 {
 	while (parked != NULL)
-		parked_free(loop, parked);
+		parked_free(loop, parked, "flush");
 }

@@ -5,9 +5,12 @@
  * host or socket, port, TLS, AUTH and LMTP of a host route, or the domain
  * for MX delivery) and the next attempt with the same key takes it instead
  * of connecting. A parked connection is closed (QUIT, then close) when it
- * has been idle SMTPC_CACHE_IDLE seconds, when the peer closes it or sends
- * anything, when the cache is full, or at smtp_client_cache_flush()
- * (reload, stop). Speaks no SMTP beyond that QUIT. */
+ * has been idle for the time its request gave (--connection-cache-time,
+ * Postfix's smtp_connection_cache_time_limit: 2 s), when the peer closes
+ * it or sends anything, when the cache is full, or at
+ * smtp_client_cache_flush() (reload, stop); each close is logged at debug
+ * level (smtp_client.cache_close with why=idle, peer, full or flush).
+ * Speaks no SMTP beyond that QUIT. */
 #ifndef LUAMTA_SMTP_CLIENT_CACHE_H
 #define LUAMTA_SMTP_CLIENT_CACHE_H
 
@@ -16,7 +19,6 @@
 #include "smtp_client_parse.h" /* struct smtp_caps */
 #include "tls.h"
 
-#define SMTPC_CACHE_IDLE      2.0   /* Postfix's smtp_connection_cache_time_limit */
 #define SMTPC_CACHE_REUSE_MAX 100   /* transactions per connection (Postfix: no limit by default) */
 #define SMTPC_CACHE_AGE_MAX   300.0 /* seconds from connect: Postfix's smtp_connection_reuse_time_limit */
 #define SMTPC_CACHE_MAX       64    /* parked connections per process, all keys together */
@@ -38,11 +40,12 @@ struct smtpc_conn {
  * SMTPC_CACHE_AGE_MAX. */
 int smtp_client_cache_reusable(struct ev_loop *, unsigned uses, double born);
 
-/* Parks conn under key. The connection is the cache's from then on, even
+/* Parks conn under key for idle seconds at most. The connection is the cache's from then on, even
  * on failure (out of memory: it is closed); key is copied and never
  * logged (it holds the route's credentials). When the cache is full the
  * connection parked longest ago goes first. */
-void smtp_client_cache_put(struct ev_loop *, const char *key, const struct smtpc_conn *conn);
+void smtp_client_cache_put(
+    struct ev_loop *, const char *key, const struct smtpc_conn *conn, double idle);
 
 /* Moves the connection parked last under key into *out, which the caller
  * owns from then on: 1, or 0 when there is none. */
