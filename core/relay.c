@@ -14,7 +14,11 @@
  * Other processes (workers) share the spool: each scans it at start, every
  * RELAY_RESCAN seconds and when `luamta queue flush` writes into
  * SPOOL/flush; the lock decides who delivers. A new entry is attempted at
- * once by the process that accepted it. */
+ * once by the process that accepted it.
+ *
+ * A little over 800 lines: the index, the jobs, the scans and the flush
+ * watcher all work on the one static state R, which a split would have
+ * to expose to another file. */
 #include "relay.h"
 
 #include <ctype.h>
@@ -287,52 +291,26 @@ relay_on_client(void *arg, const struct smtp_client_result *res)
 	relay_arm();
 }
 
-/* Appends one field to a cache key, its length first, so that no two
- * different routes make the same key whatever bytes they hold. */
-static void
-relay_key_field(char **key, size_t *len, const char *v)
-{
-	size_t n = v != NULL ? strlen(v) : 0;
-	char head[32], *k;
-	int h;
-
-	if (v != NULL)
-		h = snprintf(head, sizeof(head), "%zu:", n);
-	else
-		h = snprintf(head, sizeof(head), "-:"); /* none, unlike "" */
-
-	if (*key == NULL || (k = realloc(*key, *len + (size_t)h + n + 1)) == NULL) {
-		free(*key);
-		*key = NULL;
-		return;
-	}
-	memcpy(k + *len, head, (size_t)h);
-	memcpy(k + *len + h, v != NULL ? v : "", n);
-	*len += (size_t)h + n;
-	k[*len] = '\0';
-	*key = k;
-}
-
-/* The key under which the group's connections are parked and taken
- * (smtp_client_cache.h): one destination (the domain of MX delivery, the
- * host or the socket: g->dest) as this route reaches it, with every
- * setting a session depends on, credentials included (a connection
- * authenticated for one password never carries another's mail). NULL
- * when out of memory: no cache for this attempt. */
+/* The key under which the group's connections are parked and taken: one
+ * destination (the domain of MX delivery, the host or the socket:
+ * g->dest) as this route reaches it, credentials included (a connection
+ * authenticated for one password never carries another's mail). */
 static char *
 relay_cache_key(const struct relay_group *g, int port)
 {
 	const struct queue_route *rt = &g->job->e.route;
-	char num[64], *key = strdup(rt->socket != NULL ? "unix" : rt->host != NULL ? "host" : "mx");
-	size_t len = key != NULL ? strlen(key) : 0;
+	struct smtpc_key k = {
+		.kind = rt->socket != NULL ? "unix" : rt->host != NULL ? "host" : "mx",
+		.dest = g->dest,
+		.port = port,
+		.lmtp = rt->lmtp,
+		.tls = queue_tls_str(rt->tls),
+		.auth_user = rt->auth_user,
+		.auth_pass = rt->auth_pass,
+		.helo = R.cfg->hostname,
+	};
 
-	snprintf(num, sizeof(num), "%d/%d/%s", port, rt->lmtp, queue_tls_str(rt->tls));
-	relay_key_field(&key, &len, g->dest);
-	relay_key_field(&key, &len, num);
-	relay_key_field(&key, &len, rt->auth_user);
-	relay_key_field(&key, &len, rt->auth_pass);
-	relay_key_field(&key, &len, R.cfg->hostname);
-	return key;
+	return smtp_client_cache_key(&k);
 }
 
 /* The group's hosts are known (or it failed for all its recipients). */

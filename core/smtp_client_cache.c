@@ -5,6 +5,7 @@
  * (ev_unref): a worker that stops flushes the cache on its way out. */
 #include "smtp_client_cache.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -87,6 +88,48 @@ parked_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)revents;
 	parked_free(loop, w->data, "idle");
+}
+
+/* Appends one field to *key (length, ':', bytes; "-:" for none, unlike
+ * ""); on failure *key becomes NULL. */
+static void
+key_field(char **key, size_t *len, const char *v)
+{
+	size_t n = v != NULL ? strlen(v) : 0;
+	char head[32], *k;
+	int h;
+
+	if (v != NULL)
+		h = snprintf(head, sizeof(head), "%zu:", n);
+	else
+		h = snprintf(head, sizeof(head), "-:");
+	if (*key == NULL || (k = realloc(*key, *len + (size_t)h + n + 1)) == NULL) {
+		free(*key);
+		*key = NULL;
+		return;
+	}
+	memcpy(k + *len, head, (size_t)h);
+	memcpy(k + *len + h, v != NULL ? v : "", n);
+	*len += (size_t)h + n;
+	k[*len] = '\0';
+	*key = k;
+}
+
+char *
+smtp_client_cache_key(const struct smtpc_key *f)
+{
+	char num[32], *key = strdup("");
+	size_t len = 0;
+
+	snprintf(num, sizeof(num), "%d/%d", f->port, f->lmtp);
+	key_field(&key, &len, f->kind);
+	key_field(&key, &len, f->dest);
+	key_field(&key, &len, num);
+	key_field(&key, &len, f->tls);
+	key_field(&key, &len, f->auth_user);
+	key_field(&key, &len, f->auth_pass);
+	key_field(&key, &len, f->helo);
+	return key;
 }
 
 int

@@ -35,6 +35,20 @@ struct smtpc_conn {
 	double born;           /* ev_now() when it connected */
 };
 
+/* What a session depends on, for smtp_client_cache_key(). */
+struct smtpc_key {
+	const char *kind; /* "mx", "host", "unix" */
+	const char *dest; /* the domain, host or socket path */
+	int port, lmtp;
+	const char *tls;                   /* "may", "require", "none" */
+	const char *auth_user, *auth_pass; /* or NULL */
+	const char *helo;                  /* our EHLO name */
+};
+/* A malloc'ed key naming every field, each with its length first, so that
+ * no two different routes make the same key whatever bytes they hold;
+ * NULL when out of memory (the attempt then goes without the cache). */
+char *smtp_client_cache_key(const struct smtpc_key *);
+
 /* Whether a connection may carry one more transaction after uses
  * transactions, born at born: SMTPC_CACHE_REUSE_MAX and
  * SMTPC_CACHE_AGE_MAX. */
