@@ -29,7 +29,7 @@ static const char usage_text[] =
     "              [--watchdog SECS] [--capture DIR] [--stdio] [--resolver ADDR[:PORT]]...\n"
     "              [--spool DIR] [--relay-port PORT] [--retry-min SECS] [--retry-max SECS]\n"
     "              [--queue-lifetime SECS] [--max-hops N] [--delivery-concurrency N]\n"
-    "              [--destination-concurrency N]\n"
+    "              [--destination-concurrency N] [--connection-cache-time SECS]\n"
     "              [--check] [--version] [--help]\n"
     "       luamta queue list|show ID|flush [ID]|remove ID|hold ID|release ID [--json]\n"
     "              [--spool DIR]\n"
@@ -56,7 +56,9 @@ static const char usage_text[] =
     "  --queue-lifetime SECS then the recipients left bounce (default 432000: 5 days)\n"
     "  --max-hops N          refuse a message with more Received: fields (default 50)\n"
     "  --delivery-concurrency N      deliveries at once, per process (default 100)\n"
-    "  --destination-concurrency N   of them to one destination (default 20)\n";
+    "  --destination-concurrency N   of them to one destination (default 20)\n"
+    "  --connection-cache-time SECS  a next hop's connection waits this long for the\n"
+    "                        next message to its destination (default 2; 0: none)\n";
 
 enum {
 	OPT_LISTEN = 256,
@@ -105,6 +107,7 @@ enum {
 	OPT_MAX_HOPS,
 	OPT_DELIVERY_CONC,
 	OPT_DEST_CONC,
+	OPT_CONN_CACHE_TIME,
 };
 
 static const struct option long_opts[] = {
@@ -152,6 +155,7 @@ static const struct option long_opts[] = {
 	{ "max-hops", required_argument, NULL, OPT_MAX_HOPS },
 	{ "delivery-concurrency", required_argument, NULL, OPT_DELIVERY_CONC },
 	{ "destination-concurrency", required_argument, NULL, OPT_DEST_CONC },
+	{ "connection-cache-time", required_argument, NULL, OPT_CONN_CACHE_TIME },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -476,6 +480,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->max_hops = 50;
 	cfg->delivery_concurrency = 100;
 	cfg->destination_concurrency = 20;
+	cfg->connection_cache_time = 2; /* Postfix's smtp_connection_cache_time_limit */
 	{
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->workers = n > 0 && n <= 256 ? (int)n : 1;
@@ -561,6 +566,11 @@ config_parse(struct config *cfg, int argc, char **argv)
 			if (parse_num("relay-port", optarg, 1, 65535, &v) == -1)
 				return -1;
 			cfg->relay_port = (int)v;
+			break;
+		case OPT_CONN_CACHE_TIME:
+			if (parse_num("connection-cache-time", optarg, 0, 3600,
+				&cfg->connection_cache_time) == -1)
+				return -1;
 			break;
 		case OPT_RETRY_MIN:
 			if (parse_num("retry-min", optarg, 0.01, 86400 * 30, &cfg->retry_min) == -1)

@@ -85,6 +85,7 @@ struct config {
 	int max_hops;                /* Received: fields before 554 5.4.6 */
 	int delivery_concurrency;    /* deliveries at once, per process */
 	int destination_concurrency; /* of them to one destination */
+	double connection_cache_time; /* a next hop's connection kept idle; 0: not kept */
 };
 
 /* Whether a Lua policy runs: a --script, or --capture's wrapper alone. */

@@ -410,8 +410,9 @@ queue_save(const char *spool, const struct queue_entry *e, char *err, size_t err
 	return 0;
 }
 
-int
-queue_remove(const char *spool, const char *id, char *err, size_t errsz)
+/* Unlinks ID.env, then ID.msg; the directory is synced only with sync. */
+static int
+remove_entry(const char *spool, const char *id, int sync, char *err, size_t errsz)
 {
 	char path[PATH_MAX];
 
@@ -425,9 +426,21 @@ queue_remove(const char *spool, const char *id, char *err, size_t errsz)
 	if (path_of(path, sizeof(path), spool, id, ".msg") == -1 ||
 	    (unlink(path) == -1 && errno != ENOENT))
 		return fail(err, errsz, "%s: %s", path, strerror(errno));
-	if (fsync_dir(spool) == -1)
+	if (sync && fsync_dir(spool) == -1)
 		return fail(err, errsz, "%s: %s", spool, strerror(errno));
 	return 0;
+}
+
+int
+queue_remove(const char *spool, const char *id, char *err, size_t errsz)
+{
+	return remove_entry(spool, id, 1, err, errsz);
+}
+
+int
+queue_remove_finished(const char *spool, const char *id, char *err, size_t errsz)
+{
+	return remove_entry(spool, id, 0, err, errsz);
 }
 
 int

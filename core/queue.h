@@ -111,6 +111,15 @@ int queue_save(const char *spool, const struct queue_entry *, char *err, size_t 
 /* Removes the entry (ID.env first, then ID.msg), durably. 0 (also when it
  * was gone already) or -1. */
 int queue_remove(const char *spool, const char *id, char *err, size_t errsz);
+/* The same for an entry that is over (every recipient delivered or
+ * bounced, its bounce queued), without syncing the directory: the
+ * delivery scheduler's removal. Not durable at once: after a power cut
+ * (a killed process loses nothing: the kernel has the unlinks) the entry
+ * may come back as it was last saved, and its recipients are delivered
+ * once more, which at-least-once delivery allows (relay.c says why it
+ * stays "once more"). The next sync of the directory (the next enqueue
+ * or save) makes the removal durable with it. 0 or -1 with err. */
+int queue_remove_finished(const char *spool, const char *id, char *err, size_t errsz);
 /* A corrupt entry is moved to SPOOL/corrupt/ for a human, out of the way. */
 int queue_quarantine(const char *spool, const char *id, char *err, size_t errsz);
 

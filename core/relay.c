@@ -14,7 +14,11 @@
  * Other processes (workers) share the spool: each scans it at start, every
  * RELAY_RESCAN seconds and when `luamta queue flush` writes into
  * SPOOL/flush; the lock decides who delivers. A new entry is attempted at
- * once by the process that accepted it. */
+ * once by the process that accepted it.
+ *
+ * A little over 800 lines: the index, the jobs, the scans and the flush
+ * watcher all work on the one static state R, which a split would have
+ * to expose to another file. */
 #include "relay.h"
 
 #include <ctype.h>
@@ -39,6 +43,7 @@
 #include "relay_route.h"
 #include "script.h"
 #include "smtp_client.h"
+#include "smtp_client_cache.h"
 
 #define RELAY_RESCAN      30.0 /* seconds between scans of the whole spool */
 #define RELAY_BUSY_RETRY  1.0  /* an entry left for a concurrency limit */
@@ -286,6 +291,28 @@ relay_on_client(void *arg, const struct smtp_client_result *res)
 	relay_arm();
 }
 
+/* The key under which the group's connections are parked and taken: one
+ * destination (the domain of MX delivery, the host or the socket:
+ * g->dest) as this route reaches it, credentials included (a connection
+ * authenticated for one password never carries another's mail). */
+static char *
+relay_cache_key(const struct relay_group *g, int port)
+{
+	const struct queue_route *rt = &g->job->e.route;
+	struct smtpc_key k = {
+		.kind = rt->socket != NULL ? "unix" : rt->host != NULL ? "host" : "mx",
+		.dest = g->dest,
+		.port = port,
+		.lmtp = rt->lmtp,
+		.tls = queue_tls_str(rt->tls),
+		.auth_user = rt->auth_user,
+		.auth_pass = rt->auth_pass,
+		.helo = R.cfg->hostname,
+	};
+
+	return smtp_client_cache_key(&k);
+}
+
 /* The group's hosts are known (or it failed for all its recipients). */
 static void
 relay_on_route(void *arg, const struct relay_route_result *rr)
@@ -318,6 +345,10 @@ relay_on_route(void *arg, const struct relay_route_result *rr)
 	req.body_8bit = j->e.body_8bit;
 	req.smtputf8 = j->e.smtputf8;
 	req.id = j->id;
+	if (R.cfg->connection_cache_time > 0) {
+		req.cache_key = g->cache_key = relay_cache_key(g, rr->port);
+		req.cache_idle = R.cfg->connection_cache_time;
+	}
 	if ((g->client = smtp_client_start(R.loop, &req, relay_on_client, g)) == NULL) {
 		for (size_t k = 0; k < g->n; k++)
 			relay_outcome(j, g->rcpts[k], 451, "4.3.0 out of memory", NULL);
@@ -399,6 +430,7 @@ relay_job_free(struct relay_job *j)
 		free(j->groups[g].dest);
 		free(j->groups[g].rcpts);
 		free(j->groups[g].addrs);
+		free(j->groups[g].cache_key);
 	}
 	free(j->groups);
 	for (size_t i = 0; j->out != NULL && i < j->e.nrcpts; i++) {
@@ -526,7 +558,17 @@ relay_job_commit(struct relay_job *j)
 		return;
 	}
 	if (queue_entry_done(&j->e)) {
-		if (queue_remove(R.cfg->spool, j->id, err, sizeof(err)) == -1)
+		/* Over: the entry goes without a save of its final state and
+		 * without a sync of the directory (one fsync fewer per
+		 * message). Both are safe for at-least-once: the bounce is
+		 * durable already (relay_bounce), and a removal that a power
+		 * cut undoes brings the entry back as it was last saved, so
+		 * the recipients of this pass are delivered (or bounced) once
+		 * more by the next start, whose own pass ends in the same
+		 * removal: at most once more per crash, as for a crash in the
+		 * middle of an attempt. A killed process loses nothing here:
+		 * the unlinks are the kernel's the moment they return. */
+		if (queue_remove_finished(R.cfg->spool, j->id, err, sizeof(err)) == -1)
 			log_warn(NULL, "relay.remove id=%s error=\"%s\"", j->id, err);
 		{
 			/* Postfix's delay=: from the 250 to the last result, for
@@ -750,6 +792,10 @@ relay_set_script(struct script *sc)
 		script_ref(sc);
 	script_unref(R.sc);
 	R.sc = sc;
+	/* A reload starts afresh with the next hops too (what changed may be
+	 * a route's server). */
+	if (R.started)
+		smtp_client_cache_flush(R.loop);
 }
 
 void
@@ -759,6 +805,7 @@ relay_stop(void)
 		return;
 	while (R.jobs != NULL)
 		relay_job_free(R.jobs);
+	smtp_client_cache_flush(R.loop);
 	ev_timer_stop(R.loop, &R.timer);
 	ev_ref(R.loop);
 	ev_timer_stop(R.loop, &R.rescan);
@@ -780,9 +827,22 @@ int
 relay_commit(const struct config *cfg, const struct msgstore *ms, struct queue_entry *entries,
     size_t n, char *err, size_t errsz)
 {
-	if (queue_open(cfg->spool, err, errsz) == -1 ||
-	    queue_enqueue(cfg->spool, ms, entries, n, err, errsz) == -1)
+	/* queue_open() (a mkdir per component of the path, an access) is
+	 * for a spool this process has not opened yet, or one whose enqueue
+	 * just failed: it may have been removed under us, and is made again
+	 * before the one retry (a failed enqueue left nothing behind). */
+	static char opened[4096];
+	int known = strcmp(opened, cfg->spool) == 0;
+
+	if (!known && queue_open(cfg->spool, err, errsz) == -1)
 		return -1;
+	if (queue_enqueue(cfg->spool, ms, entries, n, err, errsz) == -1) {
+		opened[0] = '\0';
+		if (!known || queue_open(cfg->spool, err, errsz) == -1 ||
+		    queue_enqueue(cfg->spool, ms, entries, n, err, errsz) == -1)
+			return -1;
+	}
+	snprintf(opened, sizeof(opened), "%s", cfg->spool);
 	if (R.started && R.inotify == -1)
 		relay_watch_flush();
 	for (size_t i = 0; i < n; i++) {

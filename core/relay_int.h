@@ -47,6 +47,7 @@ struct relay_group {
 	struct relay_route *route; /* the resolution (relay_route.c) */
 	struct smtp_client *client;
 	const char **addrs; /* owned array of borrowed strings: the recipients */
+	char *cache_key;    /* owned: the route's key in smtp_client_cache.h */
 };
 
 /* relay.c: the end of a job

@@ -45,6 +45,19 @@
  * recipients without a reply (no other host is tried: the mail may have
  * been taken). QUIT ends every session; its reply is awaited 5 s at most.
  *
+ * Cached connections. With a cache_key, a transaction that ended in step
+ * (every reply read, nothing left to send, no 421, not a plaintext retry
+ * of a MAY route, fewer than SMTPC_CACHE_REUSE_MAX transactions and
+ * SMTPC_CACHE_AGE_MAX seconds behind it) leaves its connection in
+ * smtp_client_cache.c instead of QUIT, and an attempt with the same key
+ * takes a parked connection before it connects. The greeting, EHLO, TLS
+ * and AUTH stay that session's (the key names everything they depend on).
+ * The next transaction starts with RSET (pipelined ahead of MAIL when
+ * PIPELINING was offered); anything but a 250 to it, or a connection lost
+ * before the end of data, gives the cached connection up and the attempt
+ * begins again with a fresh connection to the first target. Nothing of
+ * the message is sent before RSET's 250 and DATA's 354 arrived.
+ *
  * Timeouts (RFC 5321 4.5.3.2): connect 30 s, greeting and commands 300 s,
  * DATA 120 s, each block of data 180 s, the final reply 600 s, unless the
  * request sets shorter ones (timeout_command covers every command and the
@@ -65,15 +78,16 @@
 
 #include "cosocket_pool.h"
 #include "log.h"
+#include "smtp_client_cache.h"
 
 const char *const smtpc_stage[] = { "idle", "connecting", "waiting for the greeting", "after EHLO",
-	"after HELO", "after STARTTLS", "in the TLS handshake", "after AUTH",
+	"after HELO", "after STARTTLS", "in the TLS handshake", "after AUTH", "after RSET",
 	"after MAIL/RCPT/DATA", "sending the message", "after the end of data",
 	"after the end of data", "after QUIT", "done" };
 
 /* What a reply in each state answers, for the texts of failures. */
 static const char *const cl_cmd[] = { "-", "-", "the connection", "EHLO", "HELO", "STARTTLS", "-",
-	"AUTH", "MAIL", "-", "the end of data", "the end of data", "QUIT", "-" };
+	"AUTH", "RSET", "MAIL", "-", "the end of data", "the end of data", "QUIT", "-" };
 
 static void cl_tls_failed(struct smtp_client *, const char *why);
 static void cl_send(struct smtp_client *, const char *fmt, ...)
@@ -119,12 +133,47 @@ smtpc_log(struct smtp_client *c, const char *result, const char *why)
 	log_escape(host, sizeof(host), c->name, strlen(c->name));
 	log_escape(addr, sizeof(addr), c->addrtxt, strlen(c->addrtxt));
 	log_escape(reason, sizeof(reason), why, strlen(why));
-	log_info(NULL, "relay.attempt id=%s host=\"%s\" addr=\"%s\" result=%s tls=%s reason=\"%s\"",
+	log_info(NULL,
+	    "relay.attempt id=%s host=\"%s\" addr=\"%s\" result=%s tls=%s reason=\"%s\" reuse=%u",
 	    c->req.id != NULL ? c->req.id : "-", host, addr, result,
-	    cl_tls_desc(c, tls, sizeof(tls)), reason);
+	    cl_tls_desc(c, tls, sizeof(tls)), reason, c->reused ? c->uses : 0);
 }
 
-/* This session decided every recipient: log it, QUIT, finish. */
+/* Parks the connection in smtp_client_cache.c for the next attempt with
+ * the same key, when the session is in step: every reply read and nothing
+ * left to send (so the next transaction's first reply is RSET's), no 421
+ * (the server is closing), not a plaintext retry of a MAY route (the next
+ * attempt tries STARTTLS again), and within the reuse limits. 1: parked
+ * (the client no longer holds the fd), 0: the caller says QUIT. */
+static int
+cl_park(struct smtp_client *c)
+{
+	struct smtpc_conn k;
+
+	if (c->req.cache_key == NULL || c->reply.code == 421 || c->plain_retry ||
+	    c->rset_pending || buf_avail(&c->in) > 0 || buf_avail(&c->out) > 0 ||
+	    (c->tls != NULL && (!c->tls_up || tls_pending(c->tls) > 0)) ||
+	    !smtp_client_cache_reusable(c->loop, c->uses + 1, c->born))
+		return 0;
+	memset(&k, 0, sizeof(k));
+	k.fd = c->fd;
+	k.tls = c->tls;
+	k.caps = c->caps;
+	snprintf(k.name, sizeof(k.name), "%s", c->name);
+	snprintf(k.addrtxt, sizeof(k.addrtxt), "%s", c->addrtxt);
+	snprintf(k.desc, sizeof(k.desc), "%s", c->desc);
+	k.uses = c->uses + 1;
+	k.born = c->born;
+	/* The cache owns them now: smtpc_close() must not touch them. */
+	c->fd = -1;
+	c->tls = NULL;
+	c->tls_up = 0;
+	smtp_client_cache_put(c->loop, c->req.cache_key, &k, c->req.cache_idle);
+	return 1;
+}
+
+/* This session decided every recipient: log it, park the connection or
+ * QUIT, finish. */
 static void
 cl_decided(struct smtp_client *c, int can_quit)
 {
@@ -145,6 +194,10 @@ cl_decided(struct smtp_client *c, int can_quit)
 	snprintf(why, sizeof(why), "delivered=%zu deferred=%zu bounced=%zu", n[0], n[1], n[2]);
 	smtpc_log(c, "done", why);
 	if (!can_quit || c->fd == -1) {
+		smtpc_finish(c);
+		return;
+	}
+	if (cl_park(c)) {
 		smtpc_finish(c);
 		return;
 	}
@@ -286,6 +339,19 @@ cl_mail(struct smtp_client *c)
 		smtpc_set_open(c, 552, t, 0);
 		cl_decided(c, 1);
 		return;
+	}
+	if (c->reused && !c->rset_done) {
+		/* A cached connection: RSET first (RFC 5321 4.1.1.5), and
+		 * whatever it answers but 250 sends the attempt to a fresh
+		 * connection. With PIPELINING it leads the group (RFC 2920
+		 * 3.1 lets RSET stand anywhere in one). */
+		cl_send(c, "RSET\r\n");
+		if (!c->caps.pipelining) {
+			c->state = CL_RSET;
+			smtpc_timer(c, cl_cmd_timeout(c, 300));
+			return;
+		}
+		c->rset_pending = 1;
 	}
 	cl_send(c, "MAIL FROM:<%s>", q->sender);
 	if (c->caps.size_offered)
@@ -440,13 +506,35 @@ cl_starttls(struct smtp_client *c)
 	smtpc_handshake(c);
 }
 
-/* A reply to MAIL, one of the RCPTs or DATA, in the order they were sent. */
+/* A cached connection did not answer RSET with 250: it is given up (what
+ * was pipelined behind the RSET goes with it, and no message was sent)
+ * and the attempt starts again on a fresh connection to the first
+ * target (smtpc_next: the client has not started on the list). */
+static void
+cl_rset_failed(struct smtp_client *c)
+{
+	smtpc_host_fail(c, 451, "4.4.2 %s answered RSET on a cached connection with %d %s", c->desc,
+	    c->reply.code, c->reply.text);
+}
+
+/* A reply to MAIL, one of the RCPTs or DATA, in the order they were sent
+ * (after a pipelined RSET's). */
 static void
 cl_txn_reply(struct smtp_client *c)
 {
 	const struct smtp_creply *r = &c->reply;
 	size_t i;
 
+	if (c->rset_pending) {
+		c->rset_pending = 0;
+		if (r->code != 250) {
+			cl_rset_failed(c);
+			return;
+		}
+		c->rset_done = 1;
+		smtpc_timer(c, cl_cmd_timeout(c, 300));
+		return;
+	}
 	if (r->code == 421 && !c->mail_decided) {
 		cl_reply_fail(c, 451, NULL);
 		return;
@@ -555,6 +643,13 @@ smtpc_reply(struct smtp_client *c)
 		else
 			cl_reply_fail(c, 454, r->code == 421 ? NULL : "4.7.0");
 		break;
+	case CL_RSET:
+		if (r->code == 250) {
+			c->rset_done = 1;
+			cl_mail(c);
+		} else
+			cl_rset_failed(c);
+		break;
 	case CL_TXN:
 		cl_txn_reply(c);
 		break;
@@ -587,4 +682,13 @@ smtpc_reply(struct smtp_client *c)
 	default:
 		break;
 	}
+}
+
+/* Starts the transaction on a connection taken from the cache (the
+ * greeting, EHLO, TLS and AUTH were that session's). */
+void
+smtpc_resume(struct smtp_client *c)
+{
+	smtp_creply_init(&c->reply);
+	cl_mail(c);
 }

@@ -5,7 +5,8 @@
  * comment has every rule), and the first host that holds a
  * whole transaction decides every recipient's result. It knows nothing of
  * the queue or of DNS: the caller resolves names (MX, A/AAAA) first and
- * turns the results into queue state. */
+ * turns the results into queue state. With a cache key the connection
+ * outlives the attempt (smtp_client_cache.h). */
 #ifndef LUAMTA_SMTP_CLIENT_H
 #define LUAMTA_SMTP_CLIENT_H
 
@@ -46,6 +47,14 @@ struct smtp_client_req {
 	int body_8bit;  /* MAIL gets BODY=8BITMIME (when offered) */
 	int smtputf8;   /* needs SMTPUTF8: a server without it gets nothing (5.6.7) */
 	const char *id; /* the queue id, for the logs */
+	/* The route as a key of smtp_client_cache.h: a connection parked
+	 * under it is taken instead of connecting, and this attempt's
+	 * connection is parked under it when its transaction ends in step.
+	 * It must name everything a session depends on (host or socket,
+	 * port, TLS, AUTH with its password, LMTP, our name). NULL: one
+	 * connection for this attempt, QUIT at the end. */
+	const char *cache_key;
+	double cache_idle; /* seconds a parked connection waits (> 0 with a key) */
 	/* Timeouts (RFC 5321 4.5.3.2), seconds; 0: the RFC's default
 	 * (connect 30, greeting 300, MAIL/RCPT 300, DATA 120, a block of data
 	 * 180, the final dot 600). Tests shorten them. */

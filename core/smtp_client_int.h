@@ -27,6 +27,7 @@ enum cl_state {
 	CL_STARTTLS,  /* STARTTLS sent */
 	CL_HANDSHAKE, /* TLS handshake */
 	CL_AUTH,      /* AUTH PLAIN sent */
+	CL_RSET,      /* RSET sent on a cached connection (no PIPELINING) */
 	CL_TXN,       /* MAIL, RCPT and DATA replies */
 	CL_BODY,      /* sending the message */
 	CL_DOT,       /* waiting for the final reply(ies) */
@@ -65,6 +66,12 @@ struct smtp_client {
 	char addrtxt[128]; /* its address (and port), or the socket path */
 	char desc[300];    /* "name [addr]" */
 	int connected;     /* this target accepted the connection */
+	int reused;        /* the connection came from smtp_client_cache.c */
+	int rset_pending;  /* a pipelined RSET's reply comes before MAIL's */
+	int rset_done;     /* the cached connection answered RSET with 250 */
+	unsigned uses;     /* transactions the connection carried before this one */
+	double born;       /* ev_now() when it connected */
+	char namebuf[256]; /* name when the connection was cached: the host list is another job's */
 
 	int pipelined, mail_ok, mail_decided;
 	size_t *order, norder; /* the recipients sent RCPT, in order */
@@ -107,5 +114,6 @@ void smtpc_host_fail(struct smtp_client *, int code, const char *fmt, ...)
 void smtpc_lost(struct smtp_client *, const char *what);
 void smtpc_reply(struct smtp_client *);
 void smtpc_handshake(struct smtp_client *);
+void smtpc_resume(struct smtp_client *);
 
 #endif

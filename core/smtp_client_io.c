@@ -6,6 +6,7 @@
  * object's lifetime: the result is handed over from a timer of its own,
  * never from inside smtp_client_start() or a socket callback. */
 #include "smtp_client_int.h"
+#include "smtp_client_cache.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -74,6 +75,8 @@ smtpc_next(struct smtp_client *c)
 	for (;;) {
 		memset(&ss, 0, sizeof(ss));
 		c->connected = 0;
+		c->reused = c->rset_pending = c->rset_done = 0;
+		c->uses = 0;
 		c->tls_refused = 0;
 		memset(&c->caps, 0, sizeof(c->caps));
 		if (c->plain_retry) {
@@ -393,6 +396,7 @@ cl_on_io(struct ev_loop *loop, ev_io *w, int revents)
 			smtpc_lost(c, strerror(err));
 		} else {
 			c->connected = 1;
+			c->born = ev_now(c->loop);
 			if (c->req.unix_path == NULL)
 				(void)setsockopt(
 				    c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -455,6 +459,32 @@ cl_on_done(struct ev_loop *loop, ev_timer *w, int revents)
 	cl_free(c);
 }
 
+/* Takes a connection parked under the request's key: 1, or 0 (connect). */
+static int
+cl_take(struct smtp_client *c)
+{
+	struct smtpc_conn k;
+
+	if (!smtp_client_cache_take(c->loop, c->req.cache_key, &k))
+		return 0;
+	c->fd = k.fd;
+	c->tls = k.tls;
+	c->tls_up = k.tls != NULL;
+	c->caps = k.caps;
+	snprintf(c->namebuf, sizeof(c->namebuf), "%s", k.name);
+	c->name = c->namebuf;
+	snprintf(c->addrtxt, sizeof(c->addrtxt), "%s", k.addrtxt);
+	snprintf(c->desc, sizeof(c->desc), "%s", k.desc);
+	c->uses = k.uses;
+	c->born = k.born;
+	c->connected = 1;
+	c->reused = 1;
+	/* started stays 0: should this connection fail, smtpc_next()
+	 * begins with the first target. */
+	ev_io_set(&c->io, c->fd, 0);
+	return 1;
+}
+
 struct smtp_client *
 smtp_client_start(
     struct ev_loop *loop, const struct smtp_client_req *req, smtp_client_cb *cb, void *arg)
@@ -498,10 +528,11 @@ smtp_client_start(
 		;
 	if (i == n)
 		smtpc_finish(c);
-	else {
+	else if (req->cache_key != NULL && cl_take(c))
+		smtpc_resume(c);
+	else
 		smtpc_next(c);
-		cl_kick(c);
-	}
+	cl_kick(c);
 	return c;
 }
 
