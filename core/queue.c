@@ -3,6 +3,7 @@
  * aside when corrupt, listed and locked. Plain synchronous file work on
  * libc only; the text of ID.env is queue_file.c's, and when to deliver
  * what is the scheduler's. */
+#define _GNU_SOURCE /* memmem */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "msgstore.h"
 #include "queue.h"
 
@@ -51,38 +53,6 @@ path_of(char *out, size_t outsz, const char *spool, const char *name, const char
 	if (n < 0 || (size_t)n >= outsz) {
 		errno = ENAMETOOLONG;
 		return -1;
-	}
-	return 0;
-}
-
-/* A rename or a new link is durable only once its directory is synced. */
-static int
-fsync_dir(const char *dir)
-{
-	int fd, rc, saved;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return -1;
-	rc = fsync(fd);
-	saved = errno;
-	close(fd);
-	errno = saved;
-	return rc;
-}
-
-static int
-write_all(int fd, const char *p, size_t len)
-{
-	ssize_t w;
-
-	while (len > 0) {
-		if ((w = write(fd, p, len)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		len -= (size_t)w;
 	}
 	return 0;
 }
@@ -150,7 +120,7 @@ write_replace(const char *final, const char *text, size_t len)
 	if ((fd = mkstemp(tmp)) == -1)
 		return -1;
 	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-	if (write_all(fd, text, len) == -1 || fsync(fd) == -1)
+	if (fileio_write(fd, text, len) == -1 || fsync(fd) == -1)
 		goto fail;
 	if (close(fd) == -1) {
 		fd = -1;
@@ -248,38 +218,49 @@ random_id(char id[QUEUE_ID_MAX])
 	return 0;
 }
 
-/* Writes the message under a new id's ID.msg (O_EXCL: never over another
- * entry), synced. The id is base, or base-1 when n > 1. */
+/* Writes ID.msg for a new id: the first entry's envelope (env, which
+ * names first) and then the message, to a temporary name, synced, and
+ * linked into place: a visible ID.msg is always whole, since its envelope
+ * alone makes it an entry. The id is base, or base-1 when n > 1. */
 static int
-enqueue_body(const char *spool, const struct msgstore *ms, size_t n, char *base,
-    char first[QUEUE_ID_MAX], char *err, size_t errsz)
+enqueue_body(const char *spool, const struct msgstore *ms, struct queue_entry *first, size_t n,
+    char *base, char *err, size_t errsz)
 {
-	char path[PATH_MAX];
-	int fd = -1, tries;
+	char path[PATH_MAX], tmp[PATH_MAX], *env = NULL;
+	size_t envlen;
+	int fd = -1, saved;
 
-	for (tries = 0; tries < 8; tries++) {
-		if (random_id(base) == -1)
-			return fail(err, errsz, "getrandom: %s", strerror(errno));
-		snprintf(first, QUEUE_ID_MAX, "%.16s%s", base, n > 1 ? "-1" : "");
-		if (path_of(path, sizeof(path), spool, first, ".msg") == -1)
-			return fail(err, errsz, "spool %s: %s", spool, strerror(errno));
-		if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) != -1 ||
-		    errno != EEXIST)
-			break;
+	if (random_id(base) == -1)
+		return fail(err, errsz, "getrandom: %s", strerror(errno));
+	snprintf(first->id, QUEUE_ID_MAX, "%.16s%s", base, n > 1 ? "-1" : "");
+	if ((env = queue_env_format(first, &envlen)) == NULL)
+		return fail(err, errsz, "enqueue: out of memory");
+	/* "ID.msg.XXXXXX" never ends in ".msg": listing skips it. */
+	if (path_of(path, sizeof(path), spool, first->id, ".msg") == -1 ||
+	    snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp)) {
+		free(env);
+		return fail(err, errsz, "spool %s: %s", spool, strerror(ENAMETOOLONG));
 	}
-	if (fd == -1)
-		return fail(err, errsz, "%s: %s", path, strerror(errno));
-	if (msgstore_write(ms, fd) == -1 || fsync(fd) == -1) {
-		fail(err, errsz, "%s: %s", path, strerror(errno));
-		close(fd);
-		unlink(path);
-		return -1;
+	if ((fd = mkstemp(tmp)) == -1) {
+		saved = errno;
+		free(env);
+		return fail(err, errsz, "%s: %s", tmp, strerror(saved));
 	}
-	if (close(fd) == -1) {
-		fail(err, errsz, "%s: %s", path, strerror(errno));
-		unlink(path);
-		return -1;
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	/* link, not rename: an id drawn twice (one chance in 2^64) fails
+	 * with EEXIST rather than replacing another entry. */
+	if (fileio_write(fd, env, envlen) == -1 || msgstore_write(ms, fd) == -1 ||
+	    fsync(fd) == -1 || close(fd) == -1 || (fd = -1, link(tmp, path) == -1)) {
+		saved = errno;
+		if (fd != -1)
+			close(fd);
+		unlink(tmp);
+		free(env);
+		first->id[0] = '\0';
+		return fail(err, errsz, "%s: %s", path, strerror(saved));
 	}
+	unlink(tmp);
+	free(env);
 	return 0;
 }
 
@@ -298,7 +279,7 @@ enqueue_undo(const char *spool, struct queue_entry *entries, size_t made, int en
 	}
 	for (size_t i = 0; i < made; i++)
 		entries[i].id[0] = '\0';
-	fsync_dir(spool);
+	fileio_sync_dir(spool);
 }
 
 int
@@ -316,7 +297,11 @@ queue_enqueue(const char *spool, const struct msgstore *ms, struct queue_entry *
 	for (i = 0; i < n; i++)
 		if (entries[i].nrcpts == 0 || entries[i].sender == NULL)
 			return fail(err, errsz, "enqueue: an entry without sender or recipients");
-	if (enqueue_body(spool, ms, n, base, entries[0].id, err, errsz) == -1)
+	for (i = 0; i < n; i++) {
+		entries[i].created = now;
+		entries[i].size = msgstore_len(ms);
+	}
+	if (enqueue_body(spool, ms, &entries[0], n, base, err, errsz) == -1)
 		return -1;
 	made = 1;
 	if (path_of(first, sizeof(first), spool, entries[0].id, ".msg") == -1)
@@ -333,9 +318,8 @@ queue_enqueue(const char *spool, const struct msgstore *ms, struct queue_entry *
 		}
 		made++;
 	}
-	for (i = 0; i < n; i++) {
-		entries[i].created = now;
-		entries[i].size = msgstore_len(ms);
+	/* The first entry's envelope is in ID.msg; the others' are files. */
+	for (i = 1; i < n; i++) {
 		if ((text = queue_env_format(&entries[i], &tlen)) == NULL) {
 			errno = ENOMEM;
 			goto fail_errno;
@@ -347,7 +331,7 @@ queue_enqueue(const char *spool, const struct msgstore *ms, struct queue_entry *
 		}
 		free(text);
 	}
-	if (fsync_dir(spool) == -1) {
+	if (fileio_sync_dir(spool) == -1) {
 		snprintf(path, sizeof(path), "%s", spool);
 		goto fail_errno;
 	}
@@ -358,22 +342,112 @@ fail_errno:
 	return -1;
 }
 
+/* Reads the envelope written in front of the message in ID.msg (open as
+ * fd): its text, malloc'ed and NUL-terminated, and its length, which is
+ * where the message starts. 0, or -1 with errno (EINVAL: no envelope). */
+static int
+read_front_envelope(int fd, char **text, size_t *len)
+{
+	static const char magic[] = "luamta-queue ";
+	size_t cap = 4096, got = 0;
+	char *buf = NULL, *grown;
+	const char *end;
+	ssize_t r;
+
+	for (;;) {
+		if ((grown = realloc(buf, cap + 1)) == NULL)
+			goto fail;
+		buf = grown;
+		if ((r = pread(fd, buf + got, cap - got, (off_t)got)) == -1) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		got += (size_t)r;
+		buf[got] = '\0';
+		if (memcmp(buf, magic, got < sizeof(magic) - 1 ? got : sizeof(magic) - 1) != 0)
+			break;
+		/* Escaped values never make a line "end": the first one
+		 * closes the envelope. */
+		if ((end = memmem(buf, got, "\nend\n", 5)) != NULL) {
+			*len = (size_t)(end + 5 - buf);
+			buf[*len] = '\0';
+			*text = buf;
+			return 0;
+		}
+		if (r == 0 || got >= QUEUE_ENV_MAX)
+			break;
+		if (got == cap)
+			cap *= 2;
+	}
+	errno = EINVAL;
+fail:
+	free(buf);
+	return -1;
+}
+
+int
+queue_body_offset(int fd, size_t *off)
+{
+	char *text;
+
+	if (read_front_envelope(fd, &text, off) == -1)
+		return -1;
+	free(text);
+	return 0;
+}
+
+/* Whether id names the first entry of its message (no "-N", or "-1"): the
+ * one whose envelope ID.msg carries in front. */
+static int
+first_entry(const char *id)
+{
+	const char *dash = strchr(id, '-');
+
+	return dash == NULL || strcmp(dash, "-1") == 0;
+}
+
 int
 queue_load(const char *spool, const char *id, struct queue_entry *out, char *err, size_t errsz)
 {
-	char path[PATH_MAX], perr[256];
+	char path[PATH_MAX], msg[PATH_MAX], perr[256];
 	char *text;
 	size_t len;
+	int fd;
 
 	memset(out, 0, sizeof(*out));
 	if (!queue_id_valid(id))
 		return fail(err, errsz, "bad queue id");
-	if (path_of(path, sizeof(path), spool, id, ".env") == -1)
-		return fail(err, errsz, "%s/%s.env: %s", spool, id, strerror(errno));
-	if (read_all(path, QUEUE_ENV_MAX, &text, &len) == -1) {
-		if (errno == ENOENT)
+	if (path_of(path, sizeof(path), spool, id, ".env") == -1 ||
+	    path_of(msg, sizeof(msg), spool, id, ".msg") == -1)
+		return fail(err, errsz, "%s/%s: %s", spool, id, strerror(errno));
+	if (read_all(path, QUEUE_ENV_MAX, &text, &len) == 0) {
+		/* An envelope whose message is gone is what a removal
+		 * cut short leaves: no entry. */
+		if (access(msg, F_OK) == -1 && errno == ENOENT) {
+			free(text);
 			return 1;
+		}
+	} else if (errno != ENOENT)
 		return fail(err, errsz, "%s: %s", path, strerror(errno));
+	else {
+		/* No ID.env: the envelope in front of the message, which is
+		 * this entry's only for the first entry of a message. */
+		if (!first_entry(id))
+			return 1;
+		snprintf(path, sizeof(path), "%s", msg);
+		if ((fd = open(msg, O_RDONLY | O_CLOEXEC)) == -1) {
+			if (errno == ENOENT)
+				return 1;
+			return fail(err, errsz, "%s: %s", msg, strerror(errno));
+		}
+		if (read_front_envelope(fd, &text, &len) == -1) {
+			int saved = errno;
+			close(fd);
+			return fail(err, errsz, "%s: %s", msg,
+			    saved == EINVAL ? "corrupt: no envelope in front" : strerror(saved));
+		}
+		close(fd);
 	}
 	if (queue_env_parse(text, len, out, perr, sizeof(perr)) == -1) {
 		free(text);
@@ -405,12 +479,12 @@ queue_save(const char *spool, const struct queue_entry *e, char *err, size_t err
 		return fail(err, errsz, "%s: %s", path, strerror(errno));
 	}
 	free(text);
-	if (fsync_dir(spool) == -1)
+	if (fileio_sync_dir(spool) == -1)
 		return fail(err, errsz, "%s: %s", spool, strerror(errno));
 	return 0;
 }
 
-/* Unlinks ID.env, then ID.msg; the directory is synced only with sync. */
+/* Unlinks ID.msg, then ID.env; the directory is synced only with sync. */
 static int
 remove_entry(const char *spool, const char *id, int sync, char *err, size_t errsz)
 {
@@ -418,15 +492,17 @@ remove_entry(const char *spool, const char *id, int sync, char *err, size_t errs
 
 	if (!queue_id_valid(id))
 		return fail(err, errsz, "bad queue id");
-	/* The envelope first: a crash in between leaves a message file no
-	 * listing shows, rather than an entry without its message. */
-	if (path_of(path, sizeof(path), spool, id, ".env") == -1 ||
-	    (unlink(path) == -1 && errno != ENOENT))
-		return fail(err, errsz, "%s: %s", path, strerror(errno));
+	/* The message first: it may carry the entry's first envelope, and a
+	 * process killed in between leaves an ID.env without its message,
+	 * which is no entry (queue_load) and is swept, rather than that
+	 * first envelope, which would be the entry again from its start. */
 	if (path_of(path, sizeof(path), spool, id, ".msg") == -1 ||
 	    (unlink(path) == -1 && errno != ENOENT))
 		return fail(err, errsz, "%s: %s", path, strerror(errno));
-	if (sync && fsync_dir(spool) == -1)
+	if (path_of(path, sizeof(path), spool, id, ".env") == -1 ||
+	    (unlink(path) == -1 && errno != ENOENT))
+		return fail(err, errsz, "%s: %s", path, strerror(errno));
+	if (sync && fileio_sync_dir(spool) == -1)
 		return fail(err, errsz, "%s: %s", spool, strerror(errno));
 	return 0;
 }
@@ -462,7 +538,7 @@ queue_quarantine(const char *spool, const char *id, char *err, size_t errsz)
 		if (rename(from, to) == -1 && errno != ENOENT)
 			return fail(err, errsz, "%s: %s", from, strerror(errno));
 	}
-	if (fsync_dir(dir) == -1 || fsync_dir(spool) == -1)
+	if (fileio_sync_dir(dir) == -1 || fileio_sync_dir(spool) == -1)
 		return fail(err, errsz, "%s: %s", spool, strerror(errno));
 	return 0;
 }
@@ -486,12 +562,17 @@ queue_list_ids(const char *spool, char ***ids, size_t *n, char *err, size_t errs
 	if ((d = opendir(spool)) == NULL)
 		return fail(err, errsz, "%s: %s", spool, strerror(errno));
 	while ((errno = 0, de = readdir(d)) != NULL) {
+		/* An entry is an ID.env, or the ID.msg of a first entry (its
+		 * envelope in front); both may be there: one id, once. */
 		len = strlen(de->d_name);
-		if (len < 5 || len - 4 >= QUEUE_ID_MAX || strcmp(de->d_name + len - 4, ".env") != 0)
+		if (len < 5 || len - 4 >= QUEUE_ID_MAX)
+			continue;
+		if (strcmp(de->d_name + len - 4, ".env") != 0 &&
+		    strcmp(de->d_name + len - 4, ".msg") != 0)
 			continue;
 		memcpy(name, de->d_name, len - 4);
 		name[len - 4] = '\0';
-		if (!queue_id_valid(name))
+		if (!queue_id_valid(name) || (de->d_name[len - 3] == 'm' && !first_entry(name)))
 			continue;
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 16;
@@ -510,6 +591,16 @@ queue_list_ids(const char *spool, char ***ids, size_t *n, char *err, size_t errs
 	closedir(d);
 	if (cnt > 0)
 		qsort(v, cnt, sizeof(*v), cmp_str);
+	for (size_t i = 1, k = 1; i <= cnt; i++) {
+		if (i == cnt) {
+			cnt = cnt > 0 ? k : 0;
+			break;
+		}
+		if (strcmp(v[i], v[k - 1]) == 0)
+			free(v[i]);
+		else
+			v[k++] = v[i];
+	}
 	*ids = v;
 	*n = cnt;
 	return 0;
@@ -523,8 +614,9 @@ fail:
 	return -1;
 }
 
-/* Whether name is "ID.msg" (1) or "ID.env.XXXXXX" (2) for a valid ID;
- * 0 for anything else. The id is copied into id. */
+/* Whether name is "ID.msg" (1), a temporary "ID.env.XXXXXX" or
+ * "ID.msg.XXXXXX" (2) or "ID.env" (3) for a valid ID; 0 for anything else.
+ * The id is copied into id. */
 static int
 sweep_kind(const char *name, char id[QUEUE_ID_MAX])
 {
@@ -539,8 +631,11 @@ sweep_kind(const char *name, char id[QUEUE_ID_MAX])
 		return 0;
 	if (strcmp(dot, ".msg") == 0)
 		return 1;
-	if (strncmp(dot, ".env.", 5) == 0 && strlen(dot + 5) == 6)
+	if ((strncmp(dot, ".env.", 5) == 0 || strncmp(dot, ".msg.", 5) == 0) &&
+	    strlen(dot + 5) == 6)
 		return 2;
+	if (strcmp(dot, ".env") == 0)
+		return 3;
 	return 0;
 }
 
@@ -560,16 +655,21 @@ queue_sweep(const char *spool, time_t before, char *err, size_t errsz)
 		    path_of(path, sizeof(path), spool, de->d_name, "") == -1 ||
 		    lstat(path, &st) == -1 || !S_ISREG(st.st_mode) || st.st_mtime >= before)
 			continue;
-		/* A message file is an orphan only without its envelope. */
-		if (kind == 1 &&
-		    (path_of(env, sizeof(env), spool, id, ".env") == -1 || access(env, F_OK) == 0 ||
-			errno != ENOENT))
+		/* A message file is an orphan only without its envelope,
+		 * which the first entry's carries in front; an envelope is
+		 * one only with its message. */
+		if (kind == 1 && (first_entry(id) ||
+				     path_of(env, sizeof(env), spool, id, ".env") == -1 ||
+				     access(env, F_OK) == 0 || errno != ENOENT))
+			continue;
+		if (kind == 3 && (path_of(env, sizeof(env), spool, id, ".msg") == -1 ||
+				     access(env, F_OK) == 0 || errno != ENOENT))
 			continue;
 		if (unlink(path) == 0)
 			removed++;
 	}
 	closedir(d);
-	if (removed > 0 && fsync_dir(spool) == -1)
+	if (removed > 0 && fileio_sync_dir(spool) == -1)
 		return fail(err, errsz, "%s: %s", spool, strerror(errno));
 	return removed;
 }
@@ -578,12 +678,26 @@ int
 queue_read_body(const char *spool, const char *id, char **msg, size_t *len, char *err, size_t errsz)
 {
 	char path[PATH_MAX];
+	size_t off;
+	int fd;
 
 	if (!queue_id_valid(id))
 		return fail(err, errsz, "bad queue id");
 	if (path_of(path, sizeof(path), spool, id, ".msg") == -1 ||
 	    read_all(path, SIZE_MAX - 1, msg, len) == -1)
 		return fail(err, errsz, "%s: %s", path, strerror(errno));
+	/* What follows the envelope in front. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 || queue_body_offset(fd, &off) == -1) {
+		int saved = errno;
+		if (fd != -1)
+			close(fd);
+		free(*msg);
+		*msg = NULL;
+		return fail(err, errsz, "%s: %s", path, strerror(saved));
+	}
+	close(fd);
+	memmove(*msg, *msg + off, *len - off + 1);
+	*len -= off;
 	return 0;
 }
 

@@ -67,7 +67,7 @@ struct queue_entry {
 	char *sender; /* owned: "" for the null sender */
 	time_t created;
 	int held;      /* `luamta queue hold`: not delivered until released */
-	size_t size;   /* bytes of ID.msg */
+	size_t size;   /* bytes of the message (ID.msg past its envelope) */
 	int body_8bit; /* MAIL had BODY=8BITMIME */
 	int smtputf8;  /* MAIL had SMTPUTF8 */
 	int is_bounce; /* a delivery status notification we made: never bounced */
@@ -88,27 +88,32 @@ int queue_entry_done(const struct queue_entry *);
 char *queue_env_format(const struct queue_entry *, size_t *len);
 int queue_env_parse(const char *text, size_t len, struct queue_entry *out, char *err, size_t errsz);
 
+struct msgstore;
+
 /* Creates the spool directory (mode 0700; its parents 0755) and
  * SPOOL/flush/ when missing; checks the spool can be written. 0, or -1
  * with err. */
-struct msgstore;
-
 int queue_open(const char *spool, char *err, size_t errsz);
 
 /* Queues one message for n entries (one per route), each with its own
- * recipients: writes ID.msg once (hard links for the others), then each
- * ID.env, everything fsync'ed and the directory last. Fills each entry's
- * id, created and size. Returns 0 only when all are durable; on -1
- * (err set) nothing of them is left in the spool. */
+ * recipients: writes ID.msg once, the first entry's envelope in front of
+ * the message (through a temporary name, so it is whole once visible),
+ * hard links for the other entries and an ID.env each, everything
+ * fsync'ed and the directory last. A message with one route is one file
+ * and two fsyncs. Fills each entry's id, created and size. Returns 0 only
+ * when all are durable; on -1 (err set) nothing of them is left. */
 int queue_enqueue(const char *spool, const struct msgstore *ms, struct queue_entry *entries,
     size_t n, char *err, size_t errsz);
 
-/* Reads ID.env into out. 0; 1 when the entry does not exist (any more);
- * -1 with err when it cannot be read or does not parse (corrupt). */
+/* Reads the entry's envelope into out: ID.env, or without one the
+ * envelope in front of a first entry's ID.msg (queue_save writes ID.env,
+ * which then stands). 0; 1 when the entry does not exist (any more, or an
+ * ID.env whose message is gone); -1 with err when it cannot be read or
+ * does not parse (corrupt). */
 int queue_load(const char *spool, const char *id, struct queue_entry *out, char *err, size_t errsz);
 /* Replaces ID.env durably (see above). 0 or -1 with err. */
 int queue_save(const char *spool, const struct queue_entry *, char *err, size_t errsz);
-/* Removes the entry (ID.env first, then ID.msg), durably. 0 (also when it
+/* Removes the entry (ID.msg first, then ID.env), durably. 0 (also when it
  * was gone already) or -1. */
 int queue_remove(const char *spool, const char *id, char *err, size_t errsz);
 /* The same for an entry that is over (every recipient delivered or
@@ -123,18 +128,23 @@ int queue_remove_finished(const char *spool, const char *id, char *err, size_t e
 /* A corrupt entry is moved to SPOOL/corrupt/ for a human, out of the way. */
 int queue_quarantine(const char *spool, const char *id, char *err, size_t errsz);
 
-/* The ids of every entry in the spool (those with an ID.env), sorted;
- * *ids malloc'ed (free each, then the array). 0 or -1 with err. */
+/* The ids of every entry in the spool (an ID.env, or a first entry's
+ * ID.msg), sorted; *ids malloc'ed (free each, then the array). 0 or -1
+ * with err. */
 int queue_list_ids(const char *spool, char ***ids, size_t *n, char *err, size_t errsz);
 
 /* Removes what a crash can leave behind, when last changed before
- * `before`: temporary files (ID.env.XXXXXX) and message files without an
- * envelope (an enqueue or a remove cut short). The age keeps it off an
+ * `before`: temporary files (ID.env.XXXXXX, ID.msg.XXXXXX), the ID.msg of
+ * an entry other than the first without its ID.env, and an ID.env without
+ * its ID.msg (an enqueue or a remove cut short). The age keeps it off an
  * enqueue in progress in another process: give a time well in the past
  * (now minus an hour). Returns how many files it removed, or -1 with err. */
 int queue_sweep(const char *spool, time_t before, char *err, size_t errsz);
 
-/* Reads ID.msg whole into a malloc'ed buffer. 0 or -1 with err. */
+/* Where the message starts in ID.msg (open as fd), past the envelope
+ * written in front of it. 0, or -1 with errno (EINVAL: none there). */
+int queue_body_offset(int fd, size_t *off);
+/* Reads the message of ID.msg into a malloc'ed buffer. 0 or -1 with err. */
 int queue_read_body(
     const char *spool, const char *id, char **msg, size_t *len, char *err, size_t errsz);
 

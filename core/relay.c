@@ -341,6 +341,7 @@ relay_on_route(void *arg, const struct relay_route_result *rr)
 	req.rcpts = g->addrs;
 	req.nrcpts = g->n;
 	req.msgfd = j->lockfd; /* the lock is taken on ID.msg, open for reading */
+	req.msgbase = j->msgbase;
 	req.msglen = j->msglen;
 	req.body_8bit = j->e.body_8bit;
 	req.smtputf8 = j->e.smtputf8;
@@ -508,13 +509,22 @@ relay_job_start(struct relay_index *x)
 			relay_job_abandon(j, due);
 		return;
 	}
-	/* The body is read from the locked ID.msg as it is sent: its size
-	 * now, no copy in memory. */
-	if (fstat(j->lockfd, &st) == -1) {
+	/* The message is read from the locked ID.msg, past the envelope in
+	 * front of it, as it is sent: no copy in memory. A file whose size
+	 * disagrees with its envelope was cut short: corrupt. */
+	if (fstat(j->lockfd, &st) == -1 || queue_body_offset(j->lockfd, &j->msgbase) == -1) {
 		snprintf(err, sizeof(err), "%s.msg: %s", j->id, strerror(errno));
 		st.st_size = -1;
+	} else if ((size_t)st.st_size != j->msgbase + j->e.size) {
+		log_warn(NULL,
+		    "relay.corrupt id=%s error=\"ID.msg has %lld bytes, not %zu\" action=quarantine",
+		    j->id, (long long)st.st_size, j->msgbase + j->e.size);
+		(void)queue_quarantine(R.cfg->spool, j->id, err, sizeof(err));
+		relay_job_free(j);
+		relay_forget(x->id);
+		return;
 	}
-	j->msglen = st.st_size >= 0 ? (size_t)st.st_size : 0;
+	j->msglen = j->e.size;
 	if (st.st_size < 0 || (j->out = calloc(j->e.nrcpts, sizeof(*j->out))) == NULL ||
 	    (j->bounce = calloc(j->e.nrcpts, sizeof(*j->bounce))) == NULL ||
 	    relay_job_group(j) == -1) {

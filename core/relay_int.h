@@ -22,7 +22,8 @@ struct relay_job {
 	char id[QUEUE_ID_MAX];
 	struct queue_entry e;
 	int lockfd;
-	size_t msglen; /* of ID.msg, read from lockfd as it is sent */
+	size_t msgbase; /* where the message starts in ID.msg (past its envelope) */
+	size_t msglen;  /* read from lockfd from msgbase on, as it is sent */
 	struct relay_group *groups;
 	size_t ngroups, pending;
 	/* The outcome, in recipient order: what this pass decided. */

@@ -175,7 +175,7 @@ relay_original(const struct relay_job *j, size_t *len, int *headers_only)
 	if ((buf = malloc(want + 1)) == NULL)
 		return NULL;
 	while (got < want) {
-		r = pread(j->lockfd, buf + got, want - got, (off_t)got);
+		r = pread(j->lockfd, buf + got, want - got, (off_t)(j->msgbase + got));
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r <= 0) {

@@ -40,9 +40,11 @@ struct smtp_client_req {
 	size_t nrcpts;
 	/* The message as accepted (CRLF lines, not dot-stuffed): msg, or
 	 * when that is NULL the file msgfd (read a block at a time with
-	 * pread from offset 0, so a queued message is never whole in memory). */
+	 * pread from offset msgbase, so a queued message is never whole in
+	 * memory). */
 	const char *msg;
 	int msgfd;
+	size_t msgbase;
 	size_t msglen;
 	int body_8bit;  /* MAIL gets BODY=8BITMIME (when offered) */
 	int smtputf8;   /* needs SMTPUTF8: a server without it gets nothing (5.6.7) */

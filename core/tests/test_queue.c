@@ -124,8 +124,17 @@ test_enqueue_load(void)
 	CHECK(e.size == sizeof(body) - 1 && e.created > 0);
 	spool_file(path, sizeof(path), e.id, ".msg");
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600 && st.st_nlink == 1);
+	/* One file: the envelope in front of the message, no ID.env. */
+	{
+		char head[32];
+		FILE *f = fopen(path, "r");
+
+		CHECK(f != NULL && fread(head, 1, 15, f) == 15 && memcmp(head, "luamta-queue 1\n", 15) == 0);
+		if (f != NULL)
+			fclose(f);
+	}
 	spool_file(path, sizeof(path), e.id, ".env");
-	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	CHECK(stat(path, &st) == -1 && errno == ENOENT);
 	CHECK_MSG(queue_load(spool, e.id, &back, err, sizeof(err)) == 0, "%s", err);
 	CHECK_STR(back.id, e.id);
 	CHECK_STR(back.sender, "s@example.org");
@@ -269,8 +278,13 @@ test_corrupt(void)
 		fclose(f);
 		free(text);
 	}
+	/* (With a message beside it: an envelope alone is no entry.) */
+	spool_file(path, sizeof(path), "fedcba9876543210", ".msg");
+	fclose(fopen(path, "w"));
 	CHECK(queue_load(spool, "fedcba9876543210", &back, err, sizeof(err)) == -1);
 	CHECK_MSG(strstr(err, "id inside") != NULL, "%s", err);
+	CHECK(unlink(path) == 0);
+	CHECK(queue_load(spool, "fedcba9876543210", &back, err, sizeof(err)) == 1);
 	CHECK(unlink(to) == 0);
 
 	CHECK(queue_quarantine(spool, multi_ids[1], err, sizeof(err)) == 0);
@@ -336,8 +350,13 @@ test_sweep(void)
 {
 	/* An old orphan message, an old temporary envelope, a fresh orphan,
 	 * and an old file that is none of these. */
-	static const char *const names[] = { "1111111111111111.msg", "2222222222222222.env.Ab12Cd",
-		"3333333333333333.msg", "notes.msg" };
+	/* An old orphan message (of an entry other than the first, whose
+	 * envelope would be a file), an old temporary envelope, a fresh
+	 * orphan, an old file that is none of these, an old envelope without
+	 * its message and an old temporary message. */
+	static const char *const names[] = { "1111111111111111-2.msg",
+		"2222222222222222.env.Ab12Cd", "3333333333333333-2.msg", "notes.msg",
+		"4444444444444444.env", "5555555555555555.msg.Xy12Zw" };
 	struct queue_entry e;
 	struct queue_rcpt r[1];
 	struct timespec old[2] = { { 1000, 0 }, { 1000, 0 } };
@@ -346,7 +365,7 @@ test_sweep(void)
 
 	make_entry(&e, r, 1, "a@x");
 	CHECK(queue_enqueue(spool, mem_of(body, sizeof(body) - 1), &e, 1, err, sizeof(err)) == 0);
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < 6; i++) {
 		spool_file(path, sizeof(path), names[i], "");
 		fd = open(path, O_WRONLY | O_CREAT, 0600);
 		CHECK(fd >= 0);
@@ -357,12 +376,16 @@ test_sweep(void)
 	/* The real entry looks old too: its envelope keeps it. */
 	spool_file(path, sizeof(path), e.id, ".msg");
 	CHECK(utimensat(AT_FDCWD, path, old, 0) == 0);
-	CHECK(queue_sweep(spool, 2000, err, sizeof(err)) == 2);
-	spool_file(path, sizeof(path), "1111111111111111", ".msg");
+	CHECK(queue_sweep(spool, 2000, err, sizeof(err)) == 4);
+	spool_file(path, sizeof(path), "1111111111111111-2", ".msg");
+	CHECK(access(path, F_OK) == -1);
+	spool_file(path, sizeof(path), "4444444444444444", ".env");
+	CHECK(access(path, F_OK) == -1);
+	spool_file(path, sizeof(path), "5555555555555555", ".msg.Xy12Zw");
 	CHECK(access(path, F_OK) == -1);
 	spool_file(path, sizeof(path), "2222222222222222", ".env.Ab12Cd");
 	CHECK(access(path, F_OK) == -1);
-	spool_file(path, sizeof(path), "3333333333333333", ".msg");
+	spool_file(path, sizeof(path), "3333333333333333-2", ".msg");
 	CHECK(access(path, F_OK) == 0);
 	spool_file(path, sizeof(path), "notes", ".msg");
 	CHECK(access(path, F_OK) == 0);
