@@ -276,11 +276,23 @@ static void
 relay_on_client(void *arg, const struct smtp_client_result *res)
 {
 	struct relay_group *g = arg;
+	int taken = 0;
 
 	R.active--;
-	for (size_t k = 0; k < g->n && k < res->nrcpts; k++)
+	for (size_t k = 0; k < g->n && k < res->nrcpts; k++) {
 		relay_outcome(
 		    g->job, g->rcpts[k], res->rcpt[k].code, res->rcpt[k].text, res->remote);
+		if (res->rcpt[k].code >= 200 && res->rcpt[k].code < 300)
+			taken = 1;
+	}
+	/* RFC 5321 4.5.3.1.10: a server out of room for more recipients in
+	 * one transaction answers 452 to the rest, which go in a later one.
+	 * When this transaction took some, that is the very next attempt
+	 * (on the same connection, through the cache), not a back-off; a
+	 * transaction that took none makes no progress and backs off. */
+	for (size_t k = 0; taken && k < g->n && k < res->nrcpts; k++)
+		if (res->rcpt[k].code == 452)
+			g->job->out[g->rcpts[k]].carry = 1;
 	relay_group_done(g);
 	/* A slot is free: what a limit held back may go now. */
 	for (size_t i = 0; i < R.nidx; i++)
@@ -631,9 +643,18 @@ relay_job_finish(struct relay_job *j)
 				left = 1;
 			continue;
 		}
-		r->attempts++;
 		free(r->last_reply);
 		r->last_reply = strdup(o->reply);
+		if (o->carry && (double)(wall - j->e.created) < R.cfg->queue_lifetime) {
+			/* Not an attempt of its own: no back-off. */
+			r->state = QUEUE_RCPT_DEFERRED;
+			r->next_attempt = wall;
+			log_info(NULL,
+			    "relay.deferred id=%s to=<%s> reply=\"%s\" retry_in=0 why=carried", j->id,
+			    r->address, o->reply);
+			continue;
+		}
+		r->attempts++;
 		if (o->code >= 200 && o->code < 300) {
 			r->state = QUEUE_RCPT_DELIVERED;
 			log_info(NULL, "relay.delivered id=%s to=<%s> remote=\"%s\" reply=\"%s\"",

@@ -29,6 +29,7 @@ struct relay_job {
 	/* The outcome, in recipient order: what this pass decided. */
 	struct relay_outcome {
 		int decided; /* 0: not tried this pass */
+		int carry;   /* a 452 in a transaction that took others: again at once */
 		int code;
 		char *reply;  /* owned: "550 5.1.1 text" */
 		char *remote; /* owned, or NULL */

@@ -207,3 +207,57 @@ end }
     assert.are.equal(2, copies)
   end)
 end)
+
+-- RFC 5321 4.5.3.1.10: a next hop that takes two recipients a transaction
+-- and answers 452 to the rest gets them in the next transactions at once
+-- (on the same connection), not after --retry-min.
+describe("a next hop with a recipient limit #integration", function()
+  local LIMIT_POLICY = [[
+local n = 0
+return {
+  on_mail = function(s) n = 0 end,
+  on_rcpt = function(s, rcpt)
+    n = n + 1
+    if n > 2 then return 452, "4.5.3 Too many recipients" end
+  end,
+}
+]]
+
+  it("gets the recipients it deferred with 452 in the next transactions, at once", function()
+    local port = dnskit.free_port()
+    local tmp = server.mkdtemp()
+    local dest = assert(server.start({ script_source = LIMIT_POLICY, capture = true,
+      listen = { "127.0.0.2:" .. port } }))
+    local relay = assert(server.start({ script_source = [[
+return { on_message = function(s, msg)
+  msg:relay{ host = "127.0.0.2", port = tonumber(os.getenv("DEST_PORT")), tls = "none" }
+end }
+]], env = { DEST_PORT = tostring(port) },
+      args = { "--spool", tmp .. "/spool", "--retry-min", "300", "--retry-max", "600" } }))
+    finally(function()
+      relay:stop()
+      dest:stop()
+      server.rmtree(tmp)
+    end)
+    local rcpts = { "r1@spec.test", "r2@spec.test", "r3@spec.test", "r4@spec.test", "r5@spec.test" }
+    local c = server.session(relay)
+    c:message("alice@spec.test", rcpts, "Subject: five\r\n\r\nx\r\n")
+    c:expect(250)
+    c:close()
+    -- Within the wait, far below --retry-min: three transactions of
+    -- two, two and one.
+    local got = wait_for("all five recipients", function()
+      local all = {}
+      for _, m in ipairs(dest:messages()) do
+        for _, r in ipairs(m.recipients) do all[#all + 1] = r end
+      end
+      return #all == 5 and all
+    end)
+    table.sort(got)
+    assert.are.same(rcpts, got)
+    local sizes = {}
+    for _, m in ipairs(dest:messages()) do sizes[#sizes + 1] = #m.recipients end
+    assert.are.same({ 2, 2, 1 }, sizes)
+    assert.are.equal(4, relay:count_log({ "relay.deferred", "retry_in=0 why=carried" }))
+  end)
+end)
