@@ -10,15 +10,7 @@ local smtp = require "smtp"
 local dnskit = require "dns"
 local cjson = require "cjson"
 
-local function wait_for(what, f, secs)
-  local deadline = os.time() + (secs or 20) * server.TIMEOUT_SCALE
-  while os.time() <= deadline do
-    local v = f()
-    if v then return v end
-    os.execute("sleep 0.1")
-  end
-  error("timed out waiting for " .. what)
-end
+local wait_for = server.wait_for
 
 -- The policy of the relaying server: every recipient is accepted; the
 -- message goes to each recipient's MX, except those of route.spec.test,
