@@ -1,6 +1,7 @@
 /* config.c - defaults and the command line. Every limit here names the RFC
  * that motivates its default; see README.md for the user-facing table. */
 #include "config.h"
+#include "version.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +22,7 @@ static const char usage_text[] =
     "              [--max-conn-rate N] [--limit-exempt CIDR,...|none]...\n"
     "              [--max-data-memory BYTES]\n"
     "              [--bare-lf reject|fix|allow] [--log-level error|warn|info|debug]\n"
+    "              [--log-format text|json]\n"
     "              [--ready-file FILE] [--hook-timeout SECS] [--hook-instructions N]\n"
     "              [--lua-memory BYTES] [--listen-tls ADDR:PORT]... [--tls-cert FILE]\n"
     "              [--tls-key FILE] [--tls-client-ca FILE] [--tls-timeout SECS]\n"
@@ -72,6 +74,7 @@ enum {
 	OPT_MAX_PER_IP,
 	OPT_BARE_LF,
 	OPT_LOG_LEVEL,
+	OPT_LOG_FORMAT,
 	OPT_READY_FILE,
 	OPT_HOOK_TIMEOUT,
 	OPT_HOOK_INSNS,
@@ -122,6 +125,7 @@ static const struct option long_opts[] = {
 	{ "max-per-ip", required_argument, NULL, OPT_MAX_PER_IP },
 	{ "bare-lf", required_argument, NULL, OPT_BARE_LF },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
 	{ "ready-file", required_argument, NULL, OPT_READY_FILE },
 	{ "hook-timeout", required_argument, NULL, OPT_HOOK_TIMEOUT },
 	{ "hook-instructions", required_argument, NULL, OPT_HOOK_INSNS },
@@ -619,6 +623,16 @@ config_parse(struct config *cfg, int argc, char **argv)
 			}
 			cfg->log_level = (int)lvl;
 			break;
+		case OPT_LOG_FORMAT: {
+			enum log_format fmt;
+
+			if (log_format_parse(optarg, &fmt) == -1) {
+				fprintf(stderr, "luamta: --log-format: expected text or json\n");
+				return -1;
+			}
+			cfg->log_format = (int)fmt;
+			break;
+		}
 		case OPT_READY_FILE:
 			cfg->ready_file = optarg;
 			break;
@@ -694,7 +708,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 			cfg->max_auth_failures = (int)v;
 			break;
 		case OPT_VERSION:
-			printf("luamta %s\n", LUAMTA_VERSION);
+			version_print(stdout);
 			return 1;
 		case OPT_HELP:
 			fputs(usage_text, stdout);

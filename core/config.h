@@ -56,6 +56,7 @@ struct config {
 	int nexempt;
 	enum smtp_bare bare;
 	int log_level;          /* enum log_level */
+	int log_format;         /* enum log_format: --log-format */
 	const char *ready_file; /* borrowed from argv, or NULL */
 	double hook_timeout;    /* wall clock per hook resume */
 	long hook_instructions;

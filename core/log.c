@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 static enum log_level log_level = LOG_INFO;
+static enum log_format log_format = LOG_FORMAT_TEXT;
 
 static const char *const log_level_names[] = { "error", "warn", "info", "debug" };
 
@@ -44,6 +46,138 @@ log_enabled(enum log_level l)
 	return l <= log_level;
 }
 
+int
+log_format_parse(const char *s, enum log_format *out)
+{
+	if (strcmp(s, "text") == 0)
+		*out = LOG_FORMAT_TEXT;
+	else if (strcmp(s, "json") == 0)
+		*out = LOG_FORMAT_JSON;
+	else
+		return -1;
+	return 0;
+}
+
+void
+log_set_format(enum log_format f)
+{
+	log_format = f;
+}
+
+/* Appends to out as long as it fits; o is SIZE_MAX once it did not. */
+static void
+json_put(char *out, size_t outsz, size_t *o, const char *s, size_t n)
+{
+	if (*o == SIZE_MAX || n >= outsz - *o) {
+		*o = SIZE_MAX;
+		return;
+	}
+	memcpy(out + *o, s, n);
+	*o += n;
+}
+
+/* A JSON string of text that is already log_escape()d (or a bare token):
+ * its escapes are carried over, a quote or control byte escaped. */
+static void
+json_str(char *out, size_t outsz, size_t *o, const char *s, size_t n, int unescape)
+{
+	json_put(out, outsz, o, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (unescape && c == '\\' && i + 1 < n) {
+			char e = s[++i];
+			/* \n \r \t \\ \" are JSON's too; \xHH is kept as
+			 * text: a backslash, then "xHH". */
+			if (e == 'n' || e == 'r' || e == 't' || e == '\\' || e == '"') {
+				char two[2] = { '\\', e };
+				json_put(out, outsz, o, two, 2);
+			} else {
+				json_put(out, outsz, o, "\\\\", 2);
+				json_put(out, outsz, o, &e, 1);
+			}
+		} else if (c == '"' || c == '\\') {
+			char two[2] = { '\\', c };
+			json_put(out, outsz, o, two, 2);
+		} else if ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7f) {
+			/* Not produced by log_escape(); never invalid JSON. */
+			char hex[8];
+			snprintf(hex, sizeof(hex), "\\u%04x", (unsigned char)c);
+			json_put(out, outsz, o, hex, 6);
+		} else
+			json_put(out, outsz, o, &c, 1);
+	}
+	json_put(out, outsz, o, "\"", 1);
+}
+
+static void
+json_field(char *out, size_t outsz, size_t *o, const char *key, size_t klen, const char *v,
+    size_t vlen, int unescape)
+{
+	json_put(out, outsz, o, ",", 1);
+	json_str(out, outsz, o, key, klen, 0);
+	json_put(out, outsz, o, ":", 1);
+	json_str(out, outsz, o, v, vlen, unescape);
+}
+
+size_t
+log_json(char *out, size_t outsz, const char *ts, const char *level, const char *sid,
+    const char *body, size_t len)
+{
+	const char *p = body, *end = body + len, *k, *v;
+	size_t o = 0, klen;
+
+	if (outsz == 0)
+		return 0;
+	json_put(out, outsz, &o, "{\"ts\":", 6);
+	json_str(out, outsz, &o, ts, strlen(ts), 0);
+	json_field(out, outsz, &o, "level", 5, level, strlen(level), 0);
+	json_put(out, outsz, &o, ",\"session\":", 11);
+	if (sid != NULL)
+		json_str(out, outsz, &o, sid, strlen(sid), 0);
+	else
+		json_put(out, outsz, &o, "null", 4);
+	/* The event: the first word. */
+	for (k = p; p < end && *p != ' '; p++)
+		;
+	json_field(out, outsz, &o, "event", 5, k, (size_t)(p - k), 0);
+	while (p < end) {
+		while (p < end && *p == ' ')
+			p++;
+		if (p == end)
+			break;
+		/* key=: lower-case letters, digits, '_' and '.'. */
+		for (k = p; p < end && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+					  *p == '_' || *p == '.');
+		     p++)
+			;
+		klen = (size_t)(p - k);
+		if (klen == 0 || p == end || *p != '=') {
+			json_field(out, outsz, &o, "msg", 3, k, (size_t)(end - k), 0);
+			break;
+		}
+		v = ++p;
+		if (p < end && *p == '"') {
+			/* Up to the closing quote; \" and \\ inside are escapes. */
+			for (v = ++p; p < end && *p != '"'; p++)
+				if (*p == '\\' && p + 1 < end)
+					p++;
+			json_field(out, outsz, &o, k, klen, v, (size_t)(p - v), 1);
+			if (p < end)
+				p++;
+		} else {
+			while (p < end && *p != ' ')
+				p++;
+			json_field(out, outsz, &o, k, klen, v, (size_t)(p - v), 0);
+		}
+	}
+	json_put(out, outsz, &o, "}", 1);
+	if (o == SIZE_MAX || o >= outsz)
+		return 0;
+	out[o] = '\0';
+	return o;
+}
+
 static void
 log_vwrite(enum log_level l, const char *sid, const char *fmt, va_list ap)
 {
@@ -52,10 +186,10 @@ log_vwrite(enum log_level l, const char *sid, const char *fmt, va_list ap)
 	static char stamp[32];
 	static size_t stamp_len;
 	static time_t stamp_sec = -1;
-	char line[4096];
+	char line[4096 + 128], body[4096], json[8192];
 	struct timespec ts;
 	struct tm tm;
-	size_t n;
+	size_t n, blen;
 	int r;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -64,22 +198,39 @@ log_vwrite(enum log_level l, const char *sid, const char *fmt, va_list ap)
 		stamp_len = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ ", &tm);
 		stamp_sec = ts.tv_sec;
 	}
+	r = vsnprintf(body, sizeof(body), fmt, ap);
+	blen = r < 0 ? 0 : (size_t)r;
+	if (blen > sizeof(body) - 1) {
+		/* Truncated: keep the one-line promise. */
+		blen = sizeof(body) - 4;
+		memcpy(body + blen, "...", 3);
+		blen += 3;
+	}
+	if (log_format == LOG_FORMAT_JSON && stamp_len > 0) {
+		char when[32];
+
+		memcpy(when, stamp, stamp_len - 1); /* without the space */
+		when[stamp_len - 1] = '\0';
+		n = log_json(json, sizeof(json) - 1, when, log_level_str(l), sid, body, blen);
+		/* Too long once escaped (only unescaped 8-bit text grows that
+		 * much): still one JSON object, saying so. */
+		if (n == 0)
+			n = log_json(json, sizeof(json) - 1, when, log_level_str(l), sid,
+			    "log.too_long", 12);
+		json[n++] = '\n';
+		(void)!write(STDERR_FILENO, json, n);
+		return;
+	}
 	memcpy(line, stamp, stamp_len);
 	n = stamp_len;
 	r = snprintf(
 	    line + n, sizeof(line) - n, "%s %s ", log_level_str(l), sid != NULL ? sid : "-");
 	if (r > 0)
 		n += (size_t)r;
-	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	if (r < 0)
-		r = 0;
-	n += (size_t)r;
-	if (n > sizeof(line) - 2) {
-		/* Truncated: keep the one-line promise. */
-		n = sizeof(line) - 5;
-		memcpy(line + n, "...", 3);
-		n += 3;
-	}
+	if (blen > sizeof(line) - n - 1)
+		blen = sizeof(line) - n - 1;
+	memcpy(line + n, body, blen);
+	n += blen;
 	line[n++] = '\n';
 	/* A short write to stderr is not worth a retry loop on this path. */
 	if (write(STDERR_FILENO, line, n) < 0)

@@ -111,6 +111,7 @@ main(int argc, char **argv)
 	if ((rc = config_parse(&cfg, argc, argv)) != 0)
 		return rc == 1 ? 0 : 2;
 	log_set_level((enum log_level)cfg.log_level);
+	log_set_format((enum log_format)cfg.log_format);
 	signal(SIGPIPE, SIG_IGN);
 	if (ev_default_loop(EVFLAG_AUTO) == NULL)
 		fatalx("cannot initialise libev");
