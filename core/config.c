@@ -20,7 +20,7 @@ static const char usage_text[] =
     "              [--max-size BYTES] [--max-recipients N] [--timeout SECS]\n"
     "              [--data-timeout SECS] [--max-connections N] [--max-per-ip N]\n"
     "              [--max-conn-rate N] [--limit-exempt CIDR,...|none]...\n"
-    "              [--max-data-memory BYTES]\n"
+    "              [--max-data-memory BYTES] [--xclient-trusted CIDR,...]...\n"
     "              [--bare-lf reject|fix|allow] [--log-level error|warn|info|debug]\n"
     "              [--log-format text|json]\n"
     "              [--ready-file FILE] [--hook-timeout SECS] [--hook-instructions N]\n"
@@ -43,6 +43,7 @@ static const char usage_text[] =
     "                        replaces the default 127.0.0.0/8,::1/128, later ones add,\n"
     "                        'none' empties the list\n"
     "  --max-data-memory B   per worker: message data held in memory (default 268435456)\n"
+    "  --xclient-trusted LIST networks allowed to use XCLIENT (default: none)\n"
     "Workers:\n"
     "  --watchdog SECS       kill and restart a worker that has neither turned its event\n"
     "                        loop nor started a hook for SECS (default 3 x --hook-timeout,\n"
@@ -100,6 +101,7 @@ enum {
 	OPT_MAX_CONN_RATE,
 	OPT_MAX_DATA_MEMORY,
 	OPT_LIMIT_EXEMPT,
+	OPT_XCLIENT_TRUSTED,
 	OPT_WATCHDOG,
 	OPT_RESOLVER,
 	OPT_SPOOL,
@@ -149,6 +151,7 @@ static const struct option long_opts[] = {
 	{ "max-conn-rate", required_argument, NULL, OPT_MAX_CONN_RATE },
 	{ "max-data-memory", required_argument, NULL, OPT_MAX_DATA_MEMORY },
 	{ "limit-exempt", required_argument, NULL, OPT_LIMIT_EXEMPT },
+	{ "xclient-trusted", required_argument, NULL, OPT_XCLIENT_TRUSTED },
 	{ "watchdog", required_argument, NULL, OPT_WATCHDOG },
 	{ "resolver", required_argument, NULL, OPT_RESOLVER },
 	{ "spool", required_argument, NULL, OPT_SPOOL },
@@ -353,32 +356,33 @@ parse_net(const char *s, size_t len, struct config_net *n)
 	return 0;
 }
 
-/* --limit-exempt: a comma-separated list of networks, or "none". */
+/* A list of networks (--limit-exempt, --xclient-trusted): comma-separated,
+ * or "none". */
 static int
-parse_exempt(struct config *cfg, const char *arg)
+parse_nets(const char *opt, struct config_net *nets, int *n, const char *arg)
 {
 	const char *p = arg;
 
 	if (strcmp(arg, "none") == 0) {
-		cfg->nexempt = 0;
+		*n = 0;
 		return 0;
 	}
 	for (;;) {
 		size_t len = strcspn(p, ",");
 
-		if (cfg->nexempt == CONFIG_EXEMPT_MAX) {
-			fprintf(stderr, "luamta: --limit-exempt: more than %d networks\n",
+		if (*n == CONFIG_EXEMPT_MAX) {
+			fprintf(stderr, "luamta: --%s: more than %d networks\n", opt,
 			    CONFIG_EXEMPT_MAX);
 			return -1;
 		}
-		if (parse_net(p, len, &cfg->exempt[cfg->nexempt]) == -1) {
+		if (parse_net(p, len, &nets[*n]) == -1) {
 			fprintf(stderr,
-			    "luamta: --limit-exempt: expected ADDR[/PREFIX] with no host bits "
+			    "luamta: --%s: expected ADDR[/PREFIX] with no host bits "
 			    "past the prefix, got '%.*s'\n",
-			    (int)len, p);
+			    opt, (int)len, p);
 			return -1;
 		}
-		cfg->nexempt++;
+		(*n)++;
 		if (p[len] == '\0')
 			return 0;
 		p += len + 1;
@@ -386,10 +390,10 @@ parse_exempt(struct config *cfg, const char *arg)
 }
 
 static int
-config_exempt_addr(const struct config *cfg, int family, const unsigned char *addr)
+nets_match(const struct config_net *nets, int count, int family, const unsigned char *addr)
 {
-	for (int i = 0; i < cfg->nexempt; i++) {
-		const struct config_net *n = &cfg->exempt[i];
+	for (int i = 0; i < count; i++) {
+		const struct config_net *n = &nets[i];
 		unsigned char masked[16];
 		size_t len = family == AF_INET ? 4 : 16;
 
@@ -415,19 +419,21 @@ config_exempt(const struct config *cfg, const struct sockaddr *sa)
 	 * buffer with no promise about its alignment. */
 	if (sa->sa_family == AF_INET) {
 		memcpy(&s4, sa, sizeof(s4));
-		return config_exempt_addr(cfg, AF_INET, (const unsigned char *)&s4.sin_addr);
+		return nets_match(cfg->exempt, cfg->nexempt, AF_INET, (const unsigned char *)&s4.sin_addr);
 	}
 	if (sa->sa_family == AF_INET6) {
 		memcpy(&s6, sa, sizeof(s6));
 		if (net_v4mapped(s6.sin6_addr.s6_addr))
-			return config_exempt_addr(cfg, AF_INET, s6.sin6_addr.s6_addr + 12);
-		return config_exempt_addr(cfg, AF_INET6, s6.sin6_addr.s6_addr);
+			return nets_match(cfg->exempt, cfg->nexempt, AF_INET, s6.sin6_addr.s6_addr + 12);
+		return nets_match(cfg->exempt, cfg->nexempt, AF_INET6, s6.sin6_addr.s6_addr);
 	}
 	return 0;
 }
 
-int
-config_exempt_ip(const struct config *cfg, const char *ip)
+/* Whether a numeric address is in one of the lists; 0 when it does not
+ * parse. */
+static int
+nets_match_ip(const struct config_net *nets, int count, const char *ip)
 {
 	struct in6_addr a6;
 	unsigned char a4[4];
@@ -435,12 +441,24 @@ config_exempt_ip(const struct config *cfg, const char *ip)
 	if (ip == NULL)
 		return 0;
 	if (inet_pton(AF_INET, ip, a4) == 1)
-		return config_exempt_addr(cfg, AF_INET, a4);
+		return nets_match(nets, count, AF_INET, a4);
 	if (inet_pton(AF_INET6, ip, &a6) != 1)
 		return 0;
 	if (net_v4mapped(a6.s6_addr))
-		return config_exempt_addr(cfg, AF_INET, a6.s6_addr + 12);
-	return config_exempt_addr(cfg, AF_INET6, a6.s6_addr);
+		return nets_match(nets, count, AF_INET, a6.s6_addr + 12);
+	return nets_match(nets, count, AF_INET6, a6.s6_addr);
+}
+
+int
+config_exempt_ip(const struct config *cfg, const char *ip)
+{
+	return nets_match_ip(cfg->exempt, cfg->nexempt, ip);
+}
+
+int
+config_xclient_ip(const struct config *cfg, const char *ip)
+{
+	return nets_match_ip(cfg->xclient, cfg->nxclient, ip);
 }
 
 int
@@ -462,7 +480,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->max_conn_rate = 0; /* Postfix smtpd_client_connection_rate_limit */
 	cfg->max_data_memory = 256u << 20;
 	/* Postfix spares $mynetworks, which defaults to the host's own. */
-	if (parse_exempt(cfg, "127.0.0.0/8,::1/128") == -1)
+	if (parse_nets("limit-exempt", cfg->exempt, &cfg->nexempt, "127.0.0.0/8,::1/128") == -1)
 		return -1;
 	cfg->watchdog = -1; /* from --hook-timeout, below */
 	cfg->bare = SMTP_BARE_REJECT;
@@ -552,7 +570,11 @@ config_parse(struct config *cfg, int argc, char **argv)
 			if (!exempt_given)
 				cfg->nexempt = 0;
 			exempt_given = 1;
-			if (parse_exempt(cfg, optarg) == -1)
+			if (parse_nets("limit-exempt", cfg->exempt, &cfg->nexempt, optarg) == -1)
+				return -1;
+			break;
+		case OPT_XCLIENT_TRUSTED:
+			if (parse_nets("xclient-trusted", cfg->xclient, &cfg->nxclient, optarg) == -1)
 				return -1;
 			break;
 		case OPT_RESOLVER:

@@ -54,6 +54,8 @@ struct config {
 	size_t max_data_memory; /* per worker: message data held in memory */
 	struct config_net exempt[CONFIG_EXEMPT_MAX]; /* spared max_per_ip and max_conn_rate */
 	int nexempt;
+	struct config_net xclient[CONFIG_EXEMPT_MAX]; /* --xclient-trusted: may use XCLIENT */
+	int nxclient;
 	enum smtp_bare bare;
 	int log_level;          /* enum log_level */
 	int log_format;         /* enum log_format: --log-format */
@@ -102,6 +104,8 @@ int config_exempt(const struct config *, const struct sockaddr *);
 /* The same for a numeric address ("192.0.2.1", "2001:db8::1"); 0 when ip
  * does not parse. */
 int config_exempt_ip(const struct config *, const char *ip);
+/* Whether a numeric address is in --xclient-trusted. */
+int config_xclient_ip(const struct config *, const char *ip);
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when the
  * caller should exit 0 (--help, --version: already printed), -1 on a usage

@@ -32,6 +32,7 @@
 #include "smtp_reply.h"
 #include "smtp_sasl.h"
 #include "smtp_session_types.h"
+#include "smtp_xclient.h"
 
 #define SMTP_OUTPUT_HIGH   65536 /* stop reading commands while replies pile up */
 #define SMTP_CLOSE_LINGER  5.0   /* seconds to get the last reply out */
@@ -548,6 +549,8 @@ smtp_ehlo_keywords(struct smtp_session *s, char *out, size_t outsz)
 	    "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8%s%s\nHELP", s->max_size,
 	    smtp_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "",
 	    smtp_starttls_offered(s) ? "\nSTARTTLS" : "");
+	if (s->xclient_trusted && strlen(out) + sizeof("\n" SMTP_XCLIENT_KEYWORD) <= outsz)
+		strcat(out, "\n" SMTP_XCLIENT_KEYWORD);
 }
 
 /* Which parameter-bearing extensions the final keyword list offers. */
@@ -756,6 +759,85 @@ rejected_close(struct smtp_session *s)
 	smtp_session_close(s, "rejected");
 }
 
+/* XCLIENT (Postfix's extension) --------------------------------------- */
+
+static const struct smtp_cmd smtp_cmd_connect;
+
+/* Only the networks of --xclient-trusted may say who the client is; and
+ * not inside a transaction (the state table refuses that with 503). */
+static int
+check_xclient(struct smtp_session *s, const char *arg, size_t len)
+{
+	const char *why;
+
+	if (!s->xclient_trusted) {
+		log_info(s->sid, "smtp.xclient result=refused peer=%s", s->peer_ip);
+		smtp_reply(s, 550, "5.7.0", "Error: insufficient authorization");
+		return -1;
+	}
+	if (smtp_xclient_parse(arg, len, &s->pend.xclient, &why) == -1) {
+		smtp_reply(s, 501, "5.5.4", "%s", why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Takes the attributes XCLIENT gave (the others keep their values), and
+ * starts over as a new connection from that client would: on_connect
+ * runs again and answers with a fresh greeting, and the client says EHLO
+ * again. */
+static void
+do_xclient(struct smtp_session *s, const struct hook_result *res)
+{
+	const struct smtp_xclient *x = &s->pend.xclient;
+	char *copy;
+
+	(void)res;
+	if (x->has_addr && x->addr[0] != '[')
+		snprintf(s->peer_ip, sizeof(s->peer_ip), "%s", x->addr);
+	if (x->port >= 0)
+		s->peer_port = x->port;
+	if (x->proto >= 0)
+		s->esmtp = x->proto;
+	if (x->has_name) {
+		/* The client's name as s:rdns() and Received: give it; an
+		 * unavailable one is none, a temporarily unavailable one is
+		 * looked up again if a hook asks. */
+		free(s->rdns);
+		s->rdns = NULL;
+		s->rdns_err[0] = '\0';
+		if (strcmp(x->name, "[UNAVAILABLE]") == 0)
+			snprintf(s->rdns_err, sizeof(s->rdns_err), "nxdomain");
+		else if (x->name[0] != '[')
+			s->rdns = strdup(x->name);
+	} else if (x->has_addr) {
+		/* A new address: the old one's name no longer applies. */
+		free(s->rdns);
+		s->rdns = NULL;
+		s->rdns_err[0] = '\0';
+	}
+	if (x->has_helo) {
+		copy = x->helo[0] != '[' ? strdup(x->helo) : NULL;
+		free(s->helo);
+		s->helo = copy;
+	}
+	if (x->has_login) {
+		copy = x->login[0] != '[' ? strdup(x->login) : NULL;
+		free(s->user);
+		s->user = copy;
+	}
+	log_info(s->sid, "smtp.xclient result=ok peer=%s port=%d name=%s helo=%s login=%s",
+	    s->peer_ip, s->peer_port, s->rdns != NULL ? s->rdns : "-",
+	    s->helo != NULL ? s->helo : "-", s->user != NULL ? s->user : "-");
+	smtp_tx_free(s->tx);
+	s->tx = NULL;
+	smtp_data_account(s);
+	smtp_enter_state(s, ST_CONNECTED);
+	smtp_pending_reset(s);
+	s->pend.cmd = &smtp_cmd_connect;
+	smtp_hook_run(s);
+}
+
 /* AUTH (RFC 4954) ------------------------------------------------------- */
 
 /* Answers what the exchange (smtp_sasl.c) asks for: a challenge or a
@@ -857,7 +939,6 @@ rejected_auth(struct smtp_session *s)
 
 static void do_message(struct smtp_session *, const struct hook_result *);
 static void rejected_message(struct smtp_session *);
-static const struct smtp_cmd smtp_cmd_connect;
 
 /* STARTTLS (RFC 3207) -------------------------------------------------- */
 
@@ -977,6 +1058,8 @@ static const struct smtp_cmd smtp_cmds[] = {
 	{ "STARTTLS", S(ST_GREETED) | S(ST_READY), HOOK_STARTTLS, check_starttls, do_starttls, NULL,
 	  454, "4.7.0", "TLS not available" },
 	{ "HELP", ST_SESSION,             HOOK__COUNT,  check_anyarg, do_help,    NULL,
+	  0, NULL, NULL },
+	{ "XCLIENT", S(ST_GREETED) | S(ST_READY), HOOK__COUNT, check_xclient, do_xclient, NULL,
 	  0, NULL, NULL },
 };
 static const struct smtp_cmd smtp_cmd_unknown =
@@ -1685,6 +1768,9 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 	s->add_received = 1;
 	smtp_id_str(srv, s->sid);
 	listener_addr_str(sa, s->peer_ip, sizeof(s->peer_ip), &s->peer_port);
+	/* Decided by the address that connected: what XCLIENT later says
+	 * the client is never makes it trusted. */
+	s->xclient_trusted = config_xclient_ip(cfg, s->peer_ip);
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
 		listener_addr_str(
 		    (struct sockaddr *)&local, s->local_ip, sizeof(s->local_ip), &s->local_port);

@@ -15,6 +15,7 @@
 #include "smtp_data.h"
 #include "smtp_sasl.h"
 #include "smtp_server.h"
+#include "smtp_xclient.h"
 
 enum smtp_state {
 	ST_CONNECTED = 0, /* on_connect may be running; no greeting yet */
@@ -77,6 +78,7 @@ struct smtp_pending {
 	int smtputf8;     /* MAIL had the SMTPUTF8 parameter */
 	size_t size;      /* MAIL's SIZE parameter, or 0 */
 	int keywords_ref; /* EHLO keyword table in the registry, or LUA_NOREF */
+	struct smtp_xclient xclient; /* XCLIENT's attributes, from check to proceed */
 };
 
 struct smtp_session {
@@ -103,6 +105,7 @@ struct smtp_session {
 	int require_tls;        /* MAIL needs TLS (config or a hook) */
 	int add_received;       /* prepend our Received: (s.add_received); 1 again at MAIL */
 	int tls_active;         /* the connection is encrypted */
+	int xclient_trusted;    /* the connecting address is in --xclient-trusted */
 	int tls_wait;           /* a handshake is under way: no commands */
 	int starttls_pending;   /* STARTTLS accepted: switch once the paced 220 is out */
 	struct smtp_pace *pace; /* owned: a paced reply going out, or NULL */
