@@ -419,12 +419,14 @@ config_exempt(const struct config *cfg, const struct sockaddr *sa)
 	 * buffer with no promise about its alignment. */
 	if (sa->sa_family == AF_INET) {
 		memcpy(&s4, sa, sizeof(s4));
-		return nets_match(cfg->exempt, cfg->nexempt, AF_INET, (const unsigned char *)&s4.sin_addr);
+		return nets_match(
+		    cfg->exempt, cfg->nexempt, AF_INET, (const unsigned char *)&s4.sin_addr);
 	}
 	if (sa->sa_family == AF_INET6) {
 		memcpy(&s6, sa, sizeof(s6));
 		if (net_v4mapped(s6.sin6_addr.s6_addr))
-			return nets_match(cfg->exempt, cfg->nexempt, AF_INET, s6.sin6_addr.s6_addr + 12);
+			return nets_match(
+			    cfg->exempt, cfg->nexempt, AF_INET, s6.sin6_addr.s6_addr + 12);
 		return nets_match(cfg->exempt, cfg->nexempt, AF_INET6, s6.sin6_addr.s6_addr);
 	}
 	return 0;
@@ -574,7 +576,8 @@ config_parse(struct config *cfg, int argc, char **argv)
 				return -1;
 			break;
 		case OPT_XCLIENT_TRUSTED:
-			if (parse_nets("xclient-trusted", cfg->xclient, &cfg->nxclient, optarg) == -1)
+			if (parse_nets("xclient-trusted", cfg->xclient, &cfg->nxclient, optarg) ==
+			    -1)
 				return -1;
 			break;
 		case OPT_RESOLVER:

@@ -81,13 +81,13 @@ struct config {
 	double watchdog;           /* kill a worker whose loop stalls this long; 0: off */
 	struct config_resolver resolvers[CONFIG_RESOLVER_MAX]; /* none: /etc/resolv.conf */
 	int nresolvers;
-	const char *spool;           /* --spool: the queue's directory (borrowed) */
-	int relay_port;              /* --relay-port: MX hosts' port */
-	double retry_min, retry_max; /* back-off of deferred recipients, seconds */
-	double queue_lifetime;       /* then what is left bounces */
-	int max_hops;                /* Received: fields before 554 5.4.6 */
-	int delivery_concurrency;    /* deliveries at once, per process */
-	int destination_concurrency; /* of them to one destination */
+	const char *spool;            /* --spool: the queue's directory (borrowed) */
+	int relay_port;               /* --relay-port: MX hosts' port */
+	double retry_min, retry_max;  /* back-off of deferred recipients, seconds */
+	double queue_lifetime;        /* then what is left bounces */
+	int max_hops;                 /* Received: fields before 554 5.4.6 */
+	int delivery_concurrency;     /* deliveries at once, per process */
+	int destination_concurrency;  /* of them to one destination */
 	double connection_cache_time; /* a next hop's connection kept idle; 0: not kept */
 };
 

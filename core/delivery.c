@@ -48,9 +48,9 @@ struct delivery_out {
 	int fd;
 	char *buf; /* DELIVERY_BUF bytes */
 	size_t len;
-	int err; /* errno of the first failed write; nothing is written after */
-	int bol; /* at the start of a line */
-	int cr;  /* a CR ended the last piece: dropped if an LF follows */
+	int err;   /* errno of the first failed write; nothing is written after */
+	int bol;   /* at the start of a line */
+	int cr;    /* a CR ended the last piece: dropped if an LF follows */
 	size_t gt; /* '>' at the start of this line, not yet written */
 	size_t fm; /* bytes of "From " after them, not yet written */
 };
@@ -318,8 +318,8 @@ delivery_maildir_name(char *buf, size_t bufsz)
 }
 
 int
-delivery_maildir(const char *dir, const struct msgstore *ms, char *name, size_t namesz,
-    char *err, size_t errsz)
+delivery_maildir(
+    const char *dir, const struct msgstore *ms, char *name, size_t namesz, char *err, size_t errsz)
 {
 	char uniq[DELIVERY_NAME_MAX], newdir[PATH_MAX];
 	char tmppath[PATH_MAX], newpath[PATH_MAX];

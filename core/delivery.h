@@ -19,8 +19,8 @@ struct msgstore;
  * (without directory) into name (namesz bytes) when name is not NULL.
  * Returns 0, or -1 with a message in err (errsz bytes); on failure no file is
  * left in tmp/ or new/. */
-int delivery_maildir(const char *dir, const struct msgstore *, char *name, size_t namesz,
-    char *err, size_t errsz);
+int delivery_maildir(
+    const char *dir, const struct msgstore *, char *name, size_t namesz, char *err, size_t errsz);
 
 /* delivery_mbox() found the mailbox locked by another process (a MUA):
  * nothing was written, and trying again later may succeed. */

@@ -147,8 +147,9 @@ log_json(char *out, size_t outsz, const char *ts, const char *level, const char 
 		if (p == end)
 			break;
 		/* key=: lower-case letters, digits, '_' and '.'. */
-		for (k = p; p < end && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-					  *p == '_' || *p == '.');
+		for (k = p; p < end &&
+		     ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+			 *p == '.');
 		     p++)
 			;
 		klen = (size_t)(p - k);

@@ -38,8 +38,8 @@ struct msgstore {
 	size_t mem_max;
 	char *head;
 	size_t hlen, hcap;
-	size_t pre; /* prepended bytes at the front of head */
-	int fd;     /* -1 until spilled */
+	size_t pre;  /* prepended bytes at the front of head */
+	int fd;      /* -1 until spilled */
 	size_t flen; /* appended bytes written to the file */
 	char *wbuf;  /* MSGSTORE_WBUF bytes once spilled */
 	size_t wlen;
@@ -195,7 +195,8 @@ head_grow(struct msgstore *ms, size_t need)
 	/* Doubling stops at the bound; past it (prepended fields) the head
 	 * grows by what is asked only. */
 	if (ms->dirs != NULL && cap - ms->pre > ms->mem_max)
-		cap = ms->hlen + need > ms->mem_max + ms->pre ? ms->hlen + need : ms->mem_max + ms->pre;
+		cap = ms->hlen + need > ms->mem_max + ms->pre ? ms->hlen + need :
+								ms->mem_max + ms->pre;
 	if ((nhead = realloc(ms->head, cap)) == NULL)
 		return -1;
 	ms->head = nhead;

@@ -658,12 +658,13 @@ queue_sweep(const char *spool, time_t before, char *err, size_t errsz)
 		/* A message file is an orphan only without its envelope,
 		 * which the first entry's carries in front; an envelope is
 		 * one only with its message. */
-		if (kind == 1 && (first_entry(id) ||
-				     path_of(env, sizeof(env), spool, id, ".env") == -1 ||
-				     access(env, F_OK) == 0 || errno != ENOENT))
+		if (kind == 1 &&
+		    (first_entry(id) || path_of(env, sizeof(env), spool, id, ".env") == -1 ||
+			access(env, F_OK) == 0 || errno != ENOENT))
 			continue;
-		if (kind == 3 && (path_of(env, sizeof(env), spool, id, ".msg") == -1 ||
-				     access(env, F_OK) == 0 || errno != ENOENT))
+		if (kind == 3 &&
+		    (path_of(env, sizeof(env), spool, id, ".msg") == -1 || access(env, F_OK) == 0 ||
+			errno != ENOENT))
 			continue;
 		if (unlink(path) == 0)
 			removed++;

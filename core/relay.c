@@ -312,7 +312,9 @@ relay_cache_key(const struct relay_group *g, int port)
 {
 	const struct queue_route *rt = &g->job->e.route;
 	struct smtpc_key k = {
-		.kind = rt->socket != NULL ? "unix" : rt->host != NULL ? "host" : "mx",
+		.kind = rt->socket != NULL ? "unix" :
+		    rt->host != NULL       ? "host" :
+					     "mx",
 		.dest = g->dest,
 		.port = port,
 		.lmtp = rt->lmtp,
@@ -529,7 +531,8 @@ relay_job_start(struct relay_index *x)
 		st.st_size = -1;
 	} else if ((size_t)st.st_size != j->msgbase + j->e.size) {
 		log_warn(NULL,
-		    "relay.corrupt id=%s error=\"ID.msg has %lld bytes, not %zu\" action=quarantine",
+		    "relay.corrupt id=%s error=\"ID.msg has %lld bytes, not %zu\" "
+		    "action=quarantine",
 		    j->id, (long long)st.st_size, j->msgbase + j->e.size);
 		(void)queue_quarantine(R.cfg->spool, j->id, err, sizeof(err));
 		relay_job_free(j);
@@ -650,8 +653,8 @@ relay_job_finish(struct relay_job *j)
 			r->state = QUEUE_RCPT_DEFERRED;
 			r->next_attempt = wall;
 			log_info(NULL,
-			    "relay.deferred id=%s to=<%s> reply=\"%s\" retry_in=0 why=carried", j->id,
-			    r->address, o->reply);
+			    "relay.deferred id=%s to=<%s> reply=\"%s\" retry_in=0 why=carried",
+			    j->id, r->address, o->reply);
 			continue;
 		}
 		r->attempts++;

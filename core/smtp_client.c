@@ -150,8 +150,8 @@ cl_park(struct smtp_client *c)
 {
 	struct smtpc_conn k;
 
-	if (c->req.cache_key == NULL || c->reply.code == 421 || c->plain_retry ||
-	    c->rset_pending || buf_avail(&c->in) > 0 || buf_avail(&c->out) > 0 ||
+	if (c->req.cache_key == NULL || c->reply.code == 421 || c->plain_retry || c->rset_pending ||
+	    buf_avail(&c->in) > 0 || buf_avail(&c->out) > 0 ||
 	    (c->tls != NULL && (!c->tls_up || tls_pending(c->tls) > 0)) ||
 	    !smtp_client_cache_reusable(c->loop, c->uses + 1, c->born))
 		return 0;

@@ -19,9 +19,10 @@
 #include "smtp_client_parse.h" /* struct smtp_caps */
 #include "tls.h"
 
-#define SMTPC_CACHE_REUSE_MAX 100   /* transactions per connection (Postfix: no limit by default) */
-#define SMTPC_CACHE_AGE_MAX   300.0 /* seconds from connect: Postfix's smtp_connection_reuse_time_limit */
-#define SMTPC_CACHE_MAX       64    /* parked connections per process, all keys together */
+#define SMTPC_CACHE_REUSE_MAX 100 /* transactions per connection (Postfix: no limit by default) */
+#define SMTPC_CACHE_AGE_MAX                                                                        \
+	300.0              /* seconds from connect: Postfix's smtp_connection_reuse_time_limit */
+#define SMTPC_CACHE_MAX 64 /* parked connections per process, all keys together */
 
 /* What a connection carries from one transaction to the next. */
 struct smtpc_conn {

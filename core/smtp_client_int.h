@@ -12,11 +12,11 @@
 #include "smtp_client_parse.h"
 #include "tls.h"
 
-#define CL_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt" /* Debian's */
+#define CL_CA_BUNDLE  "/etc/ssl/certs/ca-certificates.crt" /* Debian's */
 #define CL_OUT_CHUNK  65536 /* stuffed message bytes queued at a time */
 #define CL_READ_CHUNK 16384 /* bytes of a queued message read at a time */
-#define CL_IN_MAX    65536 /* unread reply bytes before it is a protocol error */
-#define CL_QUIT_WAIT 5.0
+#define CL_IN_MAX     65536 /* unread reply bytes before it is a protocol error */
+#define CL_QUIT_WAIT  5.0
 
 enum cl_state {
 	CL_IDLE = 0,  /* between connections */

@@ -273,12 +273,13 @@ cl_body(struct smtp_client *c)
 			if (want > sizeof(block))
 				want = sizeof(block);
 			do
-				r = pread(c->req.msgfd, block, want,
-				    (off_t)(c->req.msgbase + c->msgoff));
+				r = pread(
+				    c->req.msgfd, block, want, (off_t)(c->req.msgbase + c->msgoff));
 			while (r == -1 && errno == EINTR);
 			if (r <= 0) {
-				smtpc_lost(c, r == 0 ? "the queued message is shorter than its size" :
-							"cannot read the queued message");
+				smtpc_lost(c,
+				    r == 0 ? "the queued message is shorter than its size" :
+					     "cannot read the queued message");
 				return;
 			}
 			p = block;

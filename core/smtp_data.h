@@ -24,7 +24,7 @@ enum smtp_data_err {
 	SMTP_DATA_ERR_BARE,    /* bare LF/CR under SMTP_BARE_REJECT */
 	SMTP_DATA_ERR_NOMEM,   /* could not grow the buffer */
 	SMTP_DATA_ERR_STORAGE, /* the store's file failed (smtp_data_errno), or the
-	                        * owner's memory budget ran out (smtp_data_fail) */
+				* owner's memory budget ran out (smtp_data_fail) */
 };
 const char *smtp_data_err_str(enum smtp_data_err);
 

@@ -116,8 +116,8 @@ smtp_server_init(
 	/* The spool first: a relayed message is then copied within one file
 	 * system. The temporary directory keeps large messages working where
 	 * the spool is not writable (a test server run by a user). */
-	(void)snprintf(srv->spill_path, sizeof(srv->spill_path), "%s/%s", cfg->spool,
-	    QUEUE_INCOMING_DIR);
+	(void)snprintf(
+	    srv->spill_path, sizeof(srv->spill_path), "%s/%s", cfg->spool, QUEUE_INCOMING_DIR);
 	tmp = getenv("TMPDIR");
 	srv->spill_dirs[0] = srv->spill_path;
 	srv->spill_dirs[1] = tmp != NULL && tmp[0] == '/' ? tmp : "/tmp";

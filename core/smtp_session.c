@@ -1391,8 +1391,9 @@ smtp_data_end(struct smtp_session *s)
 
 	if (err != SMTP_DATA_OK) {
 		if (smtp_data_errno(tx->data) != 0)
-			log_warn(s->sid, "smtp.message qid=%s result=tempfail error=%s cause=\"%s\"",
-			    tx->qid, smtp_data_err_str(err), strerror(smtp_data_errno(tx->data)));
+			log_warn(s->sid,
+			    "smtp.message qid=%s result=tempfail error=%s cause=\"%s\"", tx->qid,
+			    smtp_data_err_str(err), strerror(smtp_data_errno(tx->data)));
 		else
 			log_info(s->sid, "smtp.message qid=%s result=reject error=%s size=%zu",
 			    tx->qid, smtp_data_err_str(err), smtp_data_size(tx->data));

@@ -55,10 +55,10 @@ struct smtp_tx {
 	char *params; /* owned: MAIL parameters as sent, or NULL */
 	char **rcpts; /* owned, nrcpts entries */
 	size_t nrcpts, rcpts_cap;
-	int smtputf8;           /* MAIL ... SMTPUTF8 */
-	size_t size;            /* MAIL ... SIZE=, or 0 */
-	struct smtp_data *data; /* owned; while reading DATA */
-	struct msgstore *ms;    /* owned: the message after DATA (msgstore.h) */
+	int smtputf8;              /* MAIL ... SMTPUTF8 */
+	size_t size;               /* MAIL ... SIZE=, or 0 */
+	struct smtp_data *data;    /* owned; while reading DATA */
+	struct msgstore *ms;       /* owned: the message after DATA (msgstore.h) */
 	int delivery_failed;       /* a deliverer failed in on_message */
 	int delivered;             /* deliverers that wrote the message in on_message */
 	size_t prepended;          /* header bytes msg:prepend_header added */
@@ -72,12 +72,12 @@ struct smtp_cmd;
 /* The command waiting for its hook (or being carried out). */
 struct smtp_pending {
 	const struct smtp_cmd *cmd;
-	char *arg;        /* owned: HELO name, path, VRFY argument, verb argument */
-	char *params;     /* owned: MAIL/RCPT parameters, or NULL */
-	char verb[33];    /* custom or unknown verb */
-	int smtputf8;     /* MAIL had the SMTPUTF8 parameter */
-	size_t size;      /* MAIL's SIZE parameter, or 0 */
-	int keywords_ref; /* EHLO keyword table in the registry, or LUA_NOREF */
+	char *arg;                   /* owned: HELO name, path, VRFY argument, verb argument */
+	char *params;                /* owned: MAIL/RCPT parameters, or NULL */
+	char verb[33];               /* custom or unknown verb */
+	int smtputf8;                /* MAIL had the SMTPUTF8 parameter */
+	size_t size;                 /* MAIL's SIZE parameter, or 0 */
+	int keywords_ref;            /* EHLO keyword table in the registry, or LUA_NOREF */
 	struct smtp_xclient xclient; /* XCLIENT's attributes, from check to proceed */
 };
 

@@ -14,7 +14,7 @@
  * are, for the caller to read as "none" (the one that is temporary may be
  * looked up again). */
 struct smtp_xclient {
-	char name[256]; /* the client's host name */
+	char name[256];              /* the client's host name */
 	char addr[INET6_ADDRSTRLEN]; /* IPv4, or IPv6 without the IPV6: tag */
 	char helo[256];
 	char login[256]; /* the SASL login name */

@@ -154,8 +154,7 @@ main(int argc, char **argv)
 		usage("out of memory");
 	for (size_t i = 0; i < nentries; i++)
 		entries[i] = e;
-	if (queue_open(spool, err, sizeof(err)) == -1 ||
-	    (ms = msgstore_of(msg, len)) == NULL ||
+	if (queue_open(spool, err, sizeof(err)) == -1 || (ms = msgstore_of(msg, len)) == NULL ||
 	    queue_enqueue(spool, ms, entries, nentries, err, sizeof(err)) == -1)
 		usage(err);
 	for (size_t i = 0; i < nentries; i++)

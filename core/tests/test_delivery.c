@@ -180,7 +180,8 @@ test_maildir_ok(void)
 
 	path_of(dir, sizeof(dir), "Maildir");
 	err[0] = '\0';
-	r = delivery_maildir(dir, mem_of(msg, sizeof(msg) - 1), name, sizeof(name), err, sizeof(err));
+	r = delivery_maildir(
+	    dir, mem_of(msg, sizeof(msg) - 1), name, sizeof(name), err, sizeof(err));
 	CHECK_MSG(r == 0, "maildir: %s", err);
 	CHECK(is_private_dir(dir));
 	path_of(sub, sizeof(sub), "Maildir/tmp");

@@ -10,7 +10,8 @@ static void
 json_is(const char *sid, const char *body, const char *want)
 {
 	char out[1024];
-	size_t n = log_json(out, sizeof(out), "2026-01-02T03:04:05Z", "info", sid, body, strlen(body));
+	size_t n =
+	    log_json(out, sizeof(out), "2026-01-02T03:04:05Z", "info", sid, body, strlen(body));
 
 	CHECK_MSG(n == strlen(want), "length %zu for %s", n, body);
 	CHECK_STR(n > 0 ? out : "", want);
@@ -28,19 +29,23 @@ main(void)
 	 * \n stay JSON escapes; \xHH stays visible as text. */
 	json_is(NULL, "smtp.bad_command line=\"a \\\"b\\\" c\\\\d\\ne\\xc3\" next=1",
 	    "{\"ts\":\"2026-01-02T03:04:05Z\",\"level\":\"info\",\"session\":null,"
-	    "\"event\":\"smtp.bad_command\",\"line\":\"a \\\"b\\\" c\\\\d\\ne\\\\xc3\",\"next\":\"1\"}");
+	    "\"event\":\"smtp.bad_command\",\"line\":\"a \\\"b\\\" "
+	    "c\\\\d\\ne\\\\xc3\",\"next\":\"1\"}");
 	/* What is not k=v goes whole into msg. */
 	json_is(NULL, "fatal cannot bind: Address in use",
 	    "{\"ts\":\"2026-01-02T03:04:05Z\",\"level\":\"info\",\"session\":null,"
 	    "\"event\":\"fatal\",\"msg\":\"cannot bind: Address in use\"}");
 	/* An event alone; an empty value; a quote inside a bare token and a
 	 * raw 8-bit byte (never from log_escape) still make valid JSON. */
-	json_is("s", "server.ready", "{\"ts\":\"2026-01-02T03:04:05Z\",\"level\":\"info\","
+	json_is("s", "server.ready",
+	    "{\"ts\":\"2026-01-02T03:04:05Z\",\"level\":\"info\","
 	    "\"session\":\"s\",\"event\":\"server.ready\"}");
-	json_is("s", "e a= b=x\"y c=\xff", "{\"ts\":\"2026-01-02T03:04:05Z\",\"level\":\"info\","
+	json_is("s", "e a= b=x\"y c=\xff",
+	    "{\"ts\":\"2026-01-02T03:04:05Z\",\"level\":\"info\","
 	    "\"session\":\"s\",\"event\":\"e\",\"a\":\"\",\"b\":\"x\\\"y\",\"c\":\"\\u00ff\"}");
 	/* An unterminated quote ends with the line. */
-	json_is("s", "e k=\"open", "{\"ts\":\"2026-01-02T03:04:05Z\",\"level\":\"info\","
+	json_is("s", "e k=\"open",
+	    "{\"ts\":\"2026-01-02T03:04:05Z\",\"level\":\"info\","
 	    "\"session\":\"s\",\"event\":\"e\",\"k\":\"open\"}");
 	/* Too small a buffer: 0, nothing half-written claimed. */
 	{

@@ -119,7 +119,8 @@ test_enqueue_load(void)
 
 	make_entry(&e, r, 2, "a@example.net");
 	CHECK_MSG(
-	    queue_enqueue(spool, mem_of(body, sizeof(body) - 1), &e, 1, err, sizeof(err)) == 0, "%s", err);
+	    queue_enqueue(spool, mem_of(body, sizeof(body) - 1), &e, 1, err, sizeof(err)) == 0,
+	    "%s", err);
 	CHECK(queue_id_valid(e.id) && strlen(e.id) == 16);
 	CHECK(e.size == sizeof(body) - 1 && e.created > 0);
 	spool_file(path, sizeof(path), e.id, ".msg");
@@ -129,7 +130,8 @@ test_enqueue_load(void)
 		char head[32];
 		FILE *f = fopen(path, "r");
 
-		CHECK(f != NULL && fread(head, 1, 15, f) == 15 && memcmp(head, "luamta-queue 1\n", 15) == 0);
+		CHECK(f != NULL && fread(head, 1, 15, f) == 15 &&
+		    memcmp(head, "luamta-queue 1\n", 15) == 0);
 		if (f != NULL)
 			fclose(f);
 	}
@@ -184,8 +186,8 @@ test_enqueue_several(void)
 	for (int i = 0; i < 3; i++)
 		make_entry(&e[i], r[i], 1, i == 0 ? "a@x" : i == 1 ? "b@y" : "c@z");
 	e[2].route.host = NULL;
-	CHECK_MSG(
-	    queue_enqueue(spool, mem_of(body, sizeof(body) - 1), e, 3, err, sizeof(err)) == 0, "%s", err);
+	CHECK_MSG(queue_enqueue(spool, mem_of(body, sizeof(body) - 1), e, 3, err, sizeof(err)) == 0,
+	    "%s", err);
 	for (int i = 0; i < 3; i++) {
 		char want[8];
 

@@ -268,7 +268,9 @@ test_api(void)
 	msgstore_free(ms);
 	smtp_data_free(d);
 	d = smtp_data_new(40, SMTP_BARE_REJECT, spill_dirs, 8);
-	CHECK(smtp_data_feed(d, BYTES("0123456789012345678901234567890123456789x\r\n.\r\n"), &done) == 46 && done);
+	CHECK(smtp_data_feed(
+		  d, BYTES("0123456789012345678901234567890123456789x\r\n.\r\n"), &done) == 46 &&
+	    done);
 	CHECK(smtp_data_error(d) == SMTP_DATA_ERR_SIZE && smtp_data_size(d) == 43);
 	smtp_data_free(d);
 

@@ -16,7 +16,9 @@ main(void)
 {
 	static const char *const bad[] = { "", "   ", "NAME", "FOO=1", "ADDR=1.2.3", "ADDR=IPV6:zz",
 		"PORT=65536", "PORT=-1", "PORT=x", "PROTO=LMTP", "NAME=a NAME=b", "HELO=a+2",
-		"HELO=a+zz", "HELO=a+20b", "HELO=a+0Ab", "LOGIN=" "x=y" };
+		"HELO=a+zz", "HELO=a+20b", "HELO=a+0Ab",
+		"LOGIN="
+		"x=y" };
 	struct smtp_xclient x;
 	const char *why;
 
