@@ -187,10 +187,10 @@ log_vwrite(enum log_level l, const char *sid, const char *fmt, va_list ap)
 	static char stamp[32];
 	static size_t stamp_len;
 	static time_t stamp_sec = -1;
-	char line[4096 + 128], body[4096], json[8192];
+	char line[4096], json[8192];
 	struct timespec ts;
 	struct tm tm;
-	size_t n, blen;
+	size_t n, body;
 	int r;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -199,39 +199,42 @@ log_vwrite(enum log_level l, const char *sid, const char *fmt, va_list ap)
 		stamp_len = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ ", &tm);
 		stamp_sec = ts.tv_sec;
 	}
-	r = vsnprintf(body, sizeof(body), fmt, ap);
-	blen = r < 0 ? 0 : (size_t)r;
-	if (blen > sizeof(body) - 1) {
-		/* Truncated: keep the one-line promise. */
-		blen = sizeof(body) - 4;
-		memcpy(body + blen, "...", 3);
-		blen += 3;
-	}
-	if (log_format == LOG_FORMAT_JSON && stamp_len > 0) {
-		char when[32];
-
-		memcpy(when, stamp, stamp_len - 1); /* without the space */
-		when[stamp_len - 1] = '\0';
-		n = log_json(json, sizeof(json) - 1, when, log_level_str(l), sid, body, blen);
-		/* Too long once escaped (only unescaped 8-bit text grows that
-		 * much): still one JSON object, saying so. */
-		if (n == 0)
-			n = log_json(json, sizeof(json) - 1, when, log_level_str(l), sid,
-			    "log.too_long", 12);
-		json[n++] = '\n';
-		(void)!write(STDERR_FILENO, json, n);
-		return;
-	}
+	/* The text form's prefix, then the event formatted right after it:
+	 * the JSON form reads the event from there. */
 	memcpy(line, stamp, stamp_len);
 	n = stamp_len;
 	r = snprintf(
 	    line + n, sizeof(line) - n, "%s %s ", log_level_str(l), sid != NULL ? sid : "-");
 	if (r > 0)
 		n += (size_t)r;
-	if (blen > sizeof(line) - n - 1)
-		blen = sizeof(line) - n - 1;
-	memcpy(line + n, body, blen);
-	n += blen;
+	body = n;
+	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	if (r < 0)
+		r = 0;
+	n += (size_t)r;
+	if (n > sizeof(line) - 2) {
+		/* Truncated: keep the one-line promise. */
+		n = sizeof(line) - 5;
+		memcpy(line + n, "...", 3);
+		n += 3;
+	}
+	if (log_format == LOG_FORMAT_JSON && stamp_len > 0) {
+		char when[32];
+		size_t jn;
+
+		memcpy(when, stamp, stamp_len - 1); /* without the space */
+		when[stamp_len - 1] = '\0';
+		jn = log_json(
+		    json, sizeof(json) - 1, when, log_level_str(l), sid, line + body, n - body);
+		/* Too long once escaped (only unescaped 8-bit text grows that
+		 * much): still one JSON object, saying so. */
+		if (jn == 0)
+			jn = log_json(json, sizeof(json) - 1, when, log_level_str(l), sid,
+			    "log.too_long", 12);
+		json[jn++] = '\n';
+		(void)!write(STDERR_FILENO, json, jn);
+		return;
+	}
 	line[n++] = '\n';
 	/* A short write to stderr is not worth a retry loop on this path. */
 	if (write(STDERR_FILENO, line, n) < 0)

@@ -380,6 +380,8 @@ msgstore_write(const struct msgstore *ms, int fd)
 			continue;
 		break; /* unsupported here, or an error the loop below reports */
 	}
+	if (off == len)
+		return 0;
 	if ((buf = malloc(MSGSTORE_WBUF)) == NULL)
 		return -1;
 	while (off < len) {

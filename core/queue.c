@@ -342,17 +342,31 @@ fail_errno:
 	return -1;
 }
 
+/* The length of the envelope at the start of buf (got bytes), or 0 while
+ * buf holds no whole one; -1 when buf does not start like one. Escaped
+ * values never make a line "end": the first one closes the envelope. */
+static ssize_t
+envelope_end(const char *buf, size_t got)
+{
+	static const char magic[] = "luamta-queue ";
+	const char *end;
+
+	if (memcmp(buf, magic, got < sizeof(magic) - 1 ? got : sizeof(magic) - 1) != 0)
+		return -1;
+	if ((end = memmem(buf, got, "\nend\n", 5)) == NULL)
+		return 0;
+	return end + 5 - buf;
+}
+
 /* Reads the envelope written in front of the message in ID.msg (open as
  * fd): its text, malloc'ed and NUL-terminated, and its length, which is
  * where the message starts. 0, or -1 with errno (EINVAL: no envelope). */
 static int
 read_front_envelope(int fd, char **text, size_t *len)
 {
-	static const char magic[] = "luamta-queue ";
 	size_t cap = 4096, got = 0;
 	char *buf = NULL, *grown;
-	const char *end;
-	ssize_t r;
+	ssize_t r, e;
 
 	for (;;) {
 		if ((grown = realloc(buf, cap + 1)) == NULL)
@@ -364,13 +378,10 @@ read_front_envelope(int fd, char **text, size_t *len)
 			goto fail;
 		}
 		got += (size_t)r;
-		buf[got] = '\0';
-		if (memcmp(buf, magic, got < sizeof(magic) - 1 ? got : sizeof(magic) - 1) != 0)
+		if ((e = envelope_end(buf, got)) == -1)
 			break;
-		/* Escaped values never make a line "end": the first one
-		 * closes the envelope. */
-		if ((end = memmem(buf, got, "\nend\n", 5)) != NULL) {
-			*len = (size_t)(end + 5 - buf);
+		if (e > 0) {
+			*len = (size_t)e;
 			buf[*len] = '\0';
 			*text = buf;
 			return 0;
@@ -679,8 +690,7 @@ int
 queue_read_body(const char *spool, const char *id, char **msg, size_t *len, char *err, size_t errsz)
 {
 	char path[PATH_MAX];
-	size_t off;
-	int fd;
+	ssize_t off;
 
 	if (!queue_id_valid(id))
 		return fail(err, errsz, "bad queue id");
@@ -688,17 +698,13 @@ queue_read_body(const char *spool, const char *id, char **msg, size_t *len, char
 	    read_all(path, SIZE_MAX - 1, msg, len) == -1)
 		return fail(err, errsz, "%s: %s", path, strerror(errno));
 	/* What follows the envelope in front. */
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 || queue_body_offset(fd, &off) == -1) {
-		int saved = errno;
-		if (fd != -1)
-			close(fd);
+	if ((off = envelope_end(*msg, *len)) <= 0) {
 		free(*msg);
 		*msg = NULL;
-		return fail(err, errsz, "%s: %s", path, strerror(saved));
+		return fail(err, errsz, "%s: corrupt: no envelope in front", path);
 	}
-	close(fd);
-	memmove(*msg, *msg + off, *len - off + 1);
-	*len -= off;
+	memmove(*msg, *msg + off, *len - (size_t)off + 1);
+	*len -= (size_t)off;
 	return 0;
 }
 
