@@ -21,6 +21,8 @@ static const char usage_text[] =
     "              [--data-timeout SECS] [--max-connections N] [--max-per-ip N]\n"
     "              [--max-conn-rate N] [--limit-exempt CIDR,...|none]...\n"
     "              [--max-data-memory BYTES] [--xclient-trusted CIDR,...]...\n"
+    "              [--listen-proxy ADDR:PORT]... [--listen-tls-proxy ADDR:PORT]...\n"
+    "              [--proxy-trusted CIDR,...|none]... [--proxy-timeout SECS]\n"
     "              [--bare-lf reject|fix|allow] [--log-level error|warn|info|debug]\n"
     "              [--log-format text|json]\n"
     "              [--ready-file FILE] [--hook-timeout SECS] [--hook-instructions N]\n"
@@ -44,6 +46,12 @@ static const char usage_text[] =
     "                        'none' empties the list\n"
     "  --max-data-memory B   per worker: message data held in memory (default 268435456)\n"
     "  --xclient-trusted LIST networks allowed to use XCLIENT (default: none)\n"
+    "Behind a load balancer (PROXY protocol v1 and v2):\n"
+    "  --listen-proxy A:P    a listener whose connections start with a PROXY header\n"
+    "  --listen-tls-proxy A:P the same, with implicit TLS after the header\n"
+    "  --proxy-trusted LIST  networks allowed to connect there; the first use replaces\n"
+    "                        the default 127.0.0.0/8,::1/128, 'none' empties the list\n"
+    "  --proxy-timeout SECS  for the header to arrive (default 5)\n"
     "Workers:\n"
     "  --watchdog SECS       kill and restart a worker that has neither turned its event\n"
     "                        loop nor started a hook for SECS (default 3 x --hook-timeout,\n"
@@ -113,6 +121,10 @@ enum {
 	OPT_DELIVERY_CONC,
 	OPT_DEST_CONC,
 	OPT_CONN_CACHE_TIME,
+	OPT_LISTEN_PROXY,
+	OPT_LISTEN_TLS_PROXY,
+	OPT_PROXY_TRUSTED,
+	OPT_PROXY_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -152,6 +164,10 @@ static const struct option long_opts[] = {
 	{ "max-data-memory", required_argument, NULL, OPT_MAX_DATA_MEMORY },
 	{ "limit-exempt", required_argument, NULL, OPT_LIMIT_EXEMPT },
 	{ "xclient-trusted", required_argument, NULL, OPT_XCLIENT_TRUSTED },
+	{ "listen-proxy", required_argument, NULL, OPT_LISTEN_PROXY },
+	{ "listen-tls-proxy", required_argument, NULL, OPT_LISTEN_TLS_PROXY },
+	{ "proxy-trusted", required_argument, NULL, OPT_PROXY_TRUSTED },
+	{ "proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT },
 	{ "watchdog", required_argument, NULL, OPT_WATCHDOG },
 	{ "resolver", required_argument, NULL, OPT_RESOLVER },
 	{ "spool", required_argument, NULL, OPT_SPOOL },
@@ -187,7 +203,7 @@ parse_num(const char *opt, const char *s, double min, double max, double *out)
 /* "1.2.3.4:25", "[::1]:25". The address must be numeric: resolving names
  * at startup would make binding depend on DNS. */
 static int
-parse_listen(struct config *cfg, const char *s, int tls)
+parse_listen(struct config *cfg, const char *s, int tls, int proxy)
 {
 	struct config_listen *l;
 	const char *colon, *host = s;
@@ -219,6 +235,7 @@ parse_listen(struct config *cfg, const char *s, int tls)
 	l->host[hlen] = '\0';
 	l->port = (int)port;
 	l->tls = tls;
+	l->proxy = proxy;
 	return 0;
 bad:
 	fprintf(stderr, "luamta: --listen: expected ADDR:PORT or [ADDR6]:PORT, got '%s'\n", s);
@@ -407,8 +424,10 @@ nets_match(const struct config_net *nets, int count, int family, const unsigned 
 	return 0;
 }
 
-int
-config_exempt(const struct config *cfg, const struct sockaddr *sa)
+/* Whether a socket address is in one of the lists; 0 for anything but
+ * IPv4 and IPv6 (a pipe). */
+static int
+nets_match_sa(const struct config_net *nets, int count, const struct sockaddr *sa)
 {
 	struct sockaddr_in s4;
 	struct sockaddr_in6 s6;
@@ -419,17 +438,27 @@ config_exempt(const struct config *cfg, const struct sockaddr *sa)
 	 * buffer with no promise about its alignment. */
 	if (sa->sa_family == AF_INET) {
 		memcpy(&s4, sa, sizeof(s4));
-		return nets_match(
-		    cfg->exempt, cfg->nexempt, AF_INET, (const unsigned char *)&s4.sin_addr);
+		return nets_match(nets, count, AF_INET, (const unsigned char *)&s4.sin_addr);
 	}
 	if (sa->sa_family == AF_INET6) {
 		memcpy(&s6, sa, sizeof(s6));
 		if (net_v4mapped(s6.sin6_addr.s6_addr))
-			return nets_match(
-			    cfg->exempt, cfg->nexempt, AF_INET, s6.sin6_addr.s6_addr + 12);
-		return nets_match(cfg->exempt, cfg->nexempt, AF_INET6, s6.sin6_addr.s6_addr);
+			return nets_match(nets, count, AF_INET, s6.sin6_addr.s6_addr + 12);
+		return nets_match(nets, count, AF_INET6, s6.sin6_addr.s6_addr);
 	}
 	return 0;
+}
+
+int
+config_exempt(const struct config *cfg, const struct sockaddr *sa)
+{
+	return nets_match_sa(cfg->exempt, cfg->nexempt, sa);
+}
+
+int
+config_proxy_trusted(const struct config *cfg, const struct sockaddr *sa)
+{
+	return nets_match_sa(cfg->proxy, cfg->nproxy, sa);
 }
 
 /* Whether a numeric address is in one of the lists; 0 when it does not
@@ -468,7 +497,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 {
 	enum log_level lvl;
 	double v;
-	int c, exempt_given = 0;
+	int c, exempt_given = 0, proxy_given = 0;
 
 	memset(cfg, 0, sizeof(*cfg));
 	if (gethostname(cfg->hostname, sizeof(cfg->hostname) - 1) == -1 || cfg->hostname[0] == '\0')
@@ -481,6 +510,10 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->max_per_ip = 50;   /* Postfix smtpd_client_connection_count_limit */
 	cfg->max_conn_rate = 0; /* Postfix smtpd_client_connection_rate_limit */
 	cfg->max_data_memory = 256u << 20;
+	/* A load balancer on this host only, until told otherwise. */
+	if (parse_nets("proxy-trusted", cfg->proxy, &cfg->nproxy, "127.0.0.0/8,::1/128") == -1)
+		return -1;
+	cfg->proxy_timeout = 5; /* Postfix's smtpd_upstream_proxy_timeout */
 	/* Postfix spares $mynetworks, which defaults to the host's own. */
 	if (parse_nets("limit-exempt", cfg->exempt, &cfg->nexempt, "127.0.0.0/8,::1/128") == -1)
 		return -1;
@@ -514,7 +547,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_LISTEN:
-			if (parse_listen(cfg, optarg, 0) == -1)
+			if (parse_listen(cfg, optarg, 0, 0) == -1)
 				return -1;
 			break;
 		case OPT_SCRIPT:
@@ -573,6 +606,23 @@ config_parse(struct config *cfg, int argc, char **argv)
 				cfg->nexempt = 0;
 			exempt_given = 1;
 			if (parse_nets("limit-exempt", cfg->exempt, &cfg->nexempt, optarg) == -1)
+				return -1;
+			break;
+		case OPT_LISTEN_PROXY:
+		case OPT_LISTEN_TLS_PROXY:
+			if (parse_listen(cfg, optarg, c == OPT_LISTEN_TLS_PROXY, 1) == -1)
+				return -1;
+			break;
+		case OPT_PROXY_TRUSTED:
+			if (!proxy_given)
+				cfg->nproxy = 0;
+			proxy_given = 1;
+			if (parse_nets("proxy-trusted", cfg->proxy, &cfg->nproxy, optarg) == -1)
+				return -1;
+			break;
+		case OPT_PROXY_TIMEOUT:
+			if (parse_num("proxy-timeout", optarg, 0.1, 3600, &cfg->proxy_timeout) ==
+			    -1)
 				return -1;
 			break;
 		case OPT_XCLIENT_TRUSTED:
@@ -680,7 +730,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 			cfg->check = 1;
 			break;
 		case OPT_LISTEN_TLS:
-			if (parse_listen(cfg, optarg, 1) == -1)
+			if (parse_listen(cfg, optarg, 1, 0) == -1)
 				return -1;
 			break;
 		case OPT_TLS_CERT:
@@ -754,7 +804,8 @@ config_parse(struct config *cfg, int argc, char **argv)
 	}
 	for (int i = 0; i < cfg->nlisten; i++)
 		if (cfg->listen[i].tls && cfg->tls_cert == NULL) {
-			fprintf(stderr, "luamta: --listen-tls needs --tls-cert and --tls-key\n");
+			fprintf(stderr, "luamta: --listen-tls%s needs --tls-cert and --tls-key\n",
+			    cfg->listen[i].proxy ? "-proxy" : "");
 			return -1;
 		}
 	if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL) {

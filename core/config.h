@@ -17,6 +17,7 @@ struct config_listen {
 	char host[64]; /* numeric address, without brackets */
 	int port;      /* 0: the kernel picks one */
 	int tls;       /* implicit TLS (RFC 8314): handshake before the greeting */
+	int proxy;     /* a PROXY protocol header comes first (--listen-proxy) */
 };
 
 /* One --limit-exempt network. An IPv4 client seen on an IPv6 socket
@@ -56,6 +57,9 @@ struct config {
 	int nexempt;
 	struct config_net xclient[CONFIG_EXEMPT_MAX]; /* --xclient-trusted: may use XCLIENT */
 	int nxclient;
+	struct config_net proxy[CONFIG_EXEMPT_MAX]; /* --proxy-trusted: may send a PROXY header */
+	int nproxy;
+	double proxy_timeout; /* for the PROXY header to arrive */
 	enum smtp_bare bare;
 	int log_level;          /* enum log_level */
 	int log_format;         /* enum log_format: --log-format */
@@ -106,6 +110,8 @@ int config_exempt(const struct config *, const struct sockaddr *);
 int config_exempt_ip(const struct config *, const char *ip);
 /* Whether a numeric address is in --xclient-trusted. */
 int config_xclient_ip(const struct config *, const char *ip);
+/* Whether a connecting address is in --proxy-trusted. */
+int config_proxy_trusted(const struct config *, const struct sockaddr *);
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when the
  * caller should exit 0 (--help, --version: already printed), -1 on a usage

@@ -144,6 +144,55 @@ hook_api_push_tls(lua_State *L, struct smtp_session *s)
 	lua_setfield(L, -2, "client_cert");
 }
 
+static void
+set_text(lua_State *L, const char *key, const char *v)
+{
+	if (v[0] == '\0')
+		return;
+	lua_pushstring(L, v);
+	lua_setfield(L, -2, key);
+}
+
+/* s.proxy: nil, or what the load balancer said (s.peer_ip and s.local_ip
+ * already are its client's addresses): the proxy's own address, the
+ * header's version, whether it was LOCAL, and the client's TLS with the
+ * proxy as version 2 TLVs gave it. */
+static void
+hook_api_push_proxy(lua_State *L, const struct smtp_proxy *px)
+{
+	const struct proxy_hdr *h;
+
+	if (px == NULL) {
+		lua_pushnil(L);
+		return;
+	}
+	h = &px->hdr;
+	lua_createtable(L, 0, 6);
+	lua_pushstring(L, px->ip);
+	lua_setfield(L, -2, "ip");
+	lua_pushinteger(L, px->port);
+	lua_setfield(L, -2, "port");
+	lua_pushinteger(L, h->version);
+	lua_setfield(L, -2, "version");
+	lua_pushboolean(L, h->local);
+	lua_setfield(L, -2, "local");
+	set_text(L, "authority", h->authority);
+	set_text(L, "alpn", h->alpn);
+	if (!h->ssl)
+		return;
+	lua_createtable(L, 0, 3);
+	set_text(L, "version", h->ssl_version);
+	set_text(L, "cipher", h->ssl_cipher);
+	if (h->ssl_cert) {
+		lua_createtable(L, 0, 2);
+		set_text(L, "cn", h->ssl_cn);
+		lua_pushboolean(L, h->ssl_verified);
+		lua_setfield(L, -2, "verified");
+		lua_setfield(L, -2, "client_cert");
+	}
+	lua_setfield(L, -2, "tls");
+}
+
 /* s:rdns([opts]): the client's forward-confirmed reverse name
  * (luamta.dns.fcrdns on s.peer_ip), asked once per session: a name and a
  * permanent failure are kept, a temporary one is asked again next time. */
@@ -213,6 +262,7 @@ enum session_field {
 	SF_LOG,
 	SF_RDNS,
 	SF_ADD_RECEIVED,
+	SF_PROXY,
 	SF__COUNT,
 };
 static const char *const session_field_names[SF__COUNT] = {
@@ -236,6 +286,7 @@ static const char *const session_field_names[SF__COUNT] = {
 	[SF_LOG] = "log",
 	[SF_RDNS] = "rdns",
 	[SF_ADD_RECEIVED] = "add_received",
+	[SF_PROXY] = "proxy",
 };
 
 void
@@ -326,6 +377,9 @@ session_index(lua_State *L)
 		break;
 	case SF_ADD_RECEIVED:
 		lua_pushboolean(L, s->add_received);
+		break;
+	case SF_PROXY:
+		hook_api_push_proxy(L, s->proxy);
 		break;
 	default:
 		lua_pushnil(L); /* unknown: nil, like a table */

@@ -141,6 +141,7 @@ main(int argc, char **argv)
 			 cfg.listen[i].host, cfg.listen[i].port, err, sizeof(err))) == -1)
 			fatalx("%s", err);
 		ls[i].tls = cfg.listen[i].tls;
+		ls[i].proxy = cfg.listen[i].proxy;
 	}
 	/* Whoever reads the ready file may signal us at once. */
 	worker_block_signals(1);

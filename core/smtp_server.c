@@ -12,6 +12,7 @@
 #include "anvil.h"
 #include "listener.h"
 #include "log.h"
+#include "proxy.h"
 #include "queue.h"
 #include "script.h"
 #include "smtp_session.h"
@@ -29,9 +30,11 @@ smtp_server_refuse(int fd, const char *ip, const char *why, const char *reply)
 	close(fd);
 }
 
-/* Applies the connection caps, then starts the session. */
+/* Applies the connection caps, then starts the session. sa is the
+ * client's address: the peer's, or the one a PROXY header (px) named. */
 static void
-smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int tls)
+smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int tls,
+    const struct smtp_via *px)
 {
 	const struct config *cfg = srv->cfg;
 	struct anvil_key key;
@@ -69,7 +72,7 @@ smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 		}
 		counted = 1;
 	}
-	if (smtp_session_new(srv, fd, wfd, sa, tls, counted ? &key : NULL) == NULL && counted)
+	if (smtp_session_new(srv, fd, wfd, sa, tls, counted ? &key : NULL, px) == NULL && counted)
 		anvil_disconnect(srv->anvil, &key);
 }
 
@@ -77,14 +80,74 @@ void
 smtp_server_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
 	(void)salen;
-	smtp_server_open(arg, fd, fd, sa, 0);
+	smtp_server_open(arg, fd, fd, sa, 0, NULL);
 }
 
 void
 smtp_server_accept_tls(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
 	(void)salen;
-	smtp_server_open(arg, fd, fd, sa, 1);
+	smtp_server_open(arg, fd, fd, sa, 1, NULL);
+}
+
+/* The header is in: a LOCAL one (the proxy's own health check) leaves
+ * the connection's addresses, any other names the client. */
+static void
+smtp_server_proxied(
+    void *arg, int fd, const struct sockaddr *via, const struct proxy_hdr *h, int tls)
+{
+	struct smtp_server *srv = arg;
+	struct smtp_via px = { h, via };
+
+	if (srv->stopping) {
+		close(fd);
+		return;
+	}
+	smtp_server_open(srv, fd, fd, h->local ? via : (const struct sockaddr *)&h->src, tls, &px);
+}
+
+static void
+smtp_server_accept_via(struct smtp_server *srv, int fd, const struct sockaddr *sa, int tls)
+{
+	const struct config *cfg = srv->cfg;
+
+	if (srv->stopping) {
+		close(fd);
+		return;
+	}
+	/* Not a word to an address that may not send a header: it is not
+	 * ours to talk to. */
+	if (!config_proxy_trusted(cfg, sa)) {
+		char ip[INET6_ADDRSTRLEN];
+		int port;
+
+		listener_addr_str(sa, ip, sizeof(ip), &port);
+		log_warn(NULL, "proxy.refuse peer=%s port=%d reason=untrusted", ip, port);
+		close(fd);
+		return;
+	}
+	if (srv->proxy == NULL &&
+	    (srv->proxy = proxy_door_new(srv->loop, cfg->proxy_timeout, cfg->max_connections,
+		 smtp_server_proxied, srv)) == NULL) {
+		log_error(NULL, "proxy.refuse reason=error error=\"out of memory\"");
+		close(fd);
+		return;
+	}
+	proxy_door_add(srv->proxy, fd, sa, tls);
+}
+
+void
+smtp_server_accept_proxy(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+	(void)salen;
+	smtp_server_accept_via(arg, fd, sa, 0);
+}
+
+void
+smtp_server_accept_tls_proxy(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+	(void)salen;
+	smtp_server_accept_via(arg, fd, sa, 1);
 }
 
 void
@@ -99,7 +162,7 @@ smtp_server_stdio(struct smtp_server *srv, int rfd, int wfd)
 	if (getpeername(rfd, (struct sockaddr *)&peer, &len) == -1)
 		peer.ss_family = AF_UNSPEC;
 	srv->stdio = 1;
-	(void)smtp_session_new(srv, rfd, wfd, (struct sockaddr *)&peer, 0, NULL);
+	(void)smtp_session_new(srv, rfd, wfd, (struct sockaddr *)&peer, 0, NULL, NULL);
 }
 
 void
@@ -140,6 +203,9 @@ smtp_server_drain(struct smtp_server *srv, void (*cb)(struct smtp_server *))
 {
 	srv->stopping = 1;
 	srv->on_drained = cb;
+	/* A connection still waiting for its header has no session to finish. */
+	proxy_door_free(srv->proxy);
+	srv->proxy = NULL;
 }
 
 void
@@ -156,4 +222,6 @@ smtp_server_shutdown(struct smtp_server *srv)
 	srv->tls = NULL;
 	anvil_free(srv->anvil);
 	srv->anvil = NULL;
+	proxy_door_free(srv->proxy);
+	srv->proxy = NULL;
 }

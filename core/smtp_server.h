@@ -13,6 +13,7 @@
 #include "config.h"
 
 struct anvil;
+struct proxy_door;
 struct script;
 struct smtp_session;
 struct tls_config;
@@ -32,9 +33,10 @@ struct smtp_server {
 	ev_idle reaper;
 	uint64_t ids; /* id generator state */
 	int stopping;
-	int stdio;              /* --stdio: at EOF, answer what was read before closing */
-	struct tls_config *tls; /* own reference, or NULL: no TLS */
-	struct anvil *anvil;    /* per-client counts and rates, or NULL (out of memory) */
+	int stdio;                /* --stdio: at EOF, answer what was read before closing */
+	struct tls_config *tls;   /* own reference, or NULL: no TLS */
+	struct anvil *anvil;      /* per-client counts and rates, or NULL (out of memory) */
+	struct proxy_door *proxy; /* connections waiting for their PROXY header, or NULL */
 	void (*on_drained)(struct smtp_server *); /* draining: called at 0 sessions */
 };
 
@@ -51,6 +53,12 @@ void smtp_server_init(
 void smtp_server_accept(int fd, const struct sockaddr *, socklen_t, void *srv);
 /* The same for an implicit-TLS listener (RFC 8314): handshake first. */
 void smtp_server_accept_tls(int fd, const struct sockaddr *, socklen_t, void *srv);
+/* A PROXY protocol listener (--listen-proxy, --listen-tls-proxy): a
+ * connection from outside --proxy-trusted is closed unanswered; otherwise
+ * it waits for its header (proxy.h), and then the client the header names
+ * meets the caps above and gets a session, as if it had connected. */
+void smtp_server_accept_proxy(int fd, const struct sockaddr *, socklen_t, void *srv);
+void smtp_server_accept_tls_proxy(int fd, const struct sockaddr *, socklen_t, void *srv);
 /* --stdio: one session on rfd/wfd (stdin and stdout, or one socket). */
 void smtp_server_stdio(struct smtp_server *, int rfd, int wfd);
 /* Makes sc (taking over the caller's reference) the generation new

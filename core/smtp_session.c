@@ -1750,7 +1750,7 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 
 struct smtp_session *
 smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int tls,
-    const struct anvil_key *counted)
+    const struct anvil_key *counted, const struct smtp_via *px)
 {
 	const struct config *cfg = srv->cfg;
 	struct smtp_session *s;
@@ -1772,10 +1772,23 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 	/* Decided by the address that connected: what XCLIENT later says
 	 * the client is never makes it trusted. */
 	s->xclient_trusted = config_xclient_ip(cfg, s->peer_ip);
-	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+	if (px != NULL && !px->hdr->local)
+		listener_addr_str((const struct sockaddr *)&px->hdr->dst, s->local_ip,
+		    sizeof(s->local_ip), &s->local_port);
+	else if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
 		listener_addr_str(
 		    (struct sockaddr *)&local, s->local_ip, sizeof(s->local_ip), &s->local_port);
+	if (px != NULL) {
+		if ((s->proxy = malloc(sizeof(*s->proxy))) == NULL) {
+			close(fd);
+			free(s);
+			return NULL;
+		}
+		s->proxy->hdr = *px->hdr;
+		listener_addr_str(px->proxy, s->proxy->ip, sizeof(s->proxy->ip), &s->proxy->port);
+	}
 	if ((s->conn = conn_new_pair(srv->loop, fd, wfd, smtp_on_conn, s)) == NULL) {
+		free(s->proxy);
 		free(s);
 		return NULL;
 	}
@@ -1791,8 +1804,13 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
-	log_info(s->sid, "smtp.connect peer=%s port=%d tls=%s", s->peer_ip, s->peer_port,
-	    tls ? "implicit" : "no");
+	if (s->proxy != NULL)
+		log_info(s->sid, "smtp.connect peer=%s port=%d tls=%s proxy=%s proxy_port=%d",
+		    s->peer_ip, s->peer_port, tls ? "implicit" : "no", s->proxy->ip,
+		    s->proxy->port);
+	else
+		log_info(s->sid, "smtp.connect peer=%s port=%d tls=%s", s->peer_ip, s->peer_port,
+		    tls ? "implicit" : "no");
 	if (tls) {
 		/* RFC 8314 3.3: the handshake comes first; the greeting (and
 		 * on_connect) follow in smtp_tls_ready(). */
@@ -1859,6 +1877,7 @@ smtp_session_free(struct smtp_session *s)
 	free(s->helo);
 	free(s->user);
 	free(s->rdns);
+	free(s->proxy);
 	conn_free(s->conn);
 	script_unref(s->script);
 	if (s->prev != NULL)

@@ -12,16 +12,29 @@
 #include "anvil.h"
 #include "smtp_server.h"
 
+struct proxy_hdr;
+
+/* A session that came through a load balancer: its PROXY header, and the
+ * address that connected (the balancer's). */
+struct smtp_via {
+	const struct proxy_hdr *hdr;
+	const struct sockaddr *proxy;
+};
+
 /* Starts a session of srv on a socket (fd == wfd) or a pair of descriptors
  * (--stdio over pipes), taking ownership of them; with tls, the TLS
  * handshake comes before the greeting (RFC 8314). The session links itself
  * into srv->sessions and frees itself when it ends (never before the loop
  * runs again, so the caller may still look at it). When counted is not
  * NULL the session owes srv->anvil one anvil_disconnect() for that key
- * when it is freed. Returns the session, or NULL when out of memory (the
+ * when it is freed. px is the PROXY header it came with, or NULL; then
+ * peer is the client the header named (or the proxy, for a LOCAL one), and
+ * the session's local address is the one the client connected to. Returns
+ * the session, or NULL when out of memory (the
  * descriptors are closed and nothing is owed). */
 struct smtp_session *smtp_session_new(struct smtp_server *, int fd, int wfd,
-    const struct sockaddr *peer, int tls, const struct anvil_key *counted);
+    const struct sockaddr *peer, int tls, const struct anvil_key *counted,
+    const struct smtp_via *px);
 /* Shutdown: a session not already closing is told 421 4.3.2, then freed. */
 void smtp_session_abort(struct smtp_session *);
 /* srv->reaper's callback: frees the closed sessions once their last reply

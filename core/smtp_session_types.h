@@ -11,6 +11,7 @@
 
 #include "anvil.h"
 #include "hook.h"
+#include "proxy_parse.h"
 #include "queue.h"
 #include "smtp_data.h"
 #include "smtp_sasl.h"
@@ -81,6 +82,13 @@ struct smtp_pending {
 	struct smtp_xclient xclient; /* XCLIENT's attributes, from check to proceed */
 };
 
+/* What a load balancer's PROXY header said about a session's client. */
+struct smtp_proxy {
+	struct proxy_hdr hdr;
+	char ip[INET6_ADDRSTRLEN]; /* the proxy, which connected */
+	int port;
+};
+
 struct smtp_session {
 	struct smtp_session *next, *prev; /* smtp_server.sessions */
 	struct smtp_session *reap_next;   /* smtp_server.reap */
@@ -94,9 +102,10 @@ struct smtp_session {
 	int client_counted;      /* owes srv->anvil an anvil_disconnect() */
 	char local_ip[INET6_ADDRSTRLEN];
 	int peer_port, local_port;
-	char *helo;        /* owned, or NULL */
-	char *rdns;        /* owned: s:rdns()'s name, kept for the session, or NULL */
-	char rdns_err[16]; /* s:rdns()'s permanent error, kept; "": none yet */
+	struct smtp_proxy *proxy; /* owned: came through --listen-proxy, or NULL */
+	char *helo;               /* owned, or NULL */
+	char *rdns;               /* owned: s:rdns()'s name, kept for the session, or NULL */
+	char rdns_err[16];        /* s:rdns()'s permanent error, kept; "": none yet */
 	int esmtp;
 	unsigned ext;           /* SMTP_EXT_* advertised in the last EHLO */
 	char *user;             /* owned: the authenticated identity, or NULL */

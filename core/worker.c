@@ -312,8 +312,12 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	smtp_server_init(&w.srv, w.loop, cfg, sc);
 	w.srv.tls = tls;
 	for (int i = 0; i < nlisten; i++) {
-		struct listener *l = listener_new(w.loop, ls[i].fd,
-		    ls[i].tls ? smtp_server_accept_tls : smtp_server_accept, &w.srv);
+		static listener_cb *const accept_cb[2][2] = {
+			{ smtp_server_accept, smtp_server_accept_tls },
+			{ smtp_server_accept_proxy, smtp_server_accept_tls_proxy },
+		};
+		struct listener *l =
+		    listener_new(w.loop, ls[i].fd, accept_cb[ls[i].proxy][ls[i].tls], &w.srv);
 		if (l == NULL)
 			fatalx("out of memory");
 		w.listeners[w.nlisteners++] = l;

@@ -16,8 +16,9 @@ struct tls_config;
 struct watch;
 
 struct worker_listen {
-	int fd;  /* from listener_bind(); this process's copy becomes the worker's */
-	int tls; /* implicit TLS */
+	int fd;    /* from listener_bind(); this process's copy becomes the worker's */
+	int tls;   /* implicit TLS */
+	int proxy; /* a PROXY protocol header first */
 };
 
 struct script_opts;
