@@ -3,12 +3,15 @@
  * (--foreground) or under a master with --workers processes. */
 #include <errno.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -17,6 +20,7 @@
 #include "listener.h"
 #include "log.h"
 #include "master.h"
+#include "notify.h"
 #include "queue_cli.h"
 #include "script.h"
 #include "tls.h"
@@ -61,6 +65,36 @@ main_drop_privileges(const char *user)
 	if (setuid(0) != -1)
 		fatalx("--user %s: could regain root", user);
 	log_info(NULL, "server.user user=%s uid=%d", user, (int)pw->pw_uid);
+}
+
+/* Started as an ordinary user holding capabilities (a systemd unit's
+ * User= with AmbientCapabilities=CAP_NET_BIND_SERVICE, for port 25): they
+ * did their work when the listeners were bound, so the master, the workers
+ * and the policy run without any. Root keeps what it has (--user is how
+ * root gives it up). */
+static void
+main_drop_capabilities(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+	int held = 0;
+
+	if (getuid() == 0 || geteuid() == 0)
+		return;
+	memset(d, 0, sizeof(d));
+	if (syscall(SYS_capget, &h, d) == -1)
+		fatal("capget");
+	for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
+		held |= d[i].permitted != 0 || d[i].effective != 0 || d[i].inheritable != 0;
+	if (!held)
+		return;
+	memset(d, 0, sizeof(d));
+	/* Ambient first: the kernel keeps no ambient capability that is not
+	 * also permitted and inheritable, but say it plainly. */
+	(void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	if (syscall(SYS_capset, &h, d) == -1)
+		fatal("dropping capabilities");
+	log_info(NULL, "server.capabilities result=dropped");
 }
 
 /* Loads the policy and the TLS files into *sc and *tls (NULL when not
@@ -110,6 +144,9 @@ main(int argc, char **argv)
 		return queue_cli_main(argc, argv);
 	if ((rc = config_parse(&cfg, argc, argv)) != 0)
 		return rc == 1 ? 0 : 2;
+	/* Before the policy runs, so $NOTIFY_SOCKET is gone from the
+	 * environment it and its children see. */
+	notify_init();
 	log_set_level((enum log_level)cfg.log_level);
 	log_set_format((enum log_format)cfg.log_format);
 	signal(SIGPIPE, SIG_IGN);
@@ -156,7 +193,8 @@ main(int argc, char **argv)
 		script_unref(script);
 		if (main_load(&cfg, &script, &tls) == -1)
 			return 1;
-	}
+	} else
+		main_drop_capabilities();
 	log_info(NULL, "server.ready version=%s script=%s pid=%d workers=%d", LUAMTA_VERSION,
 	    cfg.script != NULL ? cfg.script : "-", (int)getpid(), cfg.foreground ? 0 : cfg.workers);
 

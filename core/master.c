@@ -14,9 +14,11 @@
  * it serves what the others serve, never a file broken or edited since.
  * Its watchdog kills a worker whose loop has stopped turning (watchdog.h);
  * the restart logic then treats it like any other death. */
+#define _GNU_SOURCE /* pipe2 */
 #include "master.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,7 @@
 #include <ev.h>
 
 #include "log.h"
+#include "notify.h"
 #include "script.h"
 #include "tls.h"
 #include "watch.h"
@@ -68,6 +71,12 @@ struct master {
 	int alive;
 	int stopping;
 	ev_signal sigterm, sigint, sighup;
+	/* Under systemd (notify_enabled()): each first worker writes a byte
+	 * once it serves, and READY=1 waits for all of them. -1 otherwise,
+	 * and after READY=1. */
+	int ready[2];
+	int nready;
+	ev_io readyio;
 };
 
 static void master_spawn(struct master_worker *);
@@ -105,6 +114,14 @@ master_become_worker(struct master_worker *mw)
 	ev_signal_stop(m->loop, &m->sigterm);
 	ev_signal_stop(m->loop, &m->sigint);
 	ev_signal_stop(m->loop, &m->sighup);
+	notify_forget();
+	if (m->ready[0] != -1) {
+		ev_io_stop(m->loop, &m->readyio);
+		close(m->ready[0]);
+		m->ready[0] = -1;
+		worker_set_ready_fd(m->ready[1]);
+		m->ready[1] = -1;
+	}
 	if (m->wd != NULL) {
 		/* It was unref'ed: give the count back, or the worker's loop
 		 * would end one watcher too early. */
@@ -238,7 +255,7 @@ master_reload(struct master *m, const char *why)
 	struct script_opts so;
 	struct script *sc;
 	struct tls_config *tls;
-	char err[2048];
+	char err[2048], status[sizeof(err) + 64];
 
 	if (config_has_policy(cfg)) {
 		worker_script_opts(cfg, &so);
@@ -251,6 +268,10 @@ master_reload(struct master *m, const char *why)
 			else
 				log_info(NULL, "master.reload result=failed why=%s kept=%u", why,
 				    m->sc != NULL ? m->sc->generation : 0);
+			snprintf(status, sizeof(status),
+			    "Reload failed, policy generation %u kept: %s",
+			    m->sc != NULL ? m->sc->generation : 0, err);
+			notify_send("READY=1\nSTATUS=%s", notify_clean(status));
 			return -1;
 		}
 		script_unref(m->sc);
@@ -269,6 +290,10 @@ master_reload(struct master *m, const char *why)
 	}
 	if (m->watch != NULL && worker_watch_set(m->watch, cfg, m->sc) == -1)
 		log_warn(NULL, "master.watch error=\"some policy files cannot be watched\"");
+	/* The workers load the same files on the HUP that follows (or on
+	 * their own watch); a worker started from now on gets this one. */
+	notify_send("READY=1\nSTATUS=Reloaded: policy generation %u, %d workers",
+	    m->sc != NULL ? m->sc->generation : 0, m->alive);
 	return 0;
 }
 
@@ -277,7 +302,42 @@ master_reload(struct master *m, const char *why)
 static void
 master_on_watch(void *arg)
 {
+	notify_reloading();
 	(void)master_reload(arg, "watch");
+}
+
+static void
+master_ready_close(struct master *m)
+{
+	if (m->ready[0] == -1)
+		return;
+	ev_io_stop(m->loop, &m->readyio);
+	close(m->ready[0]);
+	close(m->ready[1]);
+	m->ready[0] = m->ready[1] = -1;
+}
+
+/* A first worker serves. READY=1 once all have: a client systemd lets in
+ * after that is accepted by a worker running its loop, not left in the
+ * backlog. A worker that died before its byte is restarted and writes
+ * one too. */
+static void
+master_on_ready(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct master *m = io->data;
+	char b[MASTER_WORKERS_MAX];
+	ssize_t n;
+
+	(void)loop;
+	(void)revents;
+	if ((n = read(m->ready[0], b, sizeof(b))) <= 0)
+		return;
+	m->nready += (int)n;
+	if (m->nready < m->nworkers)
+		return;
+	master_ready_close(m);
+	notify_send("READY=1\nSTATUS=Serving: %d workers, policy generation %u", m->alive,
+	    m->sc != NULL ? m->sc->generation : 0);
 }
 
 /* SIGKILL: a loop that does not turn would never run a TERM handler, and
@@ -316,12 +376,14 @@ master_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 
 	(void)revents;
 	if (sig->signum == SIGHUP) {
+		notify_reloading();
 		if (master_reload(m, "signal") == 0)
 			master_signal_workers(m, SIGHUP);
 		return;
 	}
 	if (m->stopping) {
 		log_info(NULL, "server.stop now=yes");
+		notify_send("STATUS=Stopping now");
 		master_signal_workers(m, SIGTERM);
 		ev_break(loop, EVBREAK_ALL);
 		return;
@@ -329,6 +391,8 @@ master_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 	m->stopping = 1;
 	log_info(NULL, "server.stop signal=%s workers=%d", sig->signum == SIGTERM ? "TERM" : "INT",
 	    m->alive);
+	notify_send("STOPPING=1\nSTATUS=Draining %d workers", m->alive);
+	master_ready_close(m);
 	/* The watchdog keeps watching: a worker stuck while draining would
 	 * hold the stop up for good. */
 	watch_free(m->watch);
@@ -361,6 +425,14 @@ master_run(const struct config *cfg, struct worker_listen *ls, int nlisten, stru
 	m.sc = sc;
 	m.tls = tls;
 	m.nworkers = cfg->workers < MASTER_WORKERS_MAX ? cfg->workers : MASTER_WORKERS_MAX;
+	m.ready[0] = m.ready[1] = -1;
+	if (notify_enabled()) {
+		if (pipe2(m.ready, O_CLOEXEC | O_NONBLOCK) == -1)
+			fatal("pipe");
+		ev_io_init(&m.readyio, master_on_ready, m.ready[0], EV_READ);
+		m.readyio.data = &m;
+		ev_io_start(m.loop, &m.readyio);
+	}
 	if (cfg->watchdog > 0) {
 		/* Without the mapping the workers still serve, unwatched. */
 		if ((m.wd = watchdog_new(m.nworkers)) == NULL)
@@ -409,6 +481,7 @@ master_run(const struct config *cfg, struct worker_listen *ls, int nlisten, stru
 		ev_ref(m.loop);
 		ev_timer_stop(m.loop, &m.wdcheck);
 	}
+	master_ready_close(&m);
 	watchdog_free(m.wd);
 	watch_free(m.watch);
 	script_unref(m.sc);

@@ -3,9 +3,12 @@
 #include "script.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -175,16 +178,58 @@ script_guard_libs(lua_State *L)
 	lua_setglobal(L, "xpcall");
 }
 
-/* Puts lua/ (the build tree's, then the installed one) in front of
- * package.path, so policies can require the modules we ship. */
+#ifndef LUAMTA_LUA_DIR_REL
+#define LUAMTA_LUA_DIR_REL "../share/luamta/lua"
+#endif
+
+/* The package.path entries of the modules we ship. An installed binary
+ * finds them at LUAMTA_LUA_DIR_REL from its own directory (sbin/ to
+ * share/luamta/lua), wherever the tree was installed or moved (cmake
+ * --install --prefix, a package staged with DESTDIR), and then looks
+ * nowhere else: not at the source tree it was built from, which may be
+ * gone or hold other versions. A binary in the build tree has no such
+ * directory beside it and takes the source tree's lua/, then the
+ * configured prefix's. Worked out once: it cannot change while running. */
+static const char *
+script_lua_path(void)
+{
+	static char path[4 * PATH_MAX + 64];
+	char exe[PATH_MAX], dir[PATH_MAX + sizeof(LUAMTA_LUA_DIR_REL) + 16], real[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+	char *slash;
+
+	if (path[0] != '\0')
+		return path;
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) > 0) {
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL) {
+			*slash = '\0';
+			snprintf(dir, sizeof(dir), "%s/%s", exe, LUAMTA_LUA_DIR_REL);
+			if (realpath(dir, real) != NULL) {
+				snprintf(dir, sizeof(dir), "%s/luamta", real);
+				if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+					snprintf(path, sizeof(path), "%s/?.lua;%s/?/init.lua", real,
+					    real);
+					return path;
+				}
+			}
+		}
+	}
+	snprintf(path, sizeof(path), "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua",
+	    LUAMTA_LUA_DIR_BUILD, LUAMTA_LUA_DIR_BUILD, LUAMTA_LUA_DIR_INSTALL,
+	    LUAMTA_LUA_DIR_INSTALL);
+	return path;
+}
+
+/* Puts our modules (script_lua_path()) in front of package.path, so
+ * policies can require them. */
 static void
 script_set_path(lua_State *L)
 {
 	lua_getglobal(L, "package");
 	lua_getfield(L, -1, "path");
-	lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s", LUAMTA_LUA_DIR_BUILD,
-	    LUAMTA_LUA_DIR_BUILD, LUAMTA_LUA_DIR_INSTALL, LUAMTA_LUA_DIR_INSTALL,
-	    lua_tostring(L, -1));
+	lua_pushfstring(L, "%s;%s", script_lua_path(), lua_tostring(L, -1));
 	lua_setfield(L, -3, "path");
 	lua_pop(L, 2);
 }

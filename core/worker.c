@@ -23,6 +23,7 @@
 #include "http.h"
 #include "listener.h"
 #include "log.h"
+#include "notify.h"
 #include "redis.h"
 #include "relay.h"
 #include "script.h"
@@ -43,6 +44,15 @@ struct worker {
 	struct watch *watch; /* --watch, or NULL */
 	struct every *every; /* the generation in force's luamta.every tasks */
 };
+
+/* A forked worker's end of the master's readiness pipe (-1: none). */
+static int worker_ready_fd = -1;
+
+void
+worker_set_ready_fd(int fd)
+{
+	worker_ready_fd = fd;
+}
 
 int
 worker_watch_set(struct watch *watch, const struct config *cfg, const struct script *sc)
@@ -78,17 +88,22 @@ worker_reload(struct worker *w, const char *why)
 	const struct config *cfg = w->cfg;
 	struct script *sc;
 	struct tls_config *tls;
-	char err[2048];
+	char err[2048], status[sizeof(err) + 64] = "Reloaded";
 
+	/* In a forked worker these say nothing: the master speaks for all. */
+	notify_reloading();
 	if (config_has_policy(cfg)) {
 		struct script_opts o;
 
 		worker_script_opts(cfg, &o);
 		sc = script_load(&o, w->loop, w->srv.script, err, sizeof(err));
-		if (sc == NULL)
+		if (sc == NULL) {
 			log_error(NULL, "server.reload result=failed why=%s worker=%d error=\"%s\"",
 			    why, w->index, err);
-		else {
+			snprintf(status, sizeof(status),
+			    "Reload failed, policy generation %u kept: %s",
+			    w->srv.script != NULL ? w->srv.script->generation : 0, err);
+		} else {
 			log_info(NULL, "server.reload result=ok why=%s worker=%d generation=%u",
 			    why, w->index, sc->generation);
 			/* The old generation may go with the swap: its
@@ -97,22 +112,27 @@ worker_reload(struct worker *w, const char *why)
 			smtp_server_set_script(&w->srv, sc);
 			w->every = worker_every(w);
 			relay_set_script(sc);
+			snprintf(status, sizeof(status), "Reloaded: policy generation %u",
+			    sc->generation);
 		}
 	}
 	/* A renewed certificate needs no restart; a bad one keeps the old. */
 	if (cfg->tls_cert != NULL) {
 		tls = tls_config_new(
 		    cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err, sizeof(err));
-		if (tls == NULL)
+		if (tls == NULL) {
 			log_error(
 			    NULL, "tls.reload result=failed worker=%d error=\"%s\"", w->index, err);
-		else {
+			snprintf(status, sizeof(status),
+			    "TLS reload failed, old certificate kept: %s", err);
+		} else {
 			log_info(NULL, "tls.reload result=ok worker=%d", w->index);
 			tls_config_unref(w->srv.tls);
 			w->srv.tls = tls;
 		}
 	}
 	worker_watch_arm(w);
+	notify_send("READY=1\nSTATUS=%s", notify_clean(status));
 }
 
 static void
@@ -151,6 +171,7 @@ worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 	if (w->stopping) {
 		/* A second TERM/INT: no more waiting. */
 		log_info(NULL, "server.stop worker=%d now=yes", w->index);
+		notify_send("STATUS=Stopping now");
 		smtp_server_shutdown(&w->srv);
 		ev_break(loop, EVBREAK_ALL);
 		return;
@@ -158,6 +179,7 @@ worker_on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 	w->stopping = 1;
 	log_info(NULL, "server.stop worker=%d signal=%s sessions=%d", w->index,
 	    sig->signum == SIGTERM ? "TERM" : "INT", w->srv.nsessions);
+	notify_send("STOPPING=1\nSTATUS=Draining %d sessions", w->srv.nsessions);
 	for (int i = 0; i < w->nlisteners; i++)
 		listener_free(w->listeners[i]);
 	w->nlisteners = 0;
@@ -343,6 +365,20 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	log_info(NULL, "worker.ready worker=%d pid=%d", index, (int)getpid());
 	if (cfg->stdio)
 		worker_stdio(&w);
+	else {
+		/* Serving from the first turn of the loop: the listeners are
+		 * in it. A forked worker tells its master, which tells systemd
+		 * once every first worker has; in the foreground this process
+		 * is the one systemd started. */
+		if (worker_ready_fd != -1) {
+			if (write(worker_ready_fd, "r", 1) != 1)
+				log_warn(NULL, "worker.ready_pipe worker=%d", index);
+			close(worker_ready_fd);
+			worker_ready_fd = -1;
+		}
+		notify_send("READY=1\nSTATUS=Serving: policy generation %u",
+		    w.srv.script != NULL ? w.srv.script->generation : 0);
+	}
 
 	ev_run(w.loop, 0);
 

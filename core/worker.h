@@ -38,6 +38,10 @@ int worker_watch_set(struct watch *, const struct config *, const struct script 
  * its last good policy. */
 void worker_forked(int index, struct script *sc, struct tls_config **tls);
 
+/* In a worker just forked from the master: fd is the write end of a pipe
+ * on which worker_run() writes one byte once it serves, then closes it. */
+void worker_set_ready_fd(int fd);
+
 /* Blocks (1) or unblocks (0) the signals a serving process handles. They
  * stay blocked from before the ready file is written (or a fork) until the
  * process's own watchers are in place, so an early TERM waits instead of
