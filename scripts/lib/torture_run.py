@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+import torture_idle
+
 HOST = "127.0.0.1"
 ALL_SERVERS = []
 REPLY_RE = re.compile(rb"^(\d{3})([ -])(.*)\r\n$", re.S)
@@ -1278,7 +1280,8 @@ async def sc_durability(opts, res):
 
 
 SCENARIOS = [("concurrency", sc_concurrency), ("slowloris", sc_slowloris),
-             ("hostile", sc_hostile), ("faults", sc_faults), ("durability", sc_durability)]
+             ("hostile", sc_hostile), ("faults", sc_faults), ("durability", sc_durability),
+             ("idle", lambda opts, res: torture_idle.sc_idle(opts, res, sys.modules[__name__]))]
 
 
 def main():

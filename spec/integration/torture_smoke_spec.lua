@@ -1,6 +1,7 @@
 -- scripts/torture --smoke: a small, fast run of the load, fault and
 -- hostile-client scenarios (50 concurrent sessions, 20 slow clients, one of
--- each hostile input, a few faulty sessions, kill -9 rounds) against the
+-- each hostile input, a few faulty sessions, kill -9 rounds, 1,000 idle
+-- connections with /metrics scraped throughout) against the
 -- binary under test, so the torture runner cannot rot. Each scenario prints
 -- one "TORTURE scenario=... result=PASS|FAIL" line; every one must say PASS
 -- (that includes: no message lost, no partial file in the Maildir, the
@@ -8,7 +9,7 @@
 -- asserted here beyond the runner's own "absurd" bound (5 s).
 local server = require "server"
 
-local SCENARIOS = { "concurrency", "slowloris", "hostile", "faults", "durability" }
+local SCENARIOS = { "concurrency", "slowloris", "hostile", "faults", "durability", "idle" }
 
 -- name -> { key = value } for every "TORTURE scenario=... k=v ..." line.
 local function parse(out)
@@ -58,6 +59,13 @@ describe("scripts/torture --smoke #integration", function()
     local f = lines.concurrency
     assert.truthy(f, out)
     assert.are.equal(tonumber(f.sessions) * 3, tonumber(f.exact), f.line)
+  end)
+
+  it("holds every idle connection open and greeted, as the gauge counts them", function()
+    local f = lines.idle
+    assert.truthy(f, out)
+    assert.are.equal(f.connections, f.sessions, f.line)
+    assert.is_true(tonumber(f.scrapes) >= 2, f.line)
   end)
 
   it("exits 0", function()
