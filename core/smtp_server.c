@@ -12,6 +12,7 @@
 #include "anvil.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "script.h"
 #include "smtp_session.h"
@@ -44,7 +45,9 @@ smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 		return;
 	}
 	listener_addr_str(sa, ip, sizeof(ip), &port);
+	metrics_inc(MC_CONN_ACCEPTED);
 	if (srv->nsessions >= cfg->max_connections) {
+		metrics_inc(MC_REFUSED_MAX_CONNECTIONS);
 		smtp_server_refuse(fd, ip, "max_connections",
 		    "421 4.3.2 Too many connections, try again later\r\n");
 		return;
@@ -64,6 +67,8 @@ smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 			snprintf(reply, sizeof(reply),
 			    "421 4.7.0 %s Error: too many connections from %s\r\n", cfg->hostname,
 			    anvil_key_str(&key, who, sizeof(who)));
+			metrics_inc(
+			    v == ANVIL_TOO_MANY ? MC_REFUSED_MAX_PER_IP : MC_REFUSED_MAX_CONN_RATE);
 			smtp_server_refuse(fd, ip, anvil_verdict_str(v), reply);
 			return;
 		}

@@ -28,9 +28,10 @@ deps_install() {
 # What building luamta needs.
 DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-dev
 	libcurl4-openssl-dev libc-ares-dev libhiredis-dev"
-# What the tests need on top: the clients, and the servers the specs start
-# on loopback (dnsmasq, redis-server, Postfix's smtp-sink, Dovecot's LMTP).
+# What the tests need on top: the clients, the servers the specs start on
+# loopback (dnsmasq, redis-server, Postfix's smtp-sink, Dovecot's LMTP), and
+# Prometheus's promtool, which checks what --metrics serves.
 DEPS_TEST="lua-busted lua-socket lua-cjson swaks libnet-ssleay-perl python3 openssl curl procps
 	coreutils valgrind ca-certificates dnsmasq-base python3-dnslib redis-server redis-tools
-	postfix dovecot-core dovecot-lmtpd"
+	postfix dovecot-core dovecot-lmtpd prometheus"
 
