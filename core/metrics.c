@@ -31,7 +31,7 @@
 
 #define METRICS_KEY_MAX   (METRICS_LABELS_MAX * (METRICS_LABEL_MAX + METRICS_VALUE_MAX + 2))
 #define METRICS_HOOK_NAME 32
-#define METRICS_SPIN      100000 /* waits for a slot another process is writing */
+#define METRICS_SPIN      10000 /* waits for a slot another process is writing */
 
 /* Upper bounds of the hook duration histogram, in seconds: from a table
  * look-up to a slow DNS or HTTP call, up to the default --hook-timeout. */

@@ -158,13 +158,12 @@ out:
 
 /* Judges a complete head: "METHOD SP TARGET SP HTTP/1.x" and fields. */
 static void
-metrics_request(struct metrics_client *c, size_t head_len)
+metrics_request(struct metrics_client *c)
 {
 	const char *line = c->head, *sp1, *sp2, *end;
 	size_t llen = strcspn(line, "\r\n"), tlen;
 	int head_only = 0;
 
-	(void)head_len;
 	end = line + llen;
 	sp1 = memchr(line, ' ', llen);
 	sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
@@ -189,7 +188,8 @@ metrics_request(struct metrics_client *c, size_t head_len)
 }
 
 /* Where the head ends (past its blank line), or 0 before it has. Bare LF
- * lines are taken too, as most servers take them. */
+ * lines are taken too, as most servers take them. What follows the head
+ * (a body) is never read. */
 static size_t
 metrics_head_end(const char *p, size_t len)
 {
@@ -209,8 +209,6 @@ metrics_on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct metrics_client *c = w->data;
 	ssize_t n;
-	size_t end;
-
 	(void)revents;
 	if (buf_avail(&c->out) == 0) {
 		n = read(c->fd, c->head + c->len, sizeof(c->head) - 1 - c->len);
@@ -222,12 +220,12 @@ metrics_on_io(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		c->len += (size_t)n;
 		c->head[c->len] = '\0';
-		if ((end = metrics_head_end(c->head, c->len)) == 0) {
+		if (metrics_head_end(c->head, c->len) == 0) {
 			if (c->len < sizeof(c->head) - 1)
 				return;
 			(void)metrics_respond(c, 400, "Bad Request", 0);
 		} else
-			metrics_request(c, end);
+			metrics_request(c);
 		if (buf_avail(&c->out) == 0) {
 			metrics_client_free(c); /* out of memory: no answer */
 			return;
@@ -291,14 +289,17 @@ metrics_on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 void
 metrics_http_start(struct ev_loop *loop, const char *spool)
 {
+	char host[64];
+	int port;
+
 	if (H.fd == -1 || H.listener != NULL)
 		return;
 	H.loop = loop;
 	H.spool = spool;
 	if ((H.listener = listener_new(loop, H.fd, metrics_on_accept, NULL)) == NULL)
 		log_error(NULL, "metrics.listen error=\"out of memory\"");
-	else
-		log_info(NULL, "metrics.ready fd=%d", H.fd);
+	else if (listener_sockname(H.fd, host, sizeof(host), &port) == 0)
+		log_info(NULL, "metrics.ready addr=%s port=%d", host, port);
 }
 
 void

@@ -299,3 +299,53 @@ describe("luamta.metrics.counter #integration", function()
     assert.matches("'app_twice_total' already exists with another help", err)
   end)
 end)
+
+describe("--metrics and the relay #integration", function()
+  -- The destination defers "later@" and refuses "nobody@"; the relaying
+  -- server routes everything to it, from the null sender so that no
+  -- bounce adds attempts of its own.
+  local DEST = [[
+return {
+  on_rcpt = function(s, rcpt)
+    if rcpt:find("^later@") then return 451, "4.7.1 Try again later" end
+    if rcpt:find("^nobody@") then return 550, "5.1.1 No such user here" end
+  end,
+}
+]]
+  local RELAY = [[
+local port = tonumber(os.getenv("DEST_PORT"))
+return {
+  on_message = function(s, msg) msg:relay{ host = "127.0.0.1", port = port, tls = "none" } end,
+}
+]]
+
+  it("counts delivery attempts by result and the queue by state", function()
+    local dest = assert(server.start({ script_source = DEST, capture = true }))
+    finally(function() dest:stop() end)
+    local spool = server.mkdtemp()
+    finally(function() server.rmtree(spool) end)
+    local srv = assert(server.start({ script_source = RELAY,
+      env = { DEST_PORT = tostring(dest.port) },
+      args = { "--metrics", "127.0.0.1:0", "--spool", spool .. "/spool", "--retry-min", "3600" } }))
+    finally(function() srv:stop() end)
+    local c = smtp.session(srv)
+    c:message("", { "ok@dest.spec.test", "later@dest.spec.test", "nobody@dest.spec.test" },
+      "Subject: relayed\r\n\r\nx\r\n"):expect(250)
+    c:send("QUIT"):expect(221)
+    c:close()
+    -- The attempts are counted before the entry is saved: wait for both.
+    local body = server.wait_for("the attempts and the saved entry", function()
+      local b = scrape(srv)
+      return get(b, 'luamta_delivery_attempts_total{result="deferred"}') == 1
+        and get(b, 'luamta_queue_entries{state="deferred"}') == 1 and b
+    end)
+    assert.are.equal(1, get(body, 'luamta_delivery_attempts_total{result="delivered"}'))
+    assert.are.equal(1, get(body, 'luamta_delivery_attempts_total{result="bounced"}'))
+    assert.are.equal(1, get(body, 'luamta_queue_entries{state="deferred"}'))
+    assert.are.equal(0, get(body, 'luamta_queue_entries{state="queued"}'))
+    assert.are.equal(0, get(body, 'luamta_queue_entries{state="held"}'))
+    local status, out = promtool(body)
+    assert.are.equal(0, status, out)
+    assert.are.equal("", out)
+  end)
+end)
