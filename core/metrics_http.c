@@ -268,7 +268,17 @@ metrics_on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 	(void)sa;
 	(void)salen;
 	(void)arg;
-	if (H.nclients >= METRICS_HTTP_CLIENTS || (c = calloc(1, sizeof(*c))) == NULL) {
+	/* At the cap, the oldest connection goes (the list is newest first):
+	 * scrapes take a moment, so it is one that sends nothing, and idle
+	 * connections cannot lock the scrapers out for their timeout. */
+	if (H.nclients >= METRICS_HTTP_CLIENTS) {
+		struct metrics_client *old = H.clients;
+
+		while (old->next != NULL)
+			old = old->next;
+		metrics_client_free(old);
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
 		return;
 	}

@@ -10,7 +10,7 @@
 
 #define METRICS_HTTP_HEAD_MAX  8192  /* request line and fields */
 #define METRICS_HTTP_TIMEOUT   10.0  /* seconds a scraper has for its request and our answer */
-#define METRICS_HTTP_CLIENTS   64    /* at once; more are closed unanswered */
+#define METRICS_HTTP_CLIENTS   64    /* at once; one more closes the oldest */
 #define METRICS_QUEUE_SCAN_MAX 10000 /* entries counted in the spool per scrape */
 
 /* main.c, with the SMTP listeners (before --user and any fork): binds

@@ -253,6 +253,15 @@ describe("--metrics with two workers #integration", function()
     assert(slow:send("ics HTTP/1.1\r\n\r\n"))
     local answer = slow:receive("*a")
     assert.are.equal(200, status_of(answer))
+    -- More idle connections than it serves at once: the oldest go, and a
+    -- scrape still gets its answer.
+    local idle = {}
+    finally(function() for _, s in ipairs(idle) do s:close() end end)
+    for i = 1, 70 do
+      idle[i] = assert(socket.tcp())
+      assert(idle[i]:connect("127.0.0.1", port))
+    end
+    assert.matches("luamta_connections_total", scrape(srv))
   end)
 end)
 
