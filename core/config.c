@@ -34,7 +34,7 @@ static const char usage_text[] =
     "              [--spool DIR] [--relay-port PORT] [--retry-min SECS] [--retry-max SECS]\n"
     "              [--queue-lifetime SECS] [--max-hops N] [--delivery-concurrency N]\n"
     "              [--destination-concurrency N] [--connection-cache-time SECS]\n"
-    "              [--check] [--version] [--help]\n"
+    "              [--metrics ADDR:PORT] [--check] [--version] [--help]\n"
     "       luamta queue list|show ID|flush [ID]|remove ID|hold ID|release ID [--json]\n"
     "              [--spool DIR]\n"
     "\n"
@@ -69,7 +69,9 @@ static const char usage_text[] =
     "  --delivery-concurrency N      deliveries at once, per process (default 100)\n"
     "  --destination-concurrency N   of them to one destination (default 20)\n"
     "  --connection-cache-time SECS  a next hop's connection waits this long for the\n"
-    "                        next message to its destination (default 2; 0: none)\n";
+    "                        next message to its destination (default 2; 0: none)\n"
+    "Monitoring:\n"
+    "  --metrics ADDR:PORT   answer GET /metrics here (Prometheus text format)\n";
 
 enum {
 	OPT_LISTEN = 256,
@@ -125,6 +127,7 @@ enum {
 	OPT_LISTEN_TLS_PROXY,
 	OPT_PROXY_TRUSTED,
 	OPT_PROXY_TIMEOUT,
+	OPT_METRICS,
 };
 
 static const struct option long_opts[] = {
@@ -179,6 +182,7 @@ static const struct option long_opts[] = {
 	{ "delivery-concurrency", required_argument, NULL, OPT_DELIVERY_CONC },
 	{ "destination-concurrency", required_argument, NULL, OPT_DEST_CONC },
 	{ "connection-cache-time", required_argument, NULL, OPT_CONN_CACHE_TIME },
+	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -200,20 +204,15 @@ parse_num(const char *opt, const char *s, double min, double max, double *out)
 	return 0;
 }
 
-/* "1.2.3.4:25", "[::1]:25". The address must be numeric: resolving names
- * at startup would make binding depend on DNS. */
+/* "1.2.3.4:25", "[::1]:25" into l, for the option opt. The address must
+ * be numeric: resolving names at startup would make binding depend on DNS. */
 static int
-parse_listen(struct config *cfg, const char *s, int tls, int proxy)
+parse_addr(const char *opt, struct config_listen *l, const char *s, int tls)
 {
-	struct config_listen *l;
 	const char *colon, *host = s;
 	size_t hlen;
 	double port;
 
-	if (cfg->nlisten == CONFIG_LISTEN_MAX) {
-		fprintf(stderr, "luamta: too many --listen (max %d)\n", CONFIG_LISTEN_MAX);
-		return -1;
-	}
 	if (*s == '[') {
 		const char *rb = strchr(s, ']');
 		if (rb == NULL || rb[1] != ':')
@@ -228,18 +227,32 @@ parse_listen(struct config *cfg, const char *s, int tls, int proxy)
 	}
 	if (hlen == 0 || hlen >= sizeof(l->host))
 		goto bad;
-	if (parse_num("listen", colon + 1, 0, 65535, &port) == -1)
+	if (parse_num(opt, colon + 1, 0, 65535, &port) == -1)
 		return -1;
-	l = &cfg->listen[cfg->nlisten++];
 	memcpy(l->host, host, hlen);
 	l->host[hlen] = '\0';
 	l->port = (int)port;
 	l->tls = tls;
-	l->proxy = proxy;
+	l->proxy = 0;
 	return 0;
 bad:
-	fprintf(stderr, "luamta: --listen: expected ADDR:PORT or [ADDR6]:PORT, got '%s'\n", s);
+	fprintf(stderr, "luamta: --%s: expected ADDR:PORT or [ADDR6]:PORT, got '%s'\n", opt, s);
 	return -1;
+}
+
+/* A listener: --listen, --listen-tls, --listen-proxy, --listen-tls-proxy
+ * (opt, for messages). */
+static int
+parse_listen(struct config *cfg, const char *opt, const char *s, int tls, int proxy)
+{
+	if (cfg->nlisten == CONFIG_LISTEN_MAX) {
+		fprintf(stderr, "luamta: too many listeners (max %d)\n", CONFIG_LISTEN_MAX);
+		return -1;
+	}
+	if (parse_addr(opt, &cfg->listen[cfg->nlisten], s, tls) == -1)
+		return -1;
+	cfg->listen[cfg->nlisten++].proxy = proxy;
+	return 0;
 }
 
 /* --resolver: "192.0.2.1", "192.0.2.1:5353", "2001:db8::1", "[2001:db8::1]:5353".
@@ -547,7 +560,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_LISTEN:
-			if (parse_listen(cfg, optarg, 0, 0) == -1)
+			if (parse_listen(cfg, "listen", optarg, 0, 0) == -1)
 				return -1;
 			break;
 		case OPT_SCRIPT:
@@ -610,7 +623,9 @@ config_parse(struct config *cfg, int argc, char **argv)
 			break;
 		case OPT_LISTEN_PROXY:
 		case OPT_LISTEN_TLS_PROXY:
-			if (parse_listen(cfg, optarg, c == OPT_LISTEN_TLS_PROXY, 1) == -1)
+			if (parse_listen(cfg,
+				c == OPT_LISTEN_TLS_PROXY ? "listen-tls-proxy" : "listen-proxy", optarg,
+				c == OPT_LISTEN_TLS_PROXY, 1) == -1)
 				return -1;
 			break;
 		case OPT_PROXY_TRUSTED:
@@ -650,6 +665,11 @@ config_parse(struct config *cfg, int argc, char **argv)
 			if (parse_num("connection-cache-time", optarg, 0, 3600,
 				&cfg->connection_cache_time) == -1)
 				return -1;
+			break;
+		case OPT_METRICS:
+			if (parse_addr("metrics", &cfg->metrics, optarg, 0) == -1)
+				return -1;
+			cfg->metrics_on = 1;
 			break;
 		case OPT_RETRY_MIN:
 			if (parse_num("retry-min", optarg, 0.01, 86400 * 30, &cfg->retry_min) == -1)
@@ -730,7 +750,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 			cfg->check = 1;
 			break;
 		case OPT_LISTEN_TLS:
-			if (parse_listen(cfg, optarg, 1, 0) == -1)
+			if (parse_listen(cfg, "listen-tls", optarg, 1, 0) == -1)
 				return -1;
 			break;
 		case OPT_TLS_CERT:
@@ -817,6 +837,10 @@ config_parse(struct config *cfg, int argc, char **argv)
 	 * --hook-timeout from turning a slow fsync into a killed worker. */
 	if (cfg->watchdog < 0)
 		cfg->watchdog = cfg->hook_timeout * 3 > 5 ? cfg->hook_timeout * 3 : 5;
+	if (cfg->metrics_on && cfg->stdio) {
+		fprintf(stderr, "luamta: --metrics does not go with --stdio\n");
+		return -1;
+	}
 	if (cfg->retry_max < cfg->retry_min) {
 		fprintf(stderr, "luamta: --retry-max must not be below --retry-min\n");
 		return -1;

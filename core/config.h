@@ -93,6 +93,8 @@ struct config {
 	int delivery_concurrency;     /* deliveries at once, per process */
 	int destination_concurrency;  /* of them to one destination */
 	double connection_cache_time; /* a next hop's connection kept idle; 0: not kept */
+	struct config_listen metrics; /* --metrics: where GET /metrics is answered */
+	int metrics_on;               /* --metrics was given */
 };
 
 /* Whether a Lua policy runs: a --script, or --capture's wrapper alone. */

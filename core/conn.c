@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "tls.h"
 
 enum conn_tls_state {
@@ -91,6 +92,7 @@ conn_handshake(struct conn *c)
 	switch (tls_handshake(c->tls)) {
 	case TLS_OK:
 		c->tls_state = CONN_TLS_ON;
+		metrics_tls(tls_version(c->tls));
 		ev_io_stop(c->loop, &c->wio);
 		conn_update_read(c);
 		c->cb(c, CONN_TLS_READY, c->arg);
@@ -105,6 +107,7 @@ conn_handshake(struct conn *c)
 			ev_io_start(c->loop, &c->wio);
 		return 0;
 	case TLS_CLOSED:
+		metrics_tls(NULL);
 		c->eof = 1;
 		ev_io_stop(c->loop, &c->rio);
 		c->cb(c, CONN_CLOSED, c->arg);
@@ -112,6 +115,7 @@ conn_handshake(struct conn *c)
 	case TLS_ERROR:
 		break;
 	}
+	metrics_tls(NULL);
 	c->tls_failed = 1;
 	conn_fail(c, EPROTO);
 	return -1;

@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
 
@@ -42,6 +43,8 @@ struct hook_run {
 	void *arg;
 	char name[32];
 	char sid[24];
+	int mslot;          /* metrics.h's series of this hook, or -1 */
+	ev_tstamp mstarted; /* when the run started, for its duration */
 };
 
 /* Threads whose run returned normally, kept for the next runs on the same
@@ -297,6 +300,7 @@ hook_run_new(lua_State *L, struct ev_loop *loop, enum hook_mode mode,
 	run->arg = arg;
 	hook_strlcpy(run->name, name, sizeof(run->name));
 	hook_strlcpy(run->sid, sid != NULL ? sid : "", sizeof(run->sid));
+	run->mslot = -1;
 	ev_init(&run->sleep, NULL);
 	run->sleep.data = run;
 	lua_sethook(run->co, hook_on_budget, LUA_MASKCOUNT, HOOK_SLICE);
@@ -616,17 +620,32 @@ hook_resume(struct hook_run *run, int nargs)
 	return run->res.verdict == HOOK_ERROR ? HOOK_FAILED : HOOK_DONE;
 }
 
+/* A run that ended (not a cancelled one) goes into the metrics: its
+ * time from start to end, waiting included, and whether it failed. */
+static enum hook_status
+hook_metrics_end(struct hook_run *run, enum hook_status st)
+{
+	if (st != HOOK_PENDING && run->mslot >= 0)
+		metrics_hook_end(run->mslot, ev_time() - run->mstarted, st == HOOK_FAILED);
+	return st;
+}
+
 enum hook_status
 hook_run_start(struct hook_run *run, int nargs)
 {
-	return hook_resume(run, nargs);
+	/* Loading the policy is not a hook. */
+	if (run->mode != HOOK_MODE_RAW && metrics_enabled()) {
+		run->mslot = metrics_hook_slot(run->name);
+		run->mstarted = ev_time();
+	}
+	return hook_metrics_end(run, hook_resume(run, nargs));
 }
 
 void
 hook_wake(struct hook_run *run, int nvalues)
 {
 	ev_timer_stop(run->loop, &run->sleep);
-	if (hook_resume(run, nvalues) == HOOK_PENDING)
+	if (hook_metrics_end(run, hook_resume(run, nvalues)) == HOOK_PENDING)
 		return;
 	run->done(run, run->arg);
 }

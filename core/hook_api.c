@@ -23,6 +23,7 @@
 #include "hook_api_int.h"
 #include "http.h"
 #include "log.h"
+#include "metrics_lua.h"
 #include "redis.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
@@ -740,6 +741,7 @@ hook_api_open(lua_State *L, const char *hostname)
 	http_lua_open(L);
 	dns_lua_open(L);
 	redis_lua_open(L);
+	metrics_lua_open(L);
 	lua_pushstring(L, LUAMTA_VERSION);
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, hostname);

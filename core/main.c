@@ -20,6 +20,8 @@
 #include "listener.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "notify.h"
 #include "queue_cli.h"
 #include "script.h"
@@ -27,7 +29,8 @@
 #include "worker.h"
 
 /* Written after every listener is bound, renamed into place so a reader
- * never sees half a file: one "ADDR PORT" line per listener. */
+ * never sees half a file: one "ADDR PORT" line per listener, then
+ * "ADDR PORT metrics" for --metrics. */
 static void
 main_write_ready(const char *path, const struct worker_listen *ls, int n)
 {
@@ -44,6 +47,14 @@ main_write_ready(const char *path, const struct worker_listen *ls, int n)
 		if (listener_sockname(ls[i].fd, host, sizeof(host), &port) == -1)
 			fatal("getsockname");
 		fprintf(f, "%s %d\n", host, port);
+	}
+	if (metrics_http_fd() != -1) {
+		char host[64];
+		int port;
+
+		if (listener_sockname(metrics_http_fd(), host, sizeof(host), &port) == -1)
+			fatal("getsockname");
+		fprintf(f, "%s %d metrics\n", host, port);
 	}
 	if (fclose(f) != 0 || rename(tmp, path) == -1)
 		fatal("ready file %s", path);
@@ -157,6 +168,11 @@ main(int argc, char **argv)
 	 * files in it (the parent must exist already). */
 	if (cfg.capture_dir != NULL && mkdir(cfg.capture_dir, 0700) == -1 && errno != EEXIST)
 		fatal("--capture %s", cfg.capture_dir);
+	/* The counters are mapped before the policy loads (its top level
+	 * may define counters) and before any fork, so that every worker adds
+	 * to the same ones (metrics.c says why). */
+	if (cfg.metrics_on && !cfg.check && metrics_init() == -1)
+		fatal("--metrics: shared memory");
 	/* Load everything once here, so a broken script or certificate stops
 	 * the start with its reason (and --check is just this). */
 	if (main_load(&cfg, &script, &tls) == -1)
@@ -180,6 +196,9 @@ main(int argc, char **argv)
 		ls[i].tls = cfg.listen[i].tls;
 		ls[i].proxy = cfg.listen[i].proxy;
 	}
+	if (cfg.metrics_on &&
+	    metrics_http_bind(cfg.metrics.host, cfg.metrics.port, err, sizeof(err)) == -1)
+		fatalx("--metrics: %s", err);
 	/* Whoever reads the ready file may signal us at once. */
 	worker_block_signals(1);
 	if (cfg.ready_file != NULL)
@@ -209,6 +228,7 @@ main(int argc, char **argv)
 			if (ls[i].fd != -1)
 				close(ls[i].fd);
 	}
+	metrics_http_stop();
 	ev_loop_destroy(EV_DEFAULT);
 	return rc;
 }

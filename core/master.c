@@ -13,7 +13,9 @@
  * a worker it starts or restarts gets a copy of them through the fork, so
  * it serves what the others serve, never a file broken or edited since.
  * Its watchdog kills a worker whose loop has stopped turning (watchdog.h);
- * the restart logic then treats it like any other death. */
+ * the restart logic then treats it like any other death. With --metrics
+ * it answers the scrapes: the workers count in memory shared with it
+ * (metrics.h), so it does no SMTP to know what they did. */
 #define _GNU_SOURCE /* pipe2 */
 #include "master.h"
 
@@ -30,6 +32,8 @@
 #include <ev.h>
 
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "notify.h"
 #include "script.h"
 #include "tls.h"
@@ -134,6 +138,9 @@ master_become_worker(struct master_worker *mw)
 	}
 	watch_free(m->watch);
 	m->watch = NULL;
+	/* The scrapes are the master's: its socket and scrapers are not ours. */
+	metrics_http_stop();
+	metrics_worker_start(mw->index);
 	/* This copy of the master is gone: the worker owns the references. */
 	m->sc = NULL;
 	m->tls = NULL;
@@ -178,6 +185,7 @@ master_on_child(struct ev_loop *loop, ev_child *c, int revents)
 	mw->pid = 0;
 	mw->stalled = 0;
 	m->alive--;
+	metrics_worker_gone(mw->index);
 	if (WIFSIGNALED(st))
 		log_warn(NULL, "worker.died worker=%d pid=%d signal=%d lived=%.1f", mw->index,
 		    c->rpid, WTERMSIG(st), lived);
@@ -199,6 +207,7 @@ master_on_child(struct ev_loop *loop, ev_child *c, int revents)
 		mw->backoff =
 		    mw->backoff * 2 > MASTER_BACKOFF_MAX ? MASTER_BACKOFF_MAX : mw->backoff * 2;
 	log_info(NULL, "worker.restart worker=%d in=%.1f", mw->index, mw->backoff);
+	metrics_inc(MC_WORKER_RESTARTS);
 	ev_timer_set(&mw->restart, mw->backoff, 0);
 	ev_timer_start(loop, &mw->restart);
 }
@@ -262,6 +271,7 @@ master_reload(struct master *m, const char *why)
 		if ((sc = script_load(&so, m->loop, m->sc, err, sizeof(err))) == NULL) {
 			/* On SIGHUP the workers are not asked to reload, so this is
 			 * the one report; with --watch each worker reports its own. */
+			metrics_inc(MC_RELOAD_FAILED);
 			if (strcmp(why, "signal") == 0)
 				log_error(NULL, "server.reload result=failed why=%s error=\"%s\"",
 				    why, err);
@@ -277,6 +287,7 @@ master_reload(struct master *m, const char *why)
 		script_unref(m->sc);
 		m->sc = sc;
 		log_info(NULL, "master.reload result=ok why=%s generation=%u", why, sc->generation);
+		metrics_inc(MC_RELOAD_OK);
 	}
 	if (cfg->tls_cert != NULL) {
 		tls = tls_config_new(
@@ -464,6 +475,7 @@ master_run(const struct config *cfg, struct worker_listen *ls, int nlisten, stru
 		mw->child.data = mw->restart.data = mw;
 		master_spawn(mw);
 	}
+	metrics_http_start(m.loop, cfg->spool);
 	/* After the first forks, so they have no watch to let go of. */
 	if (cfg->watch && cfg->script != NULL && master_watch_start(&m) == -1)
 		fatal("--watch: inotify");
@@ -482,6 +494,7 @@ master_run(const struct config *cfg, struct worker_listen *ls, int nlisten, stru
 		ev_timer_stop(m.loop, &m.wdcheck);
 	}
 	master_ready_close(&m);
+	metrics_http_stop();
 	watchdog_free(m.wd);
 	watch_free(m.watch);
 	script_unref(m.sc);

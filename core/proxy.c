@@ -14,6 +14,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 
 struct proxy_wait {
 	struct proxy_wait *next, *prev;
@@ -59,6 +60,7 @@ refuse(const struct sockaddr *peer, int fd, const char *reason, const char *why)
 	int port;
 
 	listener_addr_str(peer, ip, sizeof(ip), &port);
+	metrics_inc(MC_REFUSED_PROXY);
 	if (why != NULL)
 		log_warn(NULL, "proxy.refuse peer=%s port=%d reason=%s error=\"%s\"", ip, port,
 		    reason, log_escape(esc, sizeof(esc), why, strlen(why)));

@@ -39,6 +39,7 @@
 #include "dsn.h"
 #include "hook.h"
 #include "log.h"
+#include "metrics.h"
 #include "relay_int.h"
 #include "relay_route.h"
 #include "script.h"
@@ -660,11 +661,13 @@ relay_job_finish(struct relay_job *j)
 		r->attempts++;
 		if (o->code >= 200 && o->code < 300) {
 			r->state = QUEUE_RCPT_DELIVERED;
+			metrics_inc(MC_DELIVERY_DELIVERED);
 			log_info(NULL, "relay.delivered id=%s to=<%s> remote=\"%s\" reply=\"%s\"",
 			    j->id, r->address, o->remote ? o->remote : "", o->reply);
 		} else if (o->code >= 500 ||
 		    (double)(wall - j->e.created) >= R.cfg->queue_lifetime) {
 			r->state = QUEUE_RCPT_BOUNCED;
+			metrics_inc(MC_DELIVERY_BOUNCED);
 			j->bounce[i] = 1;
 			log_info(NULL, "relay.bounced id=%s to=<%s> reply=\"%s\"%s", j->id,
 			    r->address, o->reply, o->code < 500 ? " why=lifetime" : "");
@@ -676,6 +679,7 @@ relay_job_finish(struct relay_job *j)
 			if (wait > R.cfg->retry_max)
 				wait = R.cfg->retry_max;
 			r->state = QUEUE_RCPT_DEFERRED;
+			metrics_inc(MC_DELIVERY_DEFERRED);
 			r->next_attempt = wall + (time_t)(wait + 0.5);
 			log_info(NULL, "relay.deferred id=%s to=<%s> reply=\"%s\" retry_in=%.0f",
 			    j->id, r->address, o->reply, wait);

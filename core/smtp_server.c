@@ -12,6 +12,7 @@
 #include "anvil.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "queue.h"
 #include "script.h"
@@ -47,7 +48,10 @@ smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 		return;
 	}
 	listener_addr_str(sa, ip, sizeof(ip), &port);
+	if (px == NULL) /* a proxied one was counted when it connected */
+		metrics_inc(MC_CONN_ACCEPTED);
 	if (srv->nsessions >= cfg->max_connections) {
+		metrics_inc(MC_REFUSED_MAX_CONNECTIONS);
 		smtp_server_refuse(fd, ip, "max_connections",
 		    "421 4.3.2 Too many connections, try again later\r\n");
 		return;
@@ -67,6 +71,8 @@ smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 			snprintf(reply, sizeof(reply),
 			    "421 4.7.0 %s Error: too many connections from %s\r\n", cfg->hostname,
 			    anvil_key_str(&key, who, sizeof(who)));
+			metrics_inc(
+			    v == ANVIL_TOO_MANY ? MC_REFUSED_MAX_PER_IP : MC_REFUSED_MAX_CONN_RATE);
 			smtp_server_refuse(fd, ip, anvil_verdict_str(v), reply);
 			return;
 		}
@@ -115,9 +121,11 @@ smtp_server_accept_via(struct smtp_server *srv, int fd, const struct sockaddr *s
 		close(fd);
 		return;
 	}
+	metrics_inc(MC_CONN_ACCEPTED);
 	/* Not a word to an address that may not send a header: it is not
 	 * ours to talk to. */
 	if (!config_proxy_trusted(cfg, sa)) {
+		metrics_inc(MC_REFUSED_PROXY);
 		char ip[INET6_ADDRSTRLEN];
 		int port;
 

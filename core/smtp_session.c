@@ -25,6 +25,7 @@
 #include "tls.h"
 #include "hook_api.h"
 #include "log.h"
+#include "metrics.h"
 #include "msgstore.h"
 #include "relay.h"
 #include "smtp_pace.h"
@@ -126,6 +127,7 @@ smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *
 	char out[SMTP_REPLY_MAX];
 	size_t n = smtp_reply_build(s, out, sizeof(out), code, enh, text);
 
+	s->last_code = code;
 	if (conn_write(s->conn, out, n) == -1)
 		smtp_session_close(s, "out of memory");
 	log_debug(s->sid, "smtp.reply code=%d", code);
@@ -174,6 +176,7 @@ smtp_reply_paced(struct smtp_session *s, int code, const char *enh, const char *
 		smtp_reply_lines(s, code, enh, text);
 		return;
 	}
+	s->last_code = code;
 	smtp_pace_free(s->pace);
 	s->pace = smtp_pace_new(
 	    s->srv->loop, s->conn, out, n, res->line_delay, res->drop_after, smtp_on_pace_end, s);
@@ -247,6 +250,7 @@ smtp_tx_free(struct smtp_tx *tx)
 {
 	if (tx == NULL)
 		return;
+	metrics_transaction(tx->verdict);
 	free(tx->sender);
 	free(tx->params);
 	for (size_t i = 0; i < tx->nrcpts; i++)
@@ -676,9 +680,17 @@ check_data(struct smtp_session *s, const char *arg, size_t len)
 		log_warn(s->sid, "smtp.data_memory result=refused held=%zu size=%zu max=%zu", held,
 		    s->tx->size, max);
 		smtp_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
+		metrics_message(452, METRICS_STAGE_DATA);
 		return -1;
 	}
 	return 0;
+}
+
+/* on_data refused the message before it came (for the metrics only). */
+static void
+rejected_data(struct smtp_session *s)
+{
+	metrics_message(s->last_code, METRICS_STAGE_DATA);
 }
 
 static void
@@ -854,6 +866,7 @@ smtp_sasl_result(struct smtp_session *s, enum smtp_sasl_status st, const struct 
 		return 1;
 	case SMTP_SASL_FAIL:
 		smtp_reply(s, r->code, r->enh, "%s", r->text);
+		metrics_inc(MC_AUTH_ABORTED);
 		return -1;
 	case SMTP_SASL_DONE:
 		break;
@@ -916,6 +929,7 @@ do_auth(struct smtp_session *s, const struct hook_result *res)
 	s->pend.arg = NULL;
 	log_info(s->sid, "smtp.auth result=accept mech=%s user=\"%s\"", s->pend.verb,
 	    log_escape(esc, sizeof(esc), s->user, strlen(s->user)));
+	metrics_inc(MC_AUTH_SUCCESS);
 	smtp_reply_hook(s, res, 235, "2.7.0", "Authentication successful");
 }
 
@@ -925,6 +939,7 @@ rejected_auth(struct smtp_session *s)
 	char esc[128];
 
 	s->auth_failures++;
+	metrics_inc(s->last_code / 100 == 4 ? MC_AUTH_TEMPFAIL : MC_AUTH_FAILURE);
 	log_info(s->sid, "smtp.auth result=reject mech=%s user=\"%s\" failures=%d", s->pend.verb,
 	    log_escape(esc, sizeof(esc), s->pend.arg != NULL ? s->pend.arg : "",
 		s->pend.arg != NULL ? strlen(s->pend.arg) : 0),
@@ -1043,7 +1058,7 @@ static const struct smtp_cmd smtp_cmds[] = {
 	  550, "5.7.1", "Sender rejected" },
 	{ "RCPT", S(ST_MAIL) | S(ST_RCPT), HOOK_RCPT,   check_rcpt,   do_rcpt,    NULL,
 	  550, "5.7.1", "Recipient rejected" },
-	{ "DATA", S(ST_RCPT),             HOOK_DATA,    check_data,   do_data,    NULL,
+	{ "DATA", S(ST_RCPT),             HOOK_DATA,    check_data,   do_data,    rejected_data,
 	  554, "5.5.1", "Rejected" },
 	{ "RSET", ST_SESSION,             HOOK_RSET,    check_noarg,  do_rset,    NULL,
 	  550, "5.7.1", "Rejected" },
@@ -1250,9 +1265,21 @@ smtp_hook_finish(struct smtp_session *s, const struct hook_result *res)
 
 /* DATA ------------------------------------------------------------------ */
 
+/* The verdict on the transaction's message, for the metrics. */
+static void
+smtp_verdict(struct smtp_session *s, int code, enum metrics_stage stage)
+{
+	s->tx->verdict = code;
+	metrics_message(code, stage);
+}
+
+/* Refused at the final dot: by the server's checks, or by on_message (its
+ * command is still pending then). A close without a reply counts as 554. */
 static void
 rejected_message(struct smtp_session *s)
 {
+	smtp_verdict(s, s->last_code >= 400 ? s->last_code : 554,
+	    s->pend.cmd == &smtp_cmd_message ? METRICS_STAGE_POLICY : METRICS_STAGE_END);
 	smtp_tx_end(s);
 	conn_set_timeout(s->conn, s->srv->cfg->timeout);
 }
@@ -1273,6 +1300,7 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 			    s->sid, "smtp.queue qid=%s result=failed error=\"%s\"", tx->qid, err);
 			smtp_reply(
 			    s, 451, "4.3.0", "Error: cannot queue the message, try again later");
+			smtp_verdict(s, 451, METRICS_STAGE_QUEUE);
 			smtp_tx_end(s);
 			conn_set_timeout(s->conn, s->srv->cfg->timeout);
 			return;
@@ -1284,9 +1312,11 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 	if (tx->delivery_failed) {
 		/* The client keeps the message and retries (RFC 5321 4.2.5). */
 		smtp_reply(s, 451, "4.3.0", "Error: local delivery failed, try again later");
+		smtp_verdict(s, 451, METRICS_STAGE_DELIVERY);
 		log_warn(s->sid, "smtp.message qid=%s result=tempfail reason=delivery", tx->qid);
 	} else {
 		s->messages++;
+		smtp_verdict(s, 250, METRICS_STAGE_POLICY);
 		log_info(s->sid, "smtp.message qid=%s result=accept size=%zu rcpts=%zu", tx->qid,
 		    msgstore_len(tx->ms), tx->nrcpts);
 		if (res != NULL && res->code != 0)
@@ -1666,6 +1696,7 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 		return;
 	s->closing = 1;
 	log_info(s->sid, "smtp.close reason=%s", reason);
+	metrics_session_end(reason);
 	/* A connection that already failed (reset by the peer) cannot take
 	 * the last reply: free its slot now rather than after the linger. */
 	if (conn_failed(s->conn))
@@ -1708,6 +1739,7 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 		if (s->tls_wait) {
 			/* No plaintext reply fits in the middle of a handshake. */
 			log_info(s->sid, "smtp.tls_timeout");
+			metrics_inc(MC_TLS_TIMEOUT);
 			smtp_session_close(s, "tls_timeout");
 			break;
 		}
@@ -1804,6 +1836,7 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
+	metrics_connections(1);
 	if (s->proxy != NULL)
 		log_info(s->sid, "smtp.connect peer=%s port=%d tls=%s proxy=%s proxy_port=%d",
 		    s->peer_ip, s->peer_port, tls ? "implicit" : "no", s->proxy->ip,
@@ -1887,6 +1920,7 @@ smtp_session_free(struct smtp_session *s)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	metrics_connections(-1);
 	log_debug(s->sid, "smtp.free");
 	free(s);
 	if (srv->nsessions == 0 && srv->on_drained != NULL)
@@ -1897,6 +1931,7 @@ void
 smtp_session_abort(struct smtp_session *s)
 {
 	if (!s->closing) {
+		metrics_session_end("shutdown");
 		smtp_reply(s, 421, "4.3.2", "%s Service shutting down", s->srv->cfg->hostname);
 		conn_flush(s->conn);
 	}

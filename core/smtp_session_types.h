@@ -66,6 +66,7 @@ struct smtp_tx {
 	struct queue_entry *relay; /* owned: msg:relay's routes, queued with the 250 */
 	size_t nrelay;             /* whole routes; relay[nrelay] may be a spare */
 	size_t relay_cap;
+	int verdict; /* the reply code of the message's verdict; 0: none yet (metrics) */
 };
 
 struct smtp_cmd;
@@ -136,6 +137,7 @@ struct smtp_session {
 	double data_mark;     /* DATA: when the timer was last re-armed (ev_now) */
 	size_t data_bytes;    /* DATA: bytes since then */
 	int in_process;       /* inside smtp_session_process() */
+	int last_code;        /* of the last reply queued (metrics) */
 };
 
 #endif

@@ -23,6 +23,8 @@
 #include "http.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "notify.h"
 #include "redis.h"
 #include "relay.h"
@@ -97,6 +99,10 @@ worker_reload(struct worker *w, const char *why)
 
 		worker_script_opts(cfg, &o);
 		sc = script_load(&o, w->loop, w->srv.script, err, sizeof(err));
+		/* Under a master, the master counts the reload: once, not once
+		 * per worker. */
+		if (w->index == 0)
+			metrics_inc(sc != NULL ? MC_RELOAD_OK : MC_RELOAD_FAILED);
 		if (sc == NULL) {
 			log_error(NULL, "server.reload result=failed why=%s worker=%d error=\"%s\"",
 			    why, w->index, err);
@@ -360,6 +366,11 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 		worker_watch_arm(&w);
 	}
 	w.every = worker_every(&w);
+	/* --foreground: this process is also the one that answers scrapes. */
+	if (index == 0 && !cfg->stdio) {
+		metrics_worker_start(0);
+		metrics_http_start(w.loop, cfg->spool);
+	}
 	relay_start(w.loop, cfg);
 	relay_set_script(w.srv.script);
 	log_info(NULL, "worker.ready worker=%d pid=%d", index, (int)getpid());

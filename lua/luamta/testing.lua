@@ -471,8 +471,9 @@ end
 --   bin           the binary (default $LUAMTA_BIN, else luamta on PATH)
 --   wrapper       shell words in front of the binary (default
 --                 $LUAMTA_WRAPPER; false: none)
--- Returns srv (srv.port, srv.host, srv.dir, srv.pid, srv.listeners), or nil
--- and an error with the command and the log tail.
+-- Returns srv (srv.port, srv.host, srv.dir, srv.pid, srv.listeners, and
+-- srv.metrics = { addr =, port = } with --metrics in args), or nil and an
+-- error with the command and the log tail.
 function M.start(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("start: opts must be a table", 2) end
@@ -547,8 +548,13 @@ function M.start(opts)
     -- written the pid file: wait for both (stop() needs the pid).
     if srv.pid and ready and ready:find("\n") then
       srv.listeners = {}
-      for addr, port in ready:gmatch("(%S+)%s+(%d+)[^\n]*\n") do
-        insert(srv.listeners, { addr = addr, port = tonumber(port) })
+      for addr, port, rest in ready:gmatch("(%S+)%s+(%d+)([^\n]*)\n") do
+        -- --metrics's line ends in "metrics": not an SMTP listener.
+        if rest:match("^%s*metrics%s*$") then
+          srv.metrics = { addr = addr, port = tonumber(port) }
+        else
+          insert(srv.listeners, { addr = addr, port = tonumber(port) })
+        end
       end
       if srv.listeners[1] then
         srv.addr = srv.listeners[1].addr

@@ -31,8 +31,9 @@ DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-
 # What the tests need on top: the clients, and the servers the specs start
 # on loopback (dnsmasq, redis-server, Postfix's smtp-sink, Dovecot's LMTP,
 # HAProxy); install_spec formats the man page (groff, man, col) and checks
-# the unit with systemd-analyze, which works without systemd running.
+# the unit with systemd-analyze, which works without systemd running;
+# Prometheus's promtool checks what --metrics serves.
 DEPS_TEST="lua-busted lua-socket lua-cjson swaks libnet-ssleay-perl python3 openssl curl procps
 	coreutils valgrind ca-certificates dnsmasq-base python3-dnslib redis-server redis-tools
-	postfix dovecot-core dovecot-lmtpd haproxy groff-base man-db bsdextrautils systemd"
+	postfix dovecot-core dovecot-lmtpd haproxy groff-base man-db bsdextrautils systemd prometheus"
 
