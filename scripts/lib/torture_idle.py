@@ -23,9 +23,9 @@ import socket
 import time
 
 # Per idle connection, the worker's resident memory must stay under this
-# (a session, its connection and the kernel-side socket are not counted in
-# RSS; the session and its buffers are): a regression to per-connection
-# buffers of 64 KiB would show at once.
+# (the session and its connection count; the kernel's socket buffers are
+# not in RSS): a regression to per-connection buffers of 64 KiB would show
+# at once.
 MAX_BYTES_PER_CONN = 16 * 1024
 GAUGE_RE = re.compile(r"^luamta_connections_current(?:\{[^}]*\})? (\d+(?:\.\d+)?)$", re.M)
 
