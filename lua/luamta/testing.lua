@@ -124,6 +124,15 @@ function M.bin()
   error("no luamta binary: set LUAMTA_BIN, pass opts.bin or put luamta on PATH", 2)
 end
 
+-- A TCP port on 127.0.0.1 that nothing listens on now (bound, then
+-- closed), for a server a test starts on a port it must know in advance.
+function M.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
 -- A fresh private directory under /tmp.
 function M.mkdtemp()
   local name = os_tmpname() -- creates an empty file with a unique name

@@ -10,7 +10,6 @@
 --   -- clients connect to h.port; h:server_state("a") reads the stats socket
 local socket = require "socket"
 local server = require "server"
-local redis = require "redis"
 
 local M = {}
 local Haproxy = {}
@@ -54,7 +53,7 @@ end
 
 -- Starts HAProxy; returns it once its frontend accepts, or nil and an error.
 function M.start(opts)
-  local h = setmetatable({ dir = server.mkdtemp(), port = redis.free_port() }, Haproxy)
+  local h = setmetatable({ dir = server.mkdtemp(), port = server.free_port() }, Haproxy)
   opts.dir = h.dir
   h.config_text = M.config(h.port, opts)
   server.write_file(h.dir .. "/haproxy.cfg", h.config_text)

@@ -78,12 +78,7 @@ function Httpd:stop()
 end
 
 -- A port nothing listens on (bound, then closed).
-function M.free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+M.free_port = server.free_port
 
 -- Runs a case in spec/fixtures/policies/http_probe.lua's server srv over the
 -- session c (after MAIL FROM): src is a Lua chunk run in on_rcpt (its

@@ -18,12 +18,7 @@ local CLOSEFDS = "/usr/bin/python3 -c " .. server.quote(
   "import os, sys; os.closerange(3, 65536); os.execvp(sys.argv[1], sys.argv[1:])")
 Redis.__index = Redis
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local free_port = server.free_port
 M.free_port = free_port
 
 -- redis-cli with the server's port (and password); returns its output.

@@ -41,6 +41,16 @@ local function v2(src, sport, dst, dport, tlvs, cmd)
   return SIG .. string.char(0x20 | (cmd or 1), 0x11) .. string.pack(">s2", body)
 end
 
+-- luamta_connections_refused_total{reason="proxy"} from srv's /metrics.
+local function proxy_refusals(srv)
+  local c = assert(socket.connect("127.0.0.1", srv.metrics.port))
+  c:settimeout(10)
+  c:send("GET /metrics HTTP/1.0\r\n\r\n")
+  local body = c:receive("*a") or ""
+  c:close()
+  return tonumber(body:match('\nluamta_connections_refused_total{reason="proxy"} (%d+)'))
+end
+
 -- Nothing arrives, and the server closes the connection (a reset when it
 -- left bytes unread) rather than the read timing out.
 local function assert_closed_silently(c)
@@ -57,7 +67,8 @@ describe("PROXY protocol #integration", function()
     srv = assert(server.start({ script_source = POLICY,
       args = tlskit.server_args(pki, nil, { "--listen-proxy", "127.0.0.1:0",
         "--listen-tls-proxy", "127.0.0.1:0", "--proxy-trusted", "127.0.0.1/32",
-        "--proxy-timeout", "1", "--max-per-ip", "1", "--limit-exempt", "none" }) }))
+        "--proxy-timeout", "1", "--max-per-ip", "1", "--limit-exempt", "none",
+        "--metrics", "127.0.0.1:0" }) }))
   end)
   lazy_teardown(function()
     if srv then srv:stop() end
@@ -129,6 +140,8 @@ describe("PROXY protocol #integration", function()
     assert(srv:wait_log({ "proxy.refuse", "reason=invalid", 'error="no PROXY header"' }))
     assert(srv:wait_log({ "proxy.refuse", "reason=invalid", 'error="header too long"' }))
     assert(srv:wait_log({ "proxy.refuse", "reason=invalid", 'error="not a stream"' }))
+    -- Counted once each, as refused connections.
+    assert.are.equal(5, proxy_refusals(srv))
   end)
 
   it("closes a connection whose header is too slow", function()

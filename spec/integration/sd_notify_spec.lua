@@ -8,18 +8,10 @@
 -- moment READY=1 arrives.
 local server = require "server"
 local smtp = require "smtp"
-local socket = require "socket"
 local cjson = require "cjson"
 
 local q = server.quote
 local LISTENER = server.source_dir() .. "/spec/fixtures/notify_listener.py"
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 -- Starts the stand-in on addr; returns a handle with :messages() and :stop().
 local function listen(dir, addr, port)
@@ -66,7 +58,7 @@ local function scenario(name, opts)
   it(name, function()
     local dir = server.mkdtemp()
     finally(function() server.rmtree(dir) end)
-    local port = free_port()
+    local port = server.free_port()
     local addr = opts.abstract and ("@luamta-spec-" .. dir:match("([^/]+)$")) or (dir .. "/notify")
     local l = listen(dir, addr, port)
     finally(l.stop)
