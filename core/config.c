@@ -19,7 +19,7 @@ static const char usage_text[] =
     "usage: luamta [--listen ADDR:PORT]... [--script FILE] [--hostname NAME]\n"
     "              [--max-size BYTES] [--max-recipients N] [--timeout SECS]\n"
     "              [--data-timeout SECS] [--max-connections N] [--max-per-ip N]\n"
-    "              [--max-conn-rate N] [--limit-exempt CIDR,...|none]...\n"
+    "              [--max-conn-rate N] [--limit-exempt CIDR,...|none]... [--max-errors N]\n"
     "              [--max-data-memory BYTES] [--xclient-trusted CIDR,...]...\n"
     "              [--listen-proxy ADDR:PORT]... [--listen-tls-proxy ADDR:PORT]...\n"
     "              [--proxy-trusted CIDR,...|none]... [--proxy-timeout SECS]\n"
@@ -41,6 +41,8 @@ static const char usage_text[] =
     "Connection limits (Postfix's smtpd_client_* in spirit):\n"
     "  --max-per-ip N        concurrent sessions per client address (default 50; 0: off)\n"
     "  --max-conn-rate N     new connections per client address per minute (default 0: off)\n"
+    "  --max-errors N        error replies (4xx/5xx) a session may get without a message\n"
+    "                        accepted, then 421 and close (default 20; 0: no limit)\n"
     "  --limit-exempt LIST   comma-separated networks spared both limits; the first use\n"
     "                        replaces the default 127.0.0.0/8,::1/128, later ones add,\n"
     "                        'none' empties the list\n"
@@ -128,6 +130,7 @@ enum {
 	OPT_PROXY_TRUSTED,
 	OPT_PROXY_TIMEOUT,
 	OPT_METRICS,
+	OPT_MAX_ERRORS,
 };
 
 static const struct option long_opts[] = {
@@ -183,6 +186,7 @@ static const struct option long_opts[] = {
 	{ "destination-concurrency", required_argument, NULL, OPT_DEST_CONC },
 	{ "connection-cache-time", required_argument, NULL, OPT_CONN_CACHE_TIME },
 	{ "metrics", required_argument, NULL, OPT_METRICS },
+	{ "max-errors", required_argument, NULL, OPT_MAX_ERRORS },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -538,6 +542,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->lua_memory = 256u << 20;
 	cfg->tls_timeout = 30;
 	cfg->max_auth_failures = 3;
+	cfg->max_errors = 20; /* Postfix's smtpd_hard_error_limit */
 	cfg->shutdown_timeout = 30;
 	/* Postfix's defaults: minimal_backoff_time, maximal_backoff_time,
 	 * maximal_queue_lifetime, hopcount_limit,
@@ -624,8 +629,8 @@ config_parse(struct config *cfg, int argc, char **argv)
 		case OPT_LISTEN_PROXY:
 		case OPT_LISTEN_TLS_PROXY:
 			if (parse_listen(cfg,
-				c == OPT_LISTEN_TLS_PROXY ? "listen-tls-proxy" : "listen-proxy", optarg,
-				c == OPT_LISTEN_TLS_PROXY, 1) == -1)
+				c == OPT_LISTEN_TLS_PROXY ? "listen-tls-proxy" : "listen-proxy",
+				optarg, c == OPT_LISTEN_TLS_PROXY, 1) == -1)
 				return -1;
 			break;
 		case OPT_PROXY_TRUSTED:
@@ -665,6 +670,11 @@ config_parse(struct config *cfg, int argc, char **argv)
 			if (parse_num("connection-cache-time", optarg, 0, 3600,
 				&cfg->connection_cache_time) == -1)
 				return -1;
+			break;
+		case OPT_MAX_ERRORS:
+			if (parse_num("max-errors", optarg, 0, 1e9, &v) == -1)
+				return -1;
+			cfg->max_errors = (int)v;
 			break;
 		case OPT_METRICS:
 			if (parse_addr("metrics", &cfg->metrics, optarg, 0) == -1)

@@ -75,6 +75,7 @@ struct config {
 	int require_tls;           /* MAIL needs TLS first (RFC 3207 4) */
 	int auth_plaintext;        /* offer AUTH without TLS (test servers) */
 	int max_auth_failures;     /* then 421 and close */
+	int max_errors;            /* 4xx/5xx replies without a message accepted; 0: no limit */
 	int watch;                 /* reload when the policy files change */
 	int workers;               /* serving processes under a master */
 	int foreground;            /* no master: serve in this process */

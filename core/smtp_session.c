@@ -120,6 +120,19 @@ smtp_reply_build(
 	return n;
 }
 
+/* Every reply goes past here: remembers its code, and counts an error
+ * reply towards --max-errors (Postfix's smtpd_hard_error_limit). Two are
+ * not errors: 421, which ends the session anyway, and 452 4.5.3 (too many
+ * recipients), which is the protocol asking for another transaction
+ * (RFC 5321 4.5.3.1.10), not the client doing wrong. */
+static void
+smtp_reply_seen(struct smtp_session *s, int code, const char *enh)
+{
+	s->last_code = code;
+	if (code >= 400 && code != 421 && !(code == 452 && enh != NULL && !strcmp(enh, "4.5.3")))
+		s->errors++;
+}
+
 /* Queues one reply (see smtp_reply_format). */
 static void
 smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *text)
@@ -127,7 +140,7 @@ smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *
 	char out[SMTP_REPLY_MAX];
 	size_t n = smtp_reply_build(s, out, sizeof(out), code, enh, text);
 
-	s->last_code = code;
+	smtp_reply_seen(s, code, enh);
 	if (conn_write(s->conn, out, n) == -1)
 		smtp_session_close(s, "out of memory");
 	log_debug(s->sid, "smtp.reply code=%d", code);
@@ -176,7 +189,7 @@ smtp_reply_paced(struct smtp_session *s, int code, const char *enh, const char *
 		smtp_reply_lines(s, code, enh, text);
 		return;
 	}
-	s->last_code = code;
+	smtp_reply_seen(s, code, enh);
 	smtp_pace_free(s->pace);
 	s->pace = smtp_pace_new(
 	    s->srv->loop, s->conn, out, n, res->line_delay, res->drop_after, smtp_on_pace_end, s);
@@ -1316,6 +1329,7 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 		log_warn(s->sid, "smtp.message qid=%s result=tempfail reason=delivery", tx->qid);
 	} else {
 		s->messages++;
+		s->errors = 0; /* "without delivering mail", as Postfix counts */
 		smtp_verdict(s, 250, METRICS_STAGE_POLICY);
 		log_info(s->sid, "smtp.message qid=%s result=accept size=%zu rcpts=%zu", tx->qid,
 		    msgstore_len(tx->ms), tx->nrcpts);
@@ -1594,6 +1608,14 @@ smtp_session_step(struct smtp_session *s, struct buf *in)
 	}
 	/* A whole line is progress; a partial one is not. */
 	conn_touch(s->conn);
+	/* Checked when the next command comes, as Postfix does: the error
+	 * reply that reached the limit went out as it was. */
+	if (s->srv->cfg->max_errors > 0 && s->errors >= s->srv->cfg->max_errors) {
+		log_info(s->sid, "smtp.error_limit errors=%d", s->errors);
+		smtp_reply(s, 421, "4.7.0", "%s Error: too many errors", s->srv->cfg->hostname);
+		smtp_session_close(s, "error_limit");
+		return 0;
+	}
 	if (!crlf && s->srv->cfg->bare == SMTP_BARE_REJECT) {
 		/* A command ended by a bare LF is where SMTP smuggling starts
 		 * (RFC 5321 2.3.8): never split on it, never execute it. */

@@ -111,6 +111,7 @@ struct smtp_session {
 	unsigned ext;           /* SMTP_EXT_* advertised in the last EHLO */
 	char *user;             /* owned: the authenticated identity, or NULL */
 	int auth_failures;      /* failed AUTH attempts */
+	int errors;             /* error replies since the last accepted message (--max-errors) */
 	struct smtp_sasl sasl;  /* the AUTH exchange in progress, if any */
 	int require_tls;        /* MAIL needs TLS (config or a hook) */
 	int add_received;       /* prepend our Received: (s.add_received); 1 again at MAIL */

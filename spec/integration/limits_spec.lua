@@ -337,3 +337,75 @@ describe("clients that vanish #integration", function()
       "the message of the vanished client was delivered")
   end)
 end)
+
+describe("--max-errors (Postfix's smtpd_hard_error_limit) #integration", function()
+  local srv, off
+  lazy_setup(function()
+    srv = assert(server.start({ args = { "--max-recipients", "1", "--metrics", "127.0.0.1:0" } }))
+    off = assert(server.start({ args = { "--max-errors", "0" } }))
+  end)
+  lazy_teardown(function()
+    if srv then srv:stop() end
+    if off then off:stop() end
+  end)
+
+  it("answers the command after the 20th error 421 4.7.0 and closes", function()
+    local c = assert(smtp.connect(srv))
+    finally(function() c:close() end)
+    c:expect(220)
+    for _ = 1, 20 do c:send("BOGUS"):expect(500, "5.5.2") end
+    c:send("NOOP"):expect(421, "4.7.0")
+    c:expect_closed()
+    assert(srv:wait_log({ "smtp.error_limit errors=20" }))
+  end)
+
+  it("cuts off a pipelined burst after its 20th error reply", function()
+    local c = assert(smtp.connect(srv))
+    finally(function() c:close() end)
+    c:expect(220)
+    c:send_raw(("BOGUS\r\n"):rep(30))
+    for _ = 1, 20 do c:expect(500) end
+    c:expect(421, "4.7.0")
+    c:expect_closed()
+  end)
+
+  it("starts counting again after an accepted message", function()
+    local c = assert(smtp.connect(srv))
+    finally(function() c:close() end)
+    c:expect(220)
+    c:send("EHLO client.spec.test"):expect(250)
+    for _ = 1, 15 do c:send("MAIL FROM:<bad"):expect(501) end
+    c:message("a@spec.test", { "b@spec.test" }, "Subject: x\r\n\r\nbody\r\n")
+    c:expect(250)
+    for _ = 1, 15 do c:send("MAIL FROM:<bad"):expect(501) end
+    c:send("NOOP"):expect(250)
+  end)
+
+  it("does not count 452 4.5.3 (too many recipients) as an error", function()
+    local c = assert(smtp.connect(srv))
+    finally(function() c:close() end)
+    c:expect(220)
+    c:send("EHLO client.spec.test"):expect(250)
+    c:send("MAIL FROM:<a@spec.test>"):expect(250)
+    c:send("RCPT TO:<b0@spec.test>"):expect(250)
+    for i = 1, 30 do c:send("RCPT TO:<b" .. i .. "@spec.test>"):expect(452, "4.5.3") end
+    c:send("RSET"):expect(250)
+  end)
+
+  it("counts the sessions it ended in the metrics", function()
+    local sock = require("socket").connect("127.0.0.1", srv.metrics.port)
+    sock:settimeout(10)
+    sock:send("GET /metrics HTTP/1.0\r\n\r\n")
+    local body = sock:receive("*a") or ""
+    sock:close()
+    assert.matches('\nluamta_sessions_total{result="error_limit"} 2\n', body, 1, true)
+  end)
+
+  it("with --max-errors 0, never", function()
+    local c = assert(smtp.connect(off))
+    finally(function() c:close() end)
+    c:expect(220)
+    for _ = 1, 50 do c:send("BOGUS"):expect(500) end
+    c:send("NOOP"):expect(250)
+  end)
+end)
