@@ -31,6 +31,7 @@ function M.config(port, opts)
     "  timeout connect 2s",
     "  timeout client 60s",
     "  timeout server 60s",
+    "  timeout check 10s",
     -- A refused connection is tried again at once on another server.
     "  retries 3",
     "  option redispatch 1",
