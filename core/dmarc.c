@@ -226,7 +226,10 @@ dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r)
 
 /* RFC5322.From ---------------------------------------------------------- */
 
-enum tok_kind { TK_END = 0, TK_ATOM, TK_QS, TK_SPECIAL };
+/* TK_WORDS: words one after the other (atoms, quoted strings), taken as
+ * one token, as are commas in a row: however long a display name, and
+ * however many empty list elements, a mailbox is a few tokens. */
+enum tok_kind { TK_END = 0, TK_ATOM, TK_QS, TK_WORDS, TK_SPECIAL };
 
 struct tok {
 	enum tok_kind kind;
@@ -243,22 +246,47 @@ atext(unsigned char c)
 	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL) || c >= 128;
 }
 
+static int
+word(const struct tok *t)
+{
+	return t->kind == TK_ATOM || t->kind == TK_QS || t->kind == TK_WORDS;
+}
+
+/* Adds cur after the k tokens of t: joined to the word (or comma) before
+ * it, else as token k + 1. Returns the new count, or -1 past max. */
+static int
+push(struct tok *t, int k, int max, const struct tok *cur)
+{
+	if (k > 0 && word(cur) && word(&t[k - 1])) {
+		t[k - 1].kind = TK_WORDS;
+		t[k - 1].n = (size_t)(cur->s + cur->n - t[k - 1].s);
+		return k;
+	}
+	if (k > 0 && cur->kind == TK_SPECIAL && cur->c == ',' && t[k - 1].kind == TK_SPECIAL &&
+	    t[k - 1].c == ',')
+		return k;
+	if (k == max)
+		return -1;
+	t[k] = *cur;
+	return k + 1;
+}
+
 /* Splits v into tokens (comments and blanks dropped). Returns how many, or
- * -1 for a byte that has no place in an address list. */
+ * -1 for a byte that has no place in an address list (or more than max
+ * tokens: no single mailbox has that many). */
 static int
 tokenize(const char *v, size_t n, struct tok *t, int max)
 {
+	struct tok cur;
 	size_t i = 0;
 	int k = 0, depth;
 
-	while (i < n) {
+	while (i < n && k != -1) {
 		unsigned char c = (unsigned char)v[i];
 		if (wsp((char)c)) {
 			i++;
 			continue;
 		}
-		if (k == max)
-			return -1;
 		if (c == '(') {
 			for (depth = 0; i < n; i++) {
 				if (v[i] == '\\')
@@ -273,28 +301,29 @@ tokenize(const char *v, size_t n, struct tok *t, int max)
 			i++;
 			continue;
 		}
-		t[k].s = v + i;
+		memset(&cur, 0, sizeof(cur));
+		cur.s = v + i;
 		if (c == '"') {
 			for (i++; i < n && v[i] != '"'; i++)
 				if (v[i] == '\\')
 					i++;
 			if (i >= n)
 				return -1;
-			t[k].kind = TK_QS;
-			t[k].n = (size_t)(v + ++i - t[k].s);
+			cur.kind = TK_QS;
+			cur.n = (size_t)(v + ++i - cur.s);
 		} else if (atext(c) || c == '.') {
 			while (i < n && (atext((unsigned char)v[i]) || v[i] == '.'))
 				i++;
-			t[k].kind = TK_ATOM;
-			t[k].n = (size_t)(v + i - t[k].s);
+			cur.kind = TK_ATOM;
+			cur.n = (size_t)(v + i - cur.s);
 		} else if (strchr("<>@,;:[]", c) != NULL && c != '\0') {
-			t[k].kind = TK_SPECIAL;
-			t[k].c = (char)c;
-			t[k].n = 1;
+			cur.kind = TK_SPECIAL;
+			cur.c = (char)c;
+			cur.n = 1;
 			i++;
 		} else
 			return -1;
-		k++;
+		k = push(t, k, max, &cur);
 	}
 	return k;
 }
@@ -332,8 +361,9 @@ addr_spec(const struct tok *t, int n, char *out)
 {
 	int i = 0;
 
-	while (i < n && (t[i].kind == TK_ATOM || t[i].kind == TK_QS))
-		i++;
+	/* Words joined into one token: the local part is t[0]. */
+	if (n > 0 && word(&t[0]))
+		i = 1;
 	if (i == 0 || i + 2 != n || !special(&t[i], '@') || t[i + 1].kind != TK_ATOM ||
 	    t[i + 1].n >= DMARC_DOMAIN_MAX)
 		return DMARC_FROM_SYNTAX;
@@ -377,7 +407,7 @@ dmarc_from_domain(const char *v, size_t len, char *out)
 	/* name-addr: a phrase (words, dots in them as obs-phrase has it),
 	 * then the address in angle brackets, and nothing after. */
 	for (int i = start; i < lt; i++)
-		if (t[i].kind != TK_ATOM && t[i].kind != TK_QS)
+		if (!word(&t[i]))
 			return DMARC_FROM_SYNTAX;
 	if (!special(&t[end - 1], '>') || end - 1 <= lt + 1)
 		return DMARC_FROM_SYNTAX;

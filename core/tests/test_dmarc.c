@@ -113,6 +113,10 @@ test_from(void)
 		{ "Name <a@example.com> trailing", DMARC_FROM_SYNTAX, "" },
 		{ "<a@b.example> <c@d.example>", DMARC_FROM_SYNTAX, "" },
 		{ "a@b@example.com", DMARC_FROM_SYNTAX, "" },
+		{ "a@example.com (c) trailing", DMARC_FROM_SYNTAX, "" },
+		{ "a b@example.com", DMARC_FROM_OK, "example.com" },
+		{ "a@example.com,,, ,", DMARC_FROM_OK, "example.com" },
+		{ ",,a@example.com,, b@example.com", DMARC_FROM_MULTIPLE, "" },
 		{ "(unclosed a@example.com", DMARC_FROM_SYNTAX, "" },
 		{ "\"unclosed a@example.com", DMARC_FROM_SYNTAX, "" },
 		{ "a@b\xc3\xa9.example", DMARC_FROM_SYNTAX, "" },
@@ -125,6 +129,20 @@ test_from(void)
 		CHECK_MSG(st == t[i].st, "'%s': status %d", t[i].v, (int)st);
 		if (st == DMARC_FROM_OK)
 			CHECK_STR(d, t[i].domain);
+	}
+	/* However long the display name, and however many empty list
+	 * elements: one mailbox (a From DMARC cannot read is a permerror,
+	 * so padding must not make one). */
+	{
+		char v[4000] = "";
+		for (int i = 0; i < 300; i++)
+			strcat(v, i % 2 ? "word " : "\"q\" ");
+		strcat(v, "<a@Padded.example>");
+		for (int i = 0; i < 200; i++)
+			strcat(v, ",");
+		CHECK(dmarc_from_domain(v, strlen(v), d) == DMARC_FROM_OK &&
+		    strcmp(d, "padded.example") == 0);
+		CHECK(dmarc_from_domain(v + 4, strlen(v) - 4, d) == DMARC_FROM_OK);
 	}
 	/* A domain of 254 octets or more cannot be one. */
 	{
