@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "cosocket.h"
 #include "delivery.h"
+#include "dmarc_lua.h"
 #include "dns_lua.h"
 #include "dns_msg.h"
 #include "every.h"
@@ -742,6 +743,7 @@ hook_api_open(lua_State *L, const char *hostname)
 	dns_lua_open(L);
 	redis_lua_open(L);
 	metrics_lua_open(L);
+	dmarc_lua_open(L, hostname, hook_message_dmarc_check);
 	lua_pushstring(L, LUAMTA_VERSION);
 	lua_setfield(L, -2, "version");
 	lua_pushstring(L, hostname);

@@ -38,5 +38,9 @@ int hook_api_field(lua_State *L, int idx);
  * new handle for the session's transaction, referenced in s->msg_ref. */
 void hook_message_open(lua_State *L);
 void hook_message_push(lua_State *co, struct smtp_session *s);
+/* luamta.dmarc.check: the message handle at index 1 read for dmarc_lua.c,
+ * which does the rest (it cannot read a handle itself: it sits below this
+ * file). */
+int hook_message_dmarc_check(lua_State *L);
 
 #endif

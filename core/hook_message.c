@@ -1,10 +1,10 @@
 /* hook_message.c - the message handle scripts get in on_message: its
  * fields (sender, recipients, data, size, qid, params, delivery_failed)
- * and methods (header lookups, prepend_header, the deliverers, print,
- * save). A handle points at its session and is cut off when on_message is
- * over (hook_api_end_message), so a kept one raises instead of reading a
- * freed transaction. Split from hook_api.c, which owns the rest of the
- * Lua face; the two share hook_api_int.h. */
+ * and methods (header lookups, prepend_header, removing forged
+ * Authentication-Results fields, the deliverers, print, save). A handle points at its session and
+ * is cut off when on_message is over (hook_api_end_message), so a kept one raises instead of
+ * reading a freed transaction. Split from hook_api.c, which owns the rest of the Lua face; the two
+ * share hook_api_int.h. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -15,12 +15,17 @@
 
 #include <lauxlib.h>
 
+#include "authres.h"
+#include "config.h"
 #include "delivery.h"
+#include "dmarc_lua.h"
 #include "hook.h"
 #include "hook_api_int.h"
 #include "log.h"
+#include "msghdr.h"
 #include "msgstore.h"
 #include "smtp_parse.h"
+#include "smtp_server.h"
 #include "smtp_session_types.h"
 
 #define HOOK_API_PREPEND_MAX 65536 /* header bytes msg:prepend_header may add */
@@ -156,6 +161,57 @@ message_prepend_header(lua_State *L)
 		return luaL_error(L, "prepend_header: out of memory");
 	tx->prepended += add;
 	return 0;
+}
+
+/* msg:remove_forged_auth_results([authserv_id]): removes every
+ * Authentication-Results field whose authserv-id is ours (by default the
+ * server's --hostname; compared case-insensitively), as RFC 8601 5 asks of
+ * a border MTA: only we may say what we checked. Returns how many went.
+ * The fields are cut out of the store, so msg.data, the deliverers,
+ * msg:save and the queue all see the message without them. Only the
+ * header's part the store keeps in memory is searched (as msg:header
+ * does); a field the memory part ends inside of is left alone. */
+static int
+message_remove_forged_auth_results(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_MESSAGE);
+	const char *ours = luaL_optstring(L, 2, s->srv->cfg->hostname), *head;
+	struct msghdr_field f;
+	size_t pos = 0, hlen;
+	char id[256];
+	lua_Integer removed = 0;
+
+	if (ours[0] == '\0')
+		return luaL_argerror(L, 2, "an authserv-id must not be empty");
+	head = msgstore_head(tx->ms, &hlen);
+	while (msghdr_next(head, hlen, &pos, &f)) {
+		if (!msghdr_is(&f, "Authentication-Results") ||
+		    (!f.complete && msgstore_spilled(tx->ms)) ||
+		    authres_servid(f.value, f.vlen, id, sizeof(id)) == -1 ||
+		    strcasecmp(id, ours) != 0)
+			continue;
+		if (msgstore_cut(tx->ms, f.off, f.len) == -1)
+			return luaL_error(L, "remove_forged_auth_results: %s", strerror(errno));
+		head = msgstore_head(tx->ms, &hlen);
+		pos = f.off;
+		removed++;
+	}
+	lua_pushinteger(L, removed);
+	return 1;
+}
+
+int
+hook_message_dmarc_check(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_MESSAGE);
+	struct dmarc_lua_msg m;
+
+	m.sender = tx->sender;
+	m.helo = s->helo;
+	m.head = msgstore_head(tx->ms, &m.hlen);
+	return dmarc_lua_check(L, &m);
 }
 
 /* A failed delivery makes the end-of-data reply a 451 whatever the hook
@@ -647,6 +703,7 @@ static const luaL_Reg message_methods[] = {
 	{ "header", message_header },
 	{ "headers", message_headers },
 	{ "prepend_header", message_prepend_header },
+	{ "remove_forged_auth_results", message_remove_forged_auth_results },
 	{ "deliver_maildir", message_deliver_maildir },
 	{ "deliver_mbox", message_deliver_mbox },
 	{ "print", message_print },

@@ -7,7 +7,13 @@
  * from then on holds the appended bytes from the first one: the file's
  * flen bytes, then wlen bytes in wbuf not yet written. The head keeps its
  * copy of the first ones for header look-ups, and prepending still only
- * touches the head. */
+ * touches the head.
+ *
+ * Cutting a range out of the head (a removed header field) moves the rest
+ * of the head down. Once spilled, the file keeps the cut bytes: cut counts
+ * those of the appended part, so the head's copy then ends at appended
+ * byte hlen - pre + cut, and the message offset off past the head is the
+ * file offset off - pre + cut. */
 
 #define _GNU_SOURCE /* O_TMPFILE, copy_file_range, mkostemp */
 
@@ -39,6 +45,7 @@ struct msgstore {
 	char *head;
 	size_t hlen, hcap;
 	size_t pre;  /* prepended bytes at the front of head */
+	size_t cut;  /* appended bytes cut from the head while spilled */
 	int fd;      /* -1 until spilled */
 	size_t flen; /* appended bytes written to the file */
 	char *wbuf;  /* MSGSTORE_WBUF bytes once spilled */
@@ -78,7 +85,7 @@ msgstore_clear(struct msgstore *ms)
 	if (ms->fd != -1)
 		close(ms->fd);
 	ms->head = ms->wbuf = NULL;
-	ms->hlen = ms->hcap = ms->pre = ms->flen = ms->wlen = 0;
+	ms->hlen = ms->hcap = ms->pre = ms->cut = ms->flen = ms->wlen = 0;
 	ms->fd = -1;
 	ms->dir = NULL;
 }
@@ -254,6 +261,27 @@ msgstore_append(struct msgstore *ms, const char *p, size_t n)
 }
 
 int
+msgstore_cut(struct msgstore *ms, size_t off, size_t n)
+{
+	size_t pcut;
+
+	if (off > ms->hlen || n > ms->hlen - off) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	/* The part of the range in the prepended fields, then the rest. */
+	pcut = off < ms->pre ? (off + n < ms->pre ? n : ms->pre - off) : 0;
+	if (ms->fd != -1)
+		ms->cut += n - pcut;
+	memmove(ms->head + off, ms->head + off + n, ms->hlen - off - n);
+	ms->hlen -= n;
+	ms->pre -= pcut;
+	return 0;
+}
+
+int
 msgstore_finish(struct msgstore *ms)
 {
 	if (ms->wbuf == NULL)
@@ -286,7 +314,7 @@ msgstore_len(const struct msgstore *ms)
 {
 	if (ms->fd == -1)
 		return ms->hlen;
-	return ms->pre + ms->flen + ms->wlen;
+	return ms->pre + ms->flen + ms->wlen - ms->cut;
 }
 
 const char *
@@ -328,8 +356,8 @@ msgstore_piece(const struct msgstore *ms, size_t off, char *buf, size_t bufsz, c
 	if (ms->fd == -1)
 		return 0;
 	/* Past the head: d counts appended bytes, which the file holds from
-	 * the first one. */
-	d = off - ms->pre;
+	 * the first one (off >= hlen >= pre). */
+	d = off - ms->pre + ms->cut;
 	if (d < ms->flen) {
 		want = ms->flen - d;
 		if (want > bufsz)
@@ -369,9 +397,10 @@ msgstore_write(const struct msgstore *ms, int fd)
 	/* The file's part past the head, copied by the kernel where it can
 	 * (no trip through user space; a reflink on some file systems). */
 	off = ms->hlen;
-	while (off < ms->pre + ms->flen) {
-		loff_t in = (loff_t)(off - ms->pre);
-		ssize_t c = copy_file_range(ms->fd, &in, fd, NULL, ms->pre + ms->flen - off, 0);
+	while (off < ms->pre + ms->flen - ms->cut) {
+		loff_t in = (loff_t)(off - ms->pre + ms->cut);
+		ssize_t c =
+		    copy_file_range(ms->fd, &in, fd, NULL, ms->pre + ms->flen - ms->cut - off, 0);
 		if (c > 0) {
 			off += (size_t)c;
 			continue;

@@ -8,7 +8,8 @@
  * leaves nothing to sweep. So a worker holds at most about mem_max plus one
  * write buffer per message, whatever the message's size.
  *
- * The message is: the prepended fields, then the appended bytes. */
+ * The message is: the prepended fields, then the appended bytes, less the
+ * ranges cut from the head. */
 #ifndef LUAMTA_MSGSTORE_H
 #define LUAMTA_MSGSTORE_H
 
@@ -35,6 +36,11 @@ struct msgstore *msgstore_of(const char *p, size_t n);
 int msgstore_append(struct msgstore *, const char *p, size_t n);
 /* Adds n bytes in front (a header field). 0, or -1 with errno ENOMEM. */
 int msgstore_prepend(struct msgstore *, const char *p, size_t n);
+/* Removes the n bytes at off (a header field), which must lie within the
+ * first bytes msgstore_head() shows; every reader (pieces, the length,
+ * msgstore_write) sees the message without them from then on. 0, or -1
+ * with errno EINVAL when the range is not inside the head. */
+int msgstore_cut(struct msgstore *, size_t off, size_t n);
 /* The message is complete: writes out and frees the write buffer, so a
  * message waiting for its hooks holds only its memory part. 0, or -1 with
  * errno (a write error). Appending afterwards still works. */

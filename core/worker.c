@@ -17,6 +17,7 @@
 #include <ev.h>
 
 #include "cosocket.h"
+#include "dmarc_lua.h"
 #include "dns.h"
 #include "dns_lua.h"
 #include "every.h"
@@ -403,6 +404,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	relay_stop();
 	http_shutdown(); /* after the sessions: their requests were cancelled */
 	dns_lua_shutdown();
+	dmarc_lua_shutdown();
 	dns_shutdown();
 	redis_shutdown();
 	cosocket_shutdown();

@@ -3,7 +3,9 @@
  * the memory bound, with fields prepended before and after the spill; the
  * memory held stays bounded; the directory list is tried in order and a
  * missing directory is made; a write that fails (RLIMIT_FSIZE, which works
- * as root too) leaves the store as it was. */
+ * as root too) leaves the store as it was; ranges cut from the head (in the
+ * prepended fields, the appended bytes or across both, spilled or not) are
+ * gone for every reader, appending afterwards included. */
 
 #define _GNU_SOURCE
 #include <sys/resource.h>
@@ -183,6 +185,81 @@ test_dirs(void)
 
 /* A file that cannot grow: the failing append reports it, and what was
  * stored before reads back whole. */
+/* Cuts random ranges of the head, checked against a model of the message
+ * that has the same ranges taken out. */
+static void
+test_cut(void)
+{
+	const char *dirs[] = { base, NULL };
+	size_t maxes[] = { 0, 10, 300, 5000, 1 << 20 };
+	char *model = malloc(300000), *body = malloc(200000);
+	size_t n, mlen, hlen;
+
+	CHECK(model != NULL && body != NULL);
+	if (model == NULL || body == NULL) {
+		free(model);
+		free(body);
+		return;
+	}
+	srandom(11);
+	for (int round = 0; round < 50; round++) {
+		struct msgstore *ms = msgstore_new(dirs, maxes[round % 5]);
+
+		CHECK(ms != NULL);
+		if (ms == NULL)
+			break;
+		n = (size_t)random() % 150000;
+		for (size_t i = 0; i < n; i++)
+			body[i] = (char)('a' + random() % 26);
+		CHECK(msgstore_append(ms, body, n) == 0);
+		CHECK(msgstore_prepend(ms, "X-Pre: 12345\r\n", 14) == 0);
+		memcpy(model, "X-Pre: 12345\r\n", 14);
+		memcpy(model + 14, body, n);
+		mlen = n + 14;
+		if (round % 2)
+			CHECK(msgstore_finish(ms) == 0);
+		for (int k = 0; k < 4; k++) {
+			size_t off, len;
+
+			(void)msgstore_head(ms, &hlen);
+			off = hlen > 0 ? (size_t)random() % hlen : 0;
+			len = (size_t)random() % (hlen - off + 1);
+			if (k == 0 && hlen > 20) {
+				off = 10; /* across the prepended field's end */
+				len = 10;
+			}
+			CHECK(msgstore_cut(ms, off, len) == 0);
+			memmove(model + off, model + off + len, mlen - off - len);
+			mlen -= len;
+			CHECK_MSG(msgstore_len(ms) == mlen, "round %d: len %zu != %zu", round,
+			    msgstore_len(ms), mlen);
+			CHECK_MSG(
+			    same_by_pieces(ms, model, mlen), "round %d cut %d: pieces", round, k);
+			CHECK_MSG(
+			    same_by_write(ms, model, mlen), "round %d cut %d: write", round, k);
+		}
+		/* Outside the head: refused, nothing changes. */
+		(void)msgstore_head(ms, &hlen);
+		errno = 0;
+		CHECK(msgstore_cut(ms, hlen, 1) == -1 && errno == EINVAL);
+		CHECK(msgstore_cut(ms, hlen + 1, 0) == -1 && msgstore_len(ms) == mlen);
+		/* Appending afterwards lands after what is left, and a field
+		 * prepended after a cut goes in front. */
+		CHECK(msgstore_append(ms, "tail", 4) == 0);
+		memcpy(model + mlen, "tail", 4);
+		mlen += 4;
+		CHECK(msgstore_prepend(ms, "A: b\r\n", 6) == 0);
+		memmove(model + 6, model, mlen);
+		memcpy(model, "A: b\r\n", 6);
+		mlen += 6;
+		CHECK_MSG(same_by_pieces(ms, model, mlen), "round %d: appended", round);
+		CHECK_MSG(same_by_write(ms, model, mlen), "round %d: appended, write", round);
+		msgstore_free(ms);
+	}
+	free(model);
+	free(body);
+}
+
 static void
 test_write_failure(void)
 {
@@ -224,6 +301,7 @@ main(void)
 	}
 	test_random();
 	test_dirs();
+	test_cut();
 	test_write_failure();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
 	if (system(cmd) != 0)

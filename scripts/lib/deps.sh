@@ -27,7 +27,7 @@ deps_install() {
 
 # What building luamta needs.
 DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-dev
-	libcurl4-openssl-dev libc-ares-dev libhiredis-dev"
+	libcurl4-openssl-dev libc-ares-dev libhiredis-dev libpsl-dev publicsuffix"
 # What the tests need on top: the clients, and the servers the specs start
 # on loopback (dnsmasq, redis-server, Postfix's smtp-sink, Dovecot's LMTP,
 # HAProxy); install_spec formats the man page (groff, man, col) and checks
