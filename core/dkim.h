@@ -58,9 +58,10 @@ struct dkim_field {
 };
 /* Finds the fields of the header section at the start of msg (n bytes, the
  * memory part of a message). Lines that are not fields are skipped.
- * Returns how many (at most max) and sets *body to where the body starts,
- * just after the empty line; -1 with more fields than max; -2 when there
- * is no empty line in these n bytes (*body is then n). */
+ * Returns how many (at most max), or -1 with more fields than max; sets
+ * *body to where the body starts, just after the empty line, or to
+ * DKIM_NO_BODY when these n bytes hold no empty line. */
+#define DKIM_NO_BODY ((size_t)-1)
 int dkim_fields(const char *msg, size_t n, struct dkim_field *f, int max, size_t *body);
 /* Whether field f of msg is named name (case-insensitive). */
 int dkim_field_is(const char *msg, const struct dkim_field *f, const char *name);

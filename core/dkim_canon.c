@@ -65,8 +65,8 @@ dkim_fields(const char *msg, size_t n, struct dkim_field *f, int max, size_t *bo
 		}
 		p = next;
 	}
-	*body = n;
-	return -2;
+	*body = DKIM_NO_BODY;
+	return nf;
 }
 
 int

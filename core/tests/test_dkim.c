@@ -474,7 +474,7 @@ test_names(void)
 	CHECK_STR(names[3], "From");
 	CHECK_STR(names[4], "From");
 	CHECK(dkim_sign_names(m, f, nf, want, names, 3) == -1);
-	CHECK(dkim_fields(m, 20, f, 8, &body) == -2);
+	CHECK(dkim_fields(m, 20, f, 8, &body) == 3 && body == DKIM_NO_BODY);
 	CHECK(dkim_fields(m, strlen(m), f, 2, &body) == -1);
 	CHECK(dkim_name_ok("example.com") && dkim_name_ok("s_1.sel") && !dkim_name_ok("a..b") &&
 	    !dkim_name_ok("a;b") && !dkim_name_ok("") && !dkim_name_ok("a."));
