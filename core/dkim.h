@@ -60,7 +60,7 @@ struct dkim_field {
  * memory part of a message). Lines that are not fields are skipped.
  * Returns how many (at most max), or -1 with more fields than max; sets
  * *body to where the body starts, just after the empty line, or to
- * DKIM_NO_BODY when these n bytes hold no empty line. */
+ * DKIM_NO_BODY when these n bytes hold no empty line (or after -1). */
 #define DKIM_NO_BODY ((size_t)-1)
 int dkim_fields(const char *msg, size_t n, struct dkim_field *f, int max, size_t *body);
 /* Whether field f of msg is named name (case-insensitive). */

@@ -56,8 +56,10 @@ dkim_fields(const char *msg, size_t n, struct dkim_field *f, int max, size_t *bo
 
 			while (nlen > 0 && dkim_wsp(msg[p + nlen - 1]))
 				nlen--;
-			if (nf == max)
+			if (nf == max) {
+				*body = DKIM_NO_BODY;
 				return -1;
+			}
 			f[nf].off = p;
 			f[nf].len = end - p;
 			f[nf].nlen = nlen;
