@@ -1,10 +1,12 @@
 /* hook_message.c - the message handle scripts get in on_message: its
  * fields (sender, recipients, data, size, qid, params, delivery_failed)
  * and methods (header lookups, prepend_header, removing forged
- * Authentication-Results fields, the deliverers, print, save). A handle points at its session and
- * is cut off when on_message is over (hook_api_end_message), so a kept one raises instead of
- * reading a freed transaction. Split from hook_api.c, which owns the rest of the Lua face; the two
- * share hook_api_int.h. */
+ * Authentication-Results fields, the deliverers, print, save, relay;
+ * dkim_sign and dkim_verify, which dkim_lua.c implements over the
+ * message's store). A handle points at its session and is cut off when
+ * on_message is over (hook_api_end_message), so a kept one raises instead
+ * of reading a freed transaction. Split from hook_api.c, which owns the
+ * rest of the Lua face; the two share hook_api_int.h. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "authres.h"
 #include "config.h"
 #include "delivery.h"
+#include "dkim_lua.h"
 #include "dmarc_lua.h"
 #include "hook.h"
 #include "hook_api_int.h"
@@ -123,6 +126,23 @@ message_headers(lua_State *L)
 	return 1;
 }
 
+/* Puts field (len bytes, its CRLF included) on top of the message, within
+ * what scripts may add in all; raises otherwise. */
+static void
+message_prepend_field(lua_State *L, void *arg, const char *field, size_t len)
+{
+	struct smtp_tx *tx = arg;
+
+	/* The message's beginning is held outside the script's memory cap
+	 * and moved each time: what scripts add to it is bounded. */
+	if (len > HOOK_API_PREPEND_MAX - tx->prepended)
+		luaL_error(
+		    L, "at most %d bytes of header fields may be added", HOOK_API_PREPEND_MAX);
+	if (msgstore_prepend(tx->ms, field, len) == -1)
+		luaL_error(L, "out of memory");
+	tx->prepended += len;
+}
+
 static int
 message_prepend_header(lua_State *L)
 {
@@ -130,8 +150,7 @@ message_prepend_header(lua_State *L)
 	size_t nlen, vlen, add;
 	const char *name = luaL_checklstring(L, 2, &nlen);
 	const char *value = luaL_checklstring(L, 3, &vlen);
-	char *field;
-	int rc;
+	luaL_Buffer b;
 
 	/* RFC 5322 2.2: field names are printable ASCII without ':'. */
 	if (nlen == 0 || nlen > 76)
@@ -143,23 +162,17 @@ message_prepend_header(lua_State *L)
 	    memchr(value, '\0', vlen) != NULL)
 		return luaL_error(L, "prepend_header: the value must not contain CR, LF or NUL");
 	add = nlen + 2 + vlen + 2;
-	/* The message's beginning is held outside the script's memory cap
-	 * and moved each time: what scripts add to it is bounded. */
 	if (add > HOOK_API_PREPEND_MAX - tx->prepended)
 		return luaL_error(L,
 		    "prepend_header: at most %d bytes of header fields may be added",
 		    HOOK_API_PREPEND_MAX);
-	if ((field = malloc(add)) == NULL)
-		return luaL_error(L, "prepend_header: out of memory");
-	memcpy(field, name, nlen);
-	memcpy(field + nlen, ": ", 2);
-	memcpy(field + nlen + 2, value, vlen);
-	memcpy(field + nlen + 2 + vlen, "\r\n", 2);
-	rc = msgstore_prepend(tx->ms, field, add);
-	free(field);
-	if (rc == -1)
-		return luaL_error(L, "prepend_header: out of memory");
-	tx->prepended += add;
+	luaL_buffinit(L, &b);
+	luaL_addlstring(&b, name, nlen);
+	luaL_addstring(&b, ": ");
+	luaL_addlstring(&b, value, vlen);
+	luaL_addstring(&b, "\r\n");
+	luaL_pushresult(&b);
+	message_prepend_field(L, tx, lua_tostring(L, -1), add);
 	return 0;
 }
 
@@ -212,6 +225,22 @@ hook_message_dmarc_check(lua_State *L)
 	m.helo = s->helo;
 	m.head = msgstore_head(tx->ms, &m.hlen);
 	return dmarc_lua_check(L, &m);
+}
+
+/* msg:dkim_sign{}: the field goes on top at once, so every deliverer and
+ * msg:save see it. */
+static int
+message_dkim_sign(lua_State *L)
+{
+	struct smtp_tx *tx = message_tx(L);
+
+	return dkim_lua_sign(L, tx->ms, message_prepend_field, tx);
+}
+
+static int
+message_dkim_verify(lua_State *L)
+{
+	return dkim_lua_verify(L, message_tx(L)->ms);
 }
 
 /* A failed delivery makes the end-of-data reply a 451 whatever the hook
@@ -709,6 +738,8 @@ static const luaL_Reg message_methods[] = {
 	{ "print", message_print },
 	{ "save", message_save },
 	{ "relay", message_relay },
+	{ "dkim_sign", message_dkim_sign },
+	{ "dkim_verify", message_dkim_verify },
 	{ NULL, NULL },
 };
 

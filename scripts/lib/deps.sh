@@ -27,13 +27,15 @@ deps_install() {
 
 # What building luamta needs.
 DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-dev
-	libcurl4-openssl-dev libc-ares-dev libhiredis-dev libpsl-dev publicsuffix"
+	libcurl4-openssl-dev libc-ares-dev libhiredis-dev libpsl-dev publicsuffix libsodium-dev"
 # What the tests need on top: the clients, and the servers the specs start
 # on loopback (dnsmasq, redis-server, Postfix's smtp-sink, Dovecot's LMTP,
 # HAProxy); install_spec formats the man page (groff, man, col) and checks
 # the unit with systemd-analyze, which works without systemd running;
-# Prometheus's promtool checks what --metrics serves.
+# Prometheus's promtool checks what --metrics serves; dkimpy and OpenDKIM's
+# library (reached from Python through ctypes) check DKIM signatures both ways.
 DEPS_TEST="lua-busted lua-socket lua-cjson swaks libnet-ssleay-perl python3 openssl curl procps
 	coreutils valgrind ca-certificates dnsmasq-base python3-dnslib redis-server redis-tools
-	postfix dovecot-core dovecot-lmtpd haproxy groff-base man-db bsdextrautils systemd prometheus"
+	postfix dovecot-core dovecot-lmtpd haproxy groff-base man-db bsdextrautils systemd prometheus
+	python3-dkim python3-nacl libopendkim11"
 
