@@ -61,12 +61,6 @@ struct spf_run {
 
 static const struct dns_answer spf_nxdomain = { DNS_NXDOMAIN, 0, 0, NULL };
 
-static const char *
-spf_err_why(int err, const char *why)
-{
-	return err == ERR_NEED ? "" : why;
-}
-
 /* The answer to (name, qtype) fed so far; NULL with *err set when it is
  * missing (ERR_NEED, the query noted for spf_next) or too many were asked
  * (ERR_PERM). raw: name is a domain as SPF made it (a target, which may
@@ -506,7 +500,7 @@ spf_next(struct spf *s, struct spf_query *q)
 	}
 	s->done = 1;
 	s->result = (enum spf_result)res;
-	s->why = res == SPF_PERMERROR || res == SPF_TEMPERROR ? spf_err_why(res, r.why) : "";
+	s->why = res == SPF_PERMERROR || res == SPF_TEMPERROR ? r.why : "";
 	return 0;
 }
 

@@ -292,7 +292,7 @@ test_macros(void)
 int
 main(void)
 {
-	size_t nq;
+	size_t nq = 0;
 	char exp[256];
 
 	test_parse();
