@@ -4,6 +4,7 @@
 #include "dns_msg.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,17 +266,53 @@ msg_rdata_name(
 	return 0;
 }
 
-/* Compares two names in text form, ignoring ASCII case and a final dot. */
+/* The next octet of a name in text form at *p, an escape ("\\DDD" or
+ * "\\c") read whole; 256 for an escaped dot (not a separator), -1 at the
+ * end. */
+static int
+name_next(const char **p)
+{
+	const unsigned char *s = (const unsigned char *)*p;
+	int c;
+
+	if (*s == '\0')
+		return -1;
+	if (*s != '\\' || s[1] == '\0') {
+		*p += 1;
+		return *s;
+	}
+	if (isdigit(s[1]) && isdigit(s[2]) && isdigit(s[3])) {
+		c = ((s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0')) & 0xff;
+		*p += 4;
+	} else {
+		c = s[1];
+		*p += 2;
+	}
+	return c == '.' ? 256 : c;
+}
+
+/* Compares two names in text form, octet by octet whichever way each is
+ * escaped (c-ares takes "\\c", dns_parse writes "\\DDD"), ignoring
+ * ASCII case and a final dot. */
 static int
 name_eq(const char *a, const char *b)
 {
-	size_t la = strlen(a), lb = strlen(b);
+	for (;;) {
+		int ca = name_next(&a), cb = name_next(&b);
 
-	if (la > 1 && a[la - 1] == '.' && (la < 2 || a[la - 2] != '\\'))
-		la--;
-	if (lb > 1 && b[lb - 1] == '.' && (lb < 2 || b[lb - 2] != '\\'))
-		lb--;
-	return la == lb && strncasecmp(a, b, la) == 0;
+		if (ca == '.' && *a == '\0')
+			ca = -1;
+		if (cb == '.' && *b == '\0')
+			cb = -1;
+		if (ca >= 'A' && ca <= 'Z')
+			ca += 'a' - 'A';
+		if (cb >= 'A' && cb <= 'Z')
+			cb += 'a' - 'A';
+		if (ca != cb)
+			return 0;
+		if (ca == -1)
+			return 1;
+	}
 }
 
 static uint32_t
@@ -315,13 +352,17 @@ answer_add_rr(struct dns_answer *a, const struct dns_msg *m, const struct msg_rr
 		break;
 	case DNS_T_TXT: {
 		/* One or more <length><octets> strings, joined as SPF reads
-		 * them (RFC 7208 3.3). */
+		 * them (RFC 7208 3.3). Some servers send none at all: an
+		 * empty text rather than a malformed answer (the OpenSPF
+		 * suite's "null-text": the record beside it still counts). */
 		char *buf;
 		size_t n = 0;
 		int rc;
 
-		if (rr->rdlen == 0 || (buf = malloc(rr->rdlen)) == NULL)
-			return rr->rdlen == 0 ? 1 : -1;
+		if (rr->rdlen == 0)
+			return dns_answer_add(a, rr->type, rr->ttl, 0, "", 0);
+		if ((buf = malloc(rr->rdlen)) == NULL)
+			return -1;
 		for (size_t i = 0; i < rr->rdlen;) {
 			size_t sl = rd[i++];
 			if (i + sl > rr->rdlen) {

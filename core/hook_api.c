@@ -29,6 +29,7 @@
 #include "smtp_parse.h"
 #include "smtp_reply.h"
 #include "smtp_session_types.h"
+#include "spf_lua.h"
 #include "tls.h"
 
 struct smtp_session *
@@ -239,6 +240,40 @@ session_rdns(lua_State *L)
 	return session_rdns_k(L, LUA_OK, 0);
 }
 
+/* s:spf([opts]): luamta.spf.check for the client's address, its HELO
+ * name and the transaction's sender (in on_mail, the MAIL command's). The
+ * result is kept in the session until the transaction ends (a new MAIL,
+ * RSET, HELO, the end of the message: smtp_session.c forgets it), except a
+ * temperror, which is asked again next time. */
+static int
+session_spf_k(lua_State *L, int status, lua_KContext ctx)
+{
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_SESSION);
+
+	(void)status;
+	(void)ctx;
+	spf_lua_keep(L, &s->spf, lua_tostring(L, 3));
+	return 2;
+}
+
+static int
+session_spf(lua_State *L)
+{
+	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_SESSION);
+	const char *helo = s->helo != NULL ? s->helo : "";
+	const char *sender = s->tx != NULL ? s->tx->sender : s->pend.mail_hook ? s->pend.arg : NULL;
+
+	if (sender == NULL)
+		return luaL_error(L, "s:spf(): no transaction (call it from on_mail on)");
+	lua_settop(L, 2);                                           /* s, opts */
+	lua_pushfstring(L, "%s\n%s\n%s", s->peer_ip, helo, sender); /* 3: the key */
+	if (spf_lua_cached(L, s->spf, lua_tostring(L, 3)) == 2)
+		return 2;
+	spf_lua_push_call(L, s->peer_ip, helo, sender, 2);
+	lua_callk(L, 1, 2, 0, session_spf_k);
+	return session_spf_k(L, LUA_OK, 0);
+}
+
 /* Session fields by name. session_index finds a name's number in a table
  * (an upvalue) keyed by the interned strings, so a field read costs one
  * hash look-up instead of a chain of string comparisons. */
@@ -265,6 +300,7 @@ enum session_field {
 	SF_RDNS,
 	SF_ADD_RECEIVED,
 	SF_PROXY,
+	SF_SPF,
 	SF__COUNT,
 };
 static const char *const session_field_names[SF__COUNT] = {
@@ -289,6 +325,7 @@ static const char *const session_field_names[SF__COUNT] = {
 	[SF_RDNS] = "rdns",
 	[SF_ADD_RECEIVED] = "add_received",
 	[SF_PROXY] = "proxy",
+	[SF_SPF] = "spf",
 };
 
 void
@@ -382,6 +419,9 @@ session_index(lua_State *L)
 		break;
 	case SF_PROXY:
 		hook_api_push_proxy(L, s->proxy);
+		break;
+	case SF_SPF:
+		lua_pushcfunction(L, session_spf);
 		break;
 	default:
 		lua_pushnil(L); /* unknown: nil, like a table */
@@ -687,6 +727,10 @@ hook_api_push_args(lua_State *co, struct smtp_session *s, enum hook_kind kind, c
 		return 3;
 	case HOOK_MAIL:
 	case HOOK_RCPT:
+		if (kind == HOOK_MAIL) { /* a new transaction for s:spf() */
+			s->pend.mail_hook = 1;
+			spf_lua_forget(&s->spf);
+		}
 		lua_pushstring(co, p->arg);
 		hook_api_push_params(co, p->params);
 		return 3;
@@ -741,6 +785,7 @@ hook_api_open(lua_State *L, const char *hostname)
 	luaL_newlib(L, api_funcs);
 	http_lua_open(L);
 	dns_lua_open(L);
+	spf_lua_open(L, hostname);
 	redis_lua_open(L);
 	metrics_lua_open(L);
 	dmarc_lua_open(L, hostname, hook_message_dmarc_check);

@@ -34,6 +34,7 @@
 #include "smtp_sasl.h"
 #include "smtp_session_types.h"
 #include "smtp_xclient.h"
+#include "spf_lua.h"
 
 #define SMTP_OUTPUT_HIGH   65536 /* stop reading commands while replies pile up */
 #define SMTP_CLOSE_LINGER  5.0   /* seconds to get the last reply out */
@@ -300,6 +301,7 @@ smtp_tx_end(struct smtp_session *s)
 {
 	smtp_tx_free(s->tx);
 	s->tx = NULL;
+	spf_lua_forget(&s->spf);
 	smtp_data_account(s);
 	smtp_enter_state(s, s->helo != NULL ? ST_READY : ST_GREETED);
 }
@@ -1932,6 +1934,7 @@ smtp_session_free(struct smtp_session *s)
 	free(s->helo);
 	free(s->user);
 	free(s->rdns);
+	spf_lua_forget(&s->spf);
 	free(s->proxy);
 	conn_free(s->conn);
 	script_unref(s->script);

@@ -70,6 +70,7 @@ struct smtp_tx {
 };
 
 struct smtp_cmd;
+struct spf_lua_cache;
 
 /* The command waiting for its hook (or being carried out). */
 struct smtp_pending {
@@ -78,6 +79,7 @@ struct smtp_pending {
 	char *params;                /* owned: MAIL/RCPT parameters, or NULL */
 	char verb[33];               /* custom or unknown verb */
 	int smtputf8;                /* MAIL had the SMTPUTF8 parameter */
+	int mail_hook;               /* on_mail runs: s:spf() checks arg, its path */
 	size_t size;                 /* MAIL's SIZE parameter, or 0 */
 	int keywords_ref;            /* EHLO keyword table in the registry, or LUA_NOREF */
 	struct smtp_xclient xclient; /* XCLIENT's attributes, from check to proceed */
@@ -139,6 +141,9 @@ struct smtp_session {
 	size_t data_bytes;    /* DATA: bytes since then */
 	int in_process;       /* inside smtp_session_process() */
 	int last_code;        /* of the last reply queued (metrics) */
+
+	/* owned: s:spf()'s result for this transaction (spf_lua.h), or NULL */
+	struct spf_lua_cache *spf;
 };
 
 #endif

@@ -31,6 +31,7 @@
 #include "relay.h"
 #include "script.h"
 #include "smtp_session.h"
+#include "spf_lua.h"
 #include "tls.h"
 #include "watch.h"
 
@@ -405,6 +406,7 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 	http_shutdown(); /* after the sessions: their requests were cancelled */
 	dns_lua_shutdown();
 	dmarc_lua_shutdown();
+	spf_lua_shutdown();
 	dns_shutdown();
 	redis_shutdown();
 	cosocket_shutdown();

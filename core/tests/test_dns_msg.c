@@ -292,6 +292,13 @@ test_mx_txt_compression(void)
 		CHECK(memcmp(a->rr[0].data, "v=spf1 \0x", 9) == 0);
 	}
 	dns_answer_free(a);
+
+	/* A TXT record without strings: an empty text. */
+	start(&m, 0, "t.example", DNS_T_TXT, 1, 0);
+	rr_head(&m, "t.example", DNS_T_TXT, 60, 0);
+	a = parse(&m, "t.example", DNS_T_TXT);
+	CHECK(a->err == DNS_OK && a->nrr == 1 && a->rr[0].len == 0);
+	dns_answer_free(a);
 }
 
 static void

@@ -33,9 +33,13 @@ DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-
 # HAProxy); install_spec formats the man page (groff, man, col) and checks
 # the unit with systemd-analyze, which works without systemd running;
 # Prometheus's promtool checks what --metrics serves; dkimpy and OpenDKIM's
-# library (reached from Python through ctypes) check DKIM signatures both ways.
+# library (reached from Python through ctypes) check DKIM signatures both
+# ways; python3-spf brings the OpenSPF RFC 7208 test suite (in its
+# documentation) and pyspf, which spf_spec compares with, on dnspython,
+# with python3-yaml to read the suite.
 DEPS_TEST="lua-busted lua-socket lua-cjson swaks libnet-ssleay-perl python3 openssl curl procps
-	coreutils valgrind ca-certificates dnsmasq-base python3-dnslib redis-server redis-tools
+	coreutils valgrind ca-certificates dnsmasq-base python3-dnslib python3-yaml python3-spf
+	python3-dnspython redis-server redis-tools
 	postfix dovecot-core dovecot-lmtpd haproxy groff-base man-db bsdextrautils systemd prometheus
 	python3-dkim python3-nacl libopendkim11"
 

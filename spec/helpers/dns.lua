@@ -3,7 +3,8 @@
 -- spec/fixtures/dns_responder.py for what dnsmasq will not do (SERVFAIL,
 -- REFUSED, silence, truncation, slow or held answers, query counts).
 -- Each start() returns a handle with .port, :stop(), and for the responder
--- :count(name[, proto]) (queries received for that name).
+-- :count(name[, proto]) (queries received for that name). spf_zone() serves
+-- the SPF test suites' zone data (spec/fixtures/spf_zone_server.py).
 local server = require "server"
 local socket = require "socket"
 
@@ -11,6 +12,7 @@ local q = server.quote
 local M = {}
 
 local RESPONDER = server.source_dir() .. "/spec/fixtures/dns_responder.py"
+local SPF_ZONE = server.source_dir() .. "/spec/fixtures/spf_zone_server.py"
 local DNSMASQ = "/usr/sbin/dnsmasq"
 
 local Proc = {}
@@ -152,6 +154,32 @@ function M.responder(opts)
   local log = p:log()
   p:stop()
   error("dns_responder.py did not start: " .. log)
+end
+
+-- spec/fixtures/spf_zone_server.py serving the zone data of the SPF test
+-- suites in files (OpenSPF YAML, gzipped or not), one scenario at a time;
+-- p.tests_file names the JSON list of their tests, and
+-- p:ask(N .. ".scenario.spf-control.invalid") switches to scenario N.
+function M.spf_zone(files)
+  local dir = server.mkdtemp()
+  local cmd = "/usr/bin/python3 " .. q(SPF_ZONE) .. " " .. q(dir .. "/ready") .. " "
+    .. q(dir .. "/tests.json")
+  for _, f in ipairs(files) do cmd = cmd .. " " .. q(f) end
+  local p = setmetatable({ dir = dir, tests_file = dir .. "/tests.json" }, Proc)
+  p.pid = spawn(dir, cmd)
+  local deadline = socket.gettime() + 30
+  while socket.gettime() < deadline do
+    local port = tonumber((server.read_file(dir .. "/ready") or ""):match("%d+"))
+    if port then
+      p.port = port
+      return p
+    end
+    if not alive(p.pid) then break end
+    socket.sleep(0.05)
+  end
+  local log = p:log()
+  p:stop()
+  error("spf_zone_server.py did not start: " .. log)
 end
 
 -- Sends one A query for name to the responder over UDP and waits for the
