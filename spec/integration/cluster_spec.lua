@@ -141,8 +141,16 @@ describe("two nodes behind HAProxy, sharing Redis #integration", function()
 
   it("sends new sessions to the other node when one is killed, and none fails", function()
     a:signal("KILL")
-    -- At once, before HAProxy's check has seen it: a refused connection
-    -- is redispatched to b; then the check marks a down.
+    -- Once it is gone (a session it had accepted just before would die
+    -- with it, as on any MTA), but before HAProxy's check has seen it: a
+    -- refused connection is redispatched to b; then the check marks a down.
+    server.wait_for("node a's port to refuse connections", function()
+      local c = socket.tcp()
+      c:settimeout(1)
+      local ok = c:connect("127.0.0.1", a.listeners[2].port)
+      c:close()
+      return not ok
+    end)
     for _ = 1, 6 do
       local node, m = through("after@spec.test")
       assert.are.equal(250, m.code)
