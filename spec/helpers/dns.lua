@@ -131,19 +131,14 @@ function M.dnsmasq(args)
   error("dnsmasq did not start: " .. log)
 end
 
--- The responder: opts.mode ("normal", "servfail", "refused", "silent"),
--- opts.delay (seconds for slow.* names).
-function M.responder(opts)
-  opts = opts or {}
-  local dir = server.mkdtemp()
-  local cmd = "/usr/bin/python3 " .. q(RESPONDER) .. " " .. q(dir .. "/ready") .. " "
-    .. q(dir .. "/queries") .. " --mode " .. (opts.mode or "normal")
-    .. " --delay " .. tostring(opts.delay or 1)
-  local p = setmetatable({ dir = dir }, Proc)
-  p.pid = spawn(dir, cmd)
-  local deadline = socket.gettime() + 10
+-- Runs one of the Python servers (cmd) for p, waits up to secs for the
+-- port in its ready file (spec/fixtures/dns_loopback.py writes it) and
+-- returns p, or raises with its log.
+local function ready(p, cmd, what, secs)
+  p.pid = spawn(p.dir, cmd)
+  local deadline = socket.gettime() + secs
   while socket.gettime() < deadline do
-    local port = tonumber((server.read_file(dir .. "/ready") or ""):match("%d+"))
+    local port = tonumber((server.read_file(p.dir .. "/ready") or ""):match("%d+"))
     if port then
       p.port = port
       return p
@@ -153,7 +148,18 @@ function M.responder(opts)
   end
   local log = p:log()
   p:stop()
-  error("dns_responder.py did not start: " .. log)
+  error(what .. " did not start: " .. log)
+end
+
+-- The responder: opts.mode ("normal", "servfail", "refused", "silent"),
+-- opts.delay (seconds for slow.* names).
+function M.responder(opts)
+  opts = opts or {}
+  local dir = server.mkdtemp()
+  local cmd = "/usr/bin/python3 " .. q(RESPONDER) .. " " .. q(dir .. "/ready") .. " "
+    .. q(dir .. "/queries") .. " --mode " .. (opts.mode or "normal")
+    .. " --delay " .. tostring(opts.delay or 1)
+  return ready(setmetatable({ dir = dir }, Proc), cmd, "dns_responder.py", 10)
 end
 
 -- spec/fixtures/spf_zone_server.py serving the zone data of the SPF test
@@ -165,21 +171,8 @@ function M.spf_zone(files)
   local cmd = "/usr/bin/python3 " .. q(SPF_ZONE) .. " " .. q(dir .. "/ready") .. " "
     .. q(dir .. "/tests.json")
   for _, f in ipairs(files) do cmd = cmd .. " " .. q(f) end
-  local p = setmetatable({ dir = dir, tests_file = dir .. "/tests.json" }, Proc)
-  p.pid = spawn(dir, cmd)
-  local deadline = socket.gettime() + 30
-  while socket.gettime() < deadline do
-    local port = tonumber((server.read_file(dir .. "/ready") or ""):match("%d+"))
-    if port then
-      p.port = port
-      return p
-    end
-    if not alive(p.pid) then break end
-    socket.sleep(0.05)
-  end
-  local log = p:log()
-  p:stop()
-  error("spf_zone_server.py did not start: " .. log)
+  return ready(setmetatable({ dir = dir, tests_file = dir .. "/tests.json" }, Proc), cmd,
+    "spf_zone_server.py", 30)
 end
 
 -- Sends one A query for name to the responder over UDP and waits for the
