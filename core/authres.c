@@ -140,16 +140,12 @@ plain(const char *v, size_t n, int at_ok)
 	return at == NULL || at + 1 < v + n;
 }
 
-/* v as a value: plain, else a quoted-string. */
+/* v as a quoted-string, '"' and '\\' escaped; nothing added on failure. */
 static int
-add_value(struct authres *ar, const char *v, size_t n, int at_ok)
+add_quoted(struct authres *ar, const char *v, size_t n)
 {
 	size_t mark = ar->len;
 
-	if (!authres_value_ok(v, n))
-		return -1;
-	if (plain(v, n, at_ok))
-		return add(ar, v, n);
 	if (add(ar, "\"", 1) == -1)
 		return -1;
 	for (size_t i = 0; i < n; i++)
@@ -161,6 +157,15 @@ add_value(struct authres *ar, const char *v, size_t n, int at_ok)
 fail:
 	authres_reset(ar, mark);
 	return -1;
+}
+
+/* v as a value: plain, else a quoted-string. */
+static int
+add_value(struct authres *ar, const char *v, size_t n, int at_ok)
+{
+	if (!authres_value_ok(v, n))
+		return -1;
+	return plain(v, n, at_ok) ? add(ar, v, n) : add_quoted(ar, v, n);
 }
 
 int
@@ -226,15 +231,8 @@ authres_reason(struct authres *ar, const char *v, size_t n)
 	if (add_str(ar, " reason=") == -1)
 		return -1;
 	/* Always quoted: a reason is text. */
-	if (!authres_value_ok(v, n) || add(ar, "\"", 1) == -1)
-		goto fail;
-	for (size_t i = 0; i < n; i++)
-		if (((v[i] == '"' || v[i] == '\\') && add(ar, "\\", 1) == -1) ||
-		    add(ar, v + i, 1) == -1)
-			goto fail;
-	if (add(ar, "\"", 1) == 0)
+	if (authres_value_ok(v, n) && add_quoted(ar, v, n) == 0)
 		return 0;
-fail:
 	authres_reset(ar, mark);
 	return -1;
 }
