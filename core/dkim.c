@@ -209,6 +209,26 @@ dkim_in_domain(const char *domain, const char *d, int strict)
 		return -1;                                                                         \
 	} while (0)
 
+/* Whether the colon-separated list of t holds word, or with star "*". */
+static int
+dkim_list_has(const struct dkim_tag *t, const char *word, int star)
+{
+	for (size_t i = 0; i <= t->vlen;) {
+		size_t e = i;
+		while (e < t->vlen && t->val[e] != ':')
+			e++;
+		struct dkim_tag m = { .val = t->val + i, .vlen = e - i };
+		while (m.vlen > 0 && dkim_fws(m.val[0]))
+			m.val++, m.vlen--;
+		while (m.vlen > 0 && dkim_fws(m.val[m.vlen - 1]))
+			m.vlen--;
+		if (dkim_tag_is(&m, word) || (star && dkim_tag_is(&m, "*")))
+			return 1;
+		i = e + 1;
+	}
+	return 0;
+}
+
 /* The h= names, lower-cased, into sig->hlist. */
 static int
 dkim_sig_names(struct dkim_sig *sig, const struct dkim_tag *t)
@@ -330,24 +350,9 @@ dkim_sig_parse(
 	}
 	if ((t = dkim_tag_get(tags, nt, "l")) != NULL && (sig->l = dkim_num(t)) < 0)
 		DKIM_BAD("bad l=");
-	if ((t = dkim_tag_get(tags, nt, "q")) != NULL) {
-		/* A colon-separated list that must offer dns/txt. */
-		int ok = 0;
-		for (size_t i = 0; i < t->vlen;) {
-			size_t e = i;
-			while (e < t->vlen && t->val[e] != ':')
-				e++;
-			struct dkim_tag m = { .val = t->val + i, .vlen = e - i };
-			while (m.vlen > 0 && dkim_fws(m.val[0]))
-				m.val++, m.vlen--;
-			while (m.vlen > 0 && dkim_fws(m.val[m.vlen - 1]))
-				m.vlen--;
-			ok |= dkim_tag_is(&m, "dns/txt");
-			i = e + 1;
-		}
-		if (!ok)
-			DKIM_BAD("no supported query method in q=");
-	}
+	/* A colon-separated list that must offer dns/txt. */
+	if ((t = dkim_tag_get(tags, nt, "q")) != NULL && !dkim_list_has(t, "dns/txt", 0))
+		DKIM_BAD("no supported query method in q=");
 	if ((t = dkim_tag_get(tags, nt, "t")) != NULL && (sig->t = dkim_num(t)) < 0)
 		DKIM_BAD("bad t=");
 	if ((t = dkim_tag_get(tags, nt, "x")) != NULL) {
@@ -364,26 +369,6 @@ dkim_sig_parse(
 }
 
 /* Key records ---------------------------------------------------------------- */
-
-/* Whether the colon-separated list of t holds word (or "*"). */
-static int
-dkim_list_has(const struct dkim_tag *t, const char *word)
-{
-	for (size_t i = 0; i <= t->vlen;) {
-		size_t e = i;
-		while (e < t->vlen && t->val[e] != ':')
-			e++;
-		struct dkim_tag m = { .val = t->val + i, .vlen = e - i };
-		while (m.vlen > 0 && dkim_fws(m.val[0]))
-			m.val++, m.vlen--;
-		while (m.vlen > 0 && dkim_fws(m.val[m.vlen - 1]))
-			m.vlen--;
-		if (dkim_tag_is(&m, word) || dkim_tag_is(&m, "*"))
-			return 1;
-		i = e + 1;
-	}
-	return 0;
-}
 
 int
 dkim_key_parse(const char *rec, size_t len, struct dkim_key *key, char *reason, size_t rsz)
@@ -408,9 +393,9 @@ dkim_key_parse(const char *rec, size_t len, struct dkim_key *key, char *reason, 
 		else if (!dkim_tag_is(t, "rsa"))
 			DKIM_BAD("unknown key type");
 	}
-	if ((t = dkim_tag_get(tags, nt, "h")) != NULL && !dkim_list_has(t, "sha256"))
+	if ((t = dkim_tag_get(tags, nt, "h")) != NULL && !dkim_list_has(t, "sha256", 0))
 		DKIM_BAD("key is not for sha256");
-	if ((t = dkim_tag_get(tags, nt, "s")) != NULL && !dkim_list_has(t, "email"))
+	if ((t = dkim_tag_get(tags, nt, "s")) != NULL && !dkim_list_has(t, "email", 1))
 		DKIM_BAD("key is not for email");
 	if ((t = dkim_tag_get(tags, nt, "t")) != NULL) {
 		for (size_t i = 0; i < t->vlen;) {
