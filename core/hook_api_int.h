@@ -25,10 +25,6 @@ struct smtp_session *hook_api_check(lua_State *L, int idx, const char *tname);
 void hook_api_push_rcpts(lua_State *L, const struct smtp_tx *tx);
 /* Pushes ESMTP parameters ("KEY=value\n...") as a table of KEY = value. */
 void hook_api_push_params(lua_State *co, const char *params);
-/* Sets the decoded DSN fields (ret, envid, notify, orcpt) given in the
- * table on top (hook_api.c says how). */
-void hook_api_set_dsn(
-    lua_State *co, int ret, const char *envid, unsigned notify, const char *orcpt);
 /* The Lua convention for operations that can fail: true, or nil and err
  * when rc is -1. Returns the number of values pushed. */
 int hook_api_result(lua_State *L, int rc, const char *err);

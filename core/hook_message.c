@@ -23,6 +23,7 @@
 #include "dkim_lua.h"
 #include "dmarc_lua.h"
 #include "hook.h"
+#include "hook_api.h"
 #include "hook_api_int.h"
 #include "log.h"
 #include "msghdr.h"

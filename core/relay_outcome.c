@@ -19,16 +19,18 @@
 
 #include "config.h"
 #include "dsn.h"
+#include "dsn_param.h"
+#include "hook_api.h"
 #include "log.h"
 #include "msgstore.h"
 #include "relay.h"
 #include "relay_int.h"
 #include "script.h"
-#include "dsn_param.h"
 #include "smtp_parse.h"
 
 /* Pushes the hooks' view of the entry: { id, sender, created, size, route,
- * recipients = { {address, state, attempts, next_attempt, last_reply} } }. */
+ * ret, envid, recipients = { {address, state, attempts, next_attempt,
+ * last_reply, notify, orcpt} } } (DSN's fields only when given). */
 static void
 relay_push_entry(lua_State *co, const struct queue_entry *e)
 {
@@ -62,6 +64,7 @@ relay_push_entry(lua_State *co, const struct queue_entry *e)
 					    "may");
 	lua_setfield(co, -2, "tls");
 	lua_setfield(co, -2, "route");
+	hook_api_set_dsn(co, e->dsn_ret, e->envid, 0, NULL);
 	lua_createtable(co, (int)e->nrcpts, 0);
 	for (size_t i = 0; i < e->nrcpts; i++) {
 		const struct queue_rcpt *r = &e->rcpts[i];
@@ -79,6 +82,7 @@ relay_push_entry(lua_State *co, const struct queue_entry *e)
 			lua_pushstring(co, r->last_reply);
 			lua_setfield(co, -2, "last_reply");
 		}
+		hook_api_set_dsn(co, 0, NULL, r->notify, r->orcpt);
 		lua_rawseti(co, -2, (lua_Integer)i + 1);
 	}
 	lua_setfield(co, -2, "recipients");

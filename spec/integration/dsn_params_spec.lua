@@ -38,6 +38,14 @@ return {
       msg:relay{ rcpts = { r }, host = host, port = port, tls = "none" }
     end
   end,
+  on_bounce = function(entry, rcpt)
+    for _, r in ipairs(entry.recipients) do
+      if r.address == rcpt then
+        luamta.log("hook bounce " .. rcpt .. " ret=" .. tostring(entry.ret) .. " envid="
+          .. tostring(entry.envid) .. " notify=" .. words(r.notify) .. " orcpt=" .. tostring(r.orcpt))
+      end
+    end
+  end,
 }
 ]]
 
@@ -240,6 +248,11 @@ describe("DSN parameters (RFC 3461) #integration", function()
     assert.truthy(out:find("third=text/rfc822-headers\n", 1, true), out)
     assert.truthy(out:find("Subject: failed for one", 1, true), out)
     assert.is_nil(out:find("body of failed for one", 1, true), out)
+    -- The outbound hooks see them in the entry; on_bounce runs for NEVER too.
+    assert(relay:wait_log({ "hook bounce refuse-default@dsn.spec.test ret=HDRS envid=ENV+7",
+      "notify=- orcpt=rfc822;orig+x@y" }, 10))
+    assert(relay:wait_log({ "hook bounce refuse-never@dsn.spec.test ret=HDRS envid=ENV+7",
+      "notify=NEVER orcpt=nil" }, 10))
     -- NOTIFY=NEVER alone: no report at all.
     r = client({ from = "alice@sender.spec.test", mail = {},
       rcpts = { { "refuse-quiet@dsn.spec.test", { "NOTIFY=NEVER" } } }, msg = message("never") })
