@@ -378,13 +378,13 @@ occurs_str(const char *s, const char *needle)
 static int
 dsn_boundary_used(const struct dsn_report *r, const char *b, size_t attached)
 {
-	if (occurs(r->msg, attached, b) || occurs_str(r->sender, b) ||
+	if (occurs(r->msg, attached, b) || occurs_str(r->sender, b) || occurs_str(r->envid, b) ||
 	    occurs_str(r->reporting_mta, b) || occurs_str(r->queue_id, b) ||
 	    occurs_str(r->message_id_seed, b))
 		return 1;
 	for (size_t i = 0; i < r->nrcpts; i++)
-		if (occurs_str(r->rcpts[i].address, b) || occurs_str(r->rcpts[i].remote_mta, b) ||
-		    occurs_str(r->rcpts[i].diagnostic, b))
+		if (occurs_str(r->rcpts[i].address, b) || occurs_str(r->rcpts[i].orcpt, b) ||
+		    occurs_str(r->rcpts[i].remote_mta, b) || occurs_str(r->rcpts[i].diagnostic, b))
 			return 1;
 	return 0;
 }
@@ -517,6 +517,12 @@ dsn_write_status(struct out *o, struct out *f, const struct dsn_report *r)
 	out_str(o,
 	    "Content-Description: Delivery report\r\n"
 	    "Content-Type: message/delivery-status\r\n\r\n");
+	/* RFC 3464 2.2.1: the ENVID of RFC 3461 4.4, first. */
+	if (r->envid != NULL && *r->envid != '\0') {
+		out_str(f, "Original-Envelope-Id: ");
+		out_text(f, r->envid, DSN_ADDR_MAX);
+		out_flush_field(o, f);
+	}
 	out_str(o, "Reporting-MTA: dns; ");
 	out_host(o, r->reporting_mta);
 	out_str(o, "\r\n");
@@ -537,6 +543,12 @@ dsn_write_status(struct out *o, struct out *f, const struct dsn_report *r)
 		/* RFC 3464 2.1: each recipient's fields are a group of their
 		 * own, after an empty line. */
 		out_str(o, "\r\n");
+		/* RFC 3464 2.3.1: the ORCPT of RFC 3461 4.2, as given. */
+		if (rc->orcpt != NULL && *rc->orcpt != '\0') {
+			out_str(f, "Original-Recipient: ");
+			out_text(f, rc->orcpt, DSN_ADDR_MAX);
+			out_flush_field(o, f);
+		}
 		out_str(f, "Final-Recipient: rfc822; ");
 		out_text(f, rc->address != NULL ? rc->address : "", DSN_ADDR_MAX);
 		out_flush_field(o, f);
@@ -608,14 +620,13 @@ dsn_build(const struct dsn_report *r, size_t *len)
 	out_str(&o, "\r\n--");
 	out_str(&o, boundary);
 	out_str(&o, "\r\n");
+	out_str(&o,
+	    failed || delayed ? "Content-Description: Undelivered Message" :
+				"Content-Description: Message");
 	if (r->headers_only)
-		out_str(&o,
-		    "Content-Description: Undelivered Message Headers\r\n"
-		    "Content-Type: text/rfc822-headers\r\n");
+		out_str(&o, " Headers\r\nContent-Type: text/rfc822-headers\r\n");
 	else
-		out_str(&o,
-		    "Content-Description: Undelivered Message\r\n"
-		    "Content-Type: message/rfc822\r\n");
+		out_str(&o, "\r\nContent-Type: message/rfc822\r\n");
 	if (eightbit)
 		out_str(&o, "Content-Transfer-Encoding: 8bit\r\n");
 	out_str(&o, "\r\n");

@@ -21,6 +21,7 @@ struct dsn_rcpt {
 	const char *remote_mta; /* host name that answered, or NULL */
 	const char *diagnostic; /* "550 5.1.1 No such user" (smtp;...), or NULL */
 	time_t last_attempt;    /* or 0 */
+	const char *orcpt;      /* ORCPT decoded ("rfc822;a@x"): Original-Recipient, or NULL */
 };
 
 struct dsn_report {
@@ -35,6 +36,7 @@ struct dsn_report {
 	int headers_only;            /* attach only the original's header (RET=HDRS) */
 	time_t now;                  /* the Date of the report */
 	const char *message_id_seed; /* makes the Message-ID unique (e.g. queue id + time) */
+	const char *envid;           /* ENVID decoded: Original-Envelope-Id, or NULL */
 };
 
 /* The whole bounce message (header and body, CRLF lines): From

@@ -19,6 +19,7 @@
 #include "delivery.h"
 #include "dmarc_lua.h"
 #include "dns_lua.h"
+#include "dsn_param.h"
 #include "dns_msg.h"
 #include "every.h"
 #include "hook_api_int.h"
@@ -594,13 +595,50 @@ hook_api_pending_init(struct smtp_session *s)
 	s->pend.keywords_ref = LUA_NOREF;
 }
 
+/* Sets RFC 3461's decoded fields in the table on top: ret ("FULL",
+ * "HDRS"), envid, notify (a list of words), orcpt ("rfc822;address"),
+ * each only when given. */
+void
+hook_api_set_dsn(lua_State *co, int ret, const char *envid, unsigned notify, const char *orcpt)
+{
+	char words[32];
+	int n = 0;
+
+	if (dsn_param_ret_str(ret) != NULL) {
+		lua_pushstring(co, dsn_param_ret_str(ret));
+		lua_setfield(co, -2, "ret");
+	}
+	if (envid != NULL && *envid != '\0') {
+		lua_pushstring(co, envid);
+		lua_setfield(co, -2, "envid");
+	}
+	if (notify != 0) {
+		dsn_param_notify_str(notify, words, sizeof(words));
+		lua_createtable(co, 4, 0);
+		for (const char *w = words; *w != '\0';) {
+			size_t len = strcspn(w, ",");
+
+			lua_pushlstring(co, w, len);
+			lua_rawseti(co, -2, ++n);
+			w += len + (w[len] == ',');
+		}
+		lua_setfield(co, -2, "notify");
+	}
+	if (orcpt != NULL && *orcpt != '\0') {
+		lua_pushstring(co, orcpt);
+		lua_setfield(co, -2, "orcpt");
+	}
+}
+
 /* Pushes a table of ESMTP parameters parsed from params (may be NULL):
- * upper-cased keyword -> value, or true without a value. */
+ * upper-cased keyword -> value, or true without a value; RFC 3461's that
+ * are well-formed also decoded under lower-case keys (hook_api_set_dsn). */
 void
 hook_api_push_params(lua_State *co, const char *params)
 {
 	char copy[SMTP_CMD_LINE_MAX];
 	struct smtp_param p[SMTP_PARAMS_MAX];
+	struct dsn_params dsn;
 	int n = 0;
 
 	lua_newtable(co);
@@ -609,10 +647,15 @@ hook_api_push_params(lua_State *co, const char *params)
 	strcpy(copy, params);
 	if ((n = smtp_parse_params(copy, p, SMTP_PARAMS_MAX, 1)) < 0)
 		return;
+	memset(&dsn, 0, sizeof(dsn));
 	for (int i = 0; i < n; i++) {
 		char key[64];
 		size_t j;
+		const char *why;
 
+		if (dsn_param_take(&dsn, p[i].key, p[i].value, 1, &why) == -1 ||
+		    dsn_param_take(&dsn, p[i].key, p[i].value, 0, &why) == -1)
+			memset(&dsn, 0, sizeof(dsn)); /* not from a session that checked them */
 		for (j = 0; p[i].key[j] != '\0' && j < sizeof(key) - 1; j++)
 			key[j] = (char)toupper((unsigned char)p[i].key[j]);
 		key[j] = '\0';
@@ -622,6 +665,7 @@ hook_api_push_params(lua_State *co, const char *params)
 			lua_pushboolean(co, 1);
 		lua_setfield(co, -2, key);
 	}
+	hook_api_set_dsn(co, dsn.ret, dsn.envid, dsn.notify, dsn.orcpt);
 }
 
 /* Pushes the EHLO keyword list ('\n'-separated in lines) as an array and

@@ -46,4 +46,11 @@ char *hook_api_take_keywords(lua_State *L, struct smtp_session *);
 /* Releases the keyword list's reference, if any. */
 void hook_api_drop_keywords(lua_State *L, struct smtp_session *);
 
+/* Sets DSN's decoded fields that were given (RFC 3461: ret "FULL" or
+ * "HDRS", envid, notify as a list of words, orcpt "rfc822;a@x") in the
+ * table on top: the hooks' params, msg.dsn, and the queue entry of the
+ * outbound hooks (relay_outcome.c) all show them so. */
+void hook_api_set_dsn(
+    lua_State *co, int ret, const char *envid, unsigned notify, const char *orcpt);
+
 #endif

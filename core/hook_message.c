@@ -23,6 +23,7 @@
 #include "dkim_lua.h"
 #include "dmarc_lua.h"
 #include "hook.h"
+#include "hook_api.h"
 #include "hook_api_int.h"
 #include "log.h"
 #include "msghdr.h"
@@ -451,6 +452,7 @@ enum message_field {
 	MF_QID,
 	MF_DELIVERY_FAILED,
 	MF_PARAMS,
+	MF_DSN,
 	MF__COUNT,
 };
 static const char *const message_field_names[MF__COUNT] = {
@@ -461,7 +463,27 @@ static const char *const message_field_names[MF__COUNT] = {
 	[MF_QID] = "qid",
 	[MF_DELIVERY_FAILED] = "delivery_failed",
 	[MF_PARAMS] = "params",
+	[MF_DSN] = "dsn",
 };
+
+/* msg.dsn: the transaction's RFC 3461 parameters decoded, { ret, envid,
+ * recipients = { {address, notify, orcpt}, ... } } in msg.recipients'
+ * order (each field only when given). */
+static void
+message_push_dsn(lua_State *L, const struct smtp_tx *tx)
+{
+	lua_createtable(L, 0, 3);
+	hook_api_set_dsn(L, tx->dsn_ret, tx->dsn_envid, 0, NULL);
+	lua_createtable(L, (int)tx->nrcpts, 0);
+	for (size_t i = 0; i < tx->nrcpts; i++) {
+		lua_createtable(L, 0, 3);
+		lua_pushstring(L, tx->rcpts[i]);
+		lua_setfield(L, -2, "address");
+		hook_api_set_dsn(L, 0, NULL, tx->rcpt_dsn[i].notify, tx->rcpt_dsn[i].orcpt);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "recipients");
+}
 
 /* Fields first (upvalue 1: their ids), then the methods (upvalue 2). */
 static int
@@ -491,6 +513,9 @@ message_index(lua_State *L)
 		break;
 	case MF_PARAMS:
 		hook_api_push_params(L, tx->params);
+		break;
+	case MF_DSN:
+		message_push_dsn(L, tx);
 		break;
 	default:
 		lua_pushvalue(L, 2);
@@ -666,6 +691,21 @@ message_relay_route(lua_State *L, int idx, struct queue_route *r)
 	lua_pop(L, 1); /* auth */
 }
 
+/* A queued recipient's NOTIFY and ORCPT: those of the transaction's
+ * recipient i, or (SIZE_MAX: a list given to msg:relay) of the first one
+ * with the same address; none for an address the client did not give. */
+static void
+message_relay_dsn(lua_State *L, const struct smtp_tx *tx, size_t i, struct queue_rcpt *rc)
+{
+	for (size_t k = 0; i == SIZE_MAX && k < tx->nrcpts; k++)
+		if (strcmp(tx->rcpts[k], rc->address) == 0)
+			i = k;
+	if (i >= tx->nrcpts)
+		return;
+	rc->notify = tx->rcpt_dsn[i].notify;
+	rc->orcpt = message_dup(L, tx->rcpt_dsn[i].orcpt);
+}
+
 /* msg:relay([{ rcpts =, host =, port =, tls =, auth =, lmtp =, socket = }]):
  * queues the message for those recipients (all by default) on that route
  * (their MX by default) when the message is accepted: the 250 goes out once
@@ -719,8 +759,11 @@ message_relay(lua_State *L)
 		}
 		e->rcpts[i].address = message_dup(L, a);
 		e->nrcpts++;
+		message_relay_dsn(L, tx, lua_istable(L, -2) ? SIZE_MAX : i, &e->rcpts[i]);
 		lua_pop(L, 1);
 	}
+	e->dsn_ret = tx->dsn_ret;
+	e->envid = message_dup(L, tx->dsn_envid);
 	e->sender = message_dup(L, tx->sender);
 	e->smtputf8 = tx->smtputf8;
 	e->body_8bit = message_body_8bit(tx->params);

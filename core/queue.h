@@ -60,6 +60,8 @@ struct queue_rcpt {
 	int attempts;
 	time_t next_attempt; /* QUEUED, DEFERRED: not before (0: at once) */
 	char *last_reply;    /* owned: the last reply or error, or NULL */
+	unsigned notify;     /* RCPT's NOTIFY= (DSN_NOTIFY_* of dsn_param.h); 0: none */
+	char *orcpt;         /* owned: RCPT's ORCPT= decoded ("rfc822;a@x"), or NULL */
 };
 
 struct queue_entry {
@@ -71,6 +73,8 @@ struct queue_entry {
 	int body_8bit; /* MAIL had BODY=8BITMIME */
 	int smtputf8;  /* MAIL had SMTPUTF8 */
 	int is_bounce; /* a delivery status notification we made: never bounced */
+	int dsn_ret;   /* MAIL's RET= (enum dsn_ret of dsn_param.h); 0: none */
+	char *envid;   /* owned: MAIL's ENVID= decoded, or NULL */
 	struct queue_route route;
 	struct queue_rcpt *rcpts; /* owned */
 	size_t nrcpts;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dsn_param.h"
 #include "queue.h"
 #include "queue_cli.h"
 
@@ -219,6 +220,13 @@ json_entry(FILE *f, const struct queue_entry *e)
 	fprintf(f, ",\"body_8bit\":%s,\"smtputf8\":%s,\"is_bounce\":%s",
 	    e->body_8bit ? "true" : "false", e->smtputf8 ? "true" : "false",
 	    e->is_bounce ? "true" : "false");
+	/* DSN's parameters only when the client gave them. */
+	if (dsn_param_ret_str(e->dsn_ret) != NULL)
+		fprintf(f, ",\"ret\":\"%s\"", dsn_param_ret_str(e->dsn_ret));
+	if (e->envid != NULL) {
+		fputs(",\"envid\":", f);
+		json_str(f, e->envid);
+	}
 	/* Never the password: listings end up in tickets and chat. */
 	fputs(",\"route\":{\"host\":", f);
 	json_str(f, r->host);
@@ -237,6 +245,16 @@ json_entry(FILE *f, const struct queue_entry *e)
 		    ",\"state\":\"%s\",\"attempts\":%d,\"next_attempt\":%lld,\"last_reply\":",
 		    queue_rcpt_state_str(rc->state), rc->attempts, (long long)rc->next_attempt);
 		json_str(f, rc->last_reply);
+		if (rc->notify != 0) {
+			char words[32];
+
+			dsn_param_notify_str(rc->notify, words, sizeof(words));
+			fprintf(f, ",\"notify\":\"%s\"", words);
+		}
+		if (rc->orcpt != NULL) {
+			fputs(",\"orcpt\":", f);
+			json_str(f, rc->orcpt);
+		}
 		fputc('}', f);
 	}
 	fputs("]}", f);

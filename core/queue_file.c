@@ -1,7 +1,10 @@
 /* queue_file.c - the text form of a queue entry's ID.env (pure: no I/O).
- * One "luamta-queue 1" line, then "key value" lines, one "rcpt" line per
+ * One "luamta-queue N" line, then "key value" lines, one "rcpt" line per
  * recipient, and "end": a file cut anywhere lacks its "end" line and is
- * refused. Values are escaped so that any byte string (addresses and
+ * refused. Version 2 adds RFC 3461's fields (the keys "ret" and "envid",
+ * a recipient's "notify=" and "orcpt="); an entry without them is still
+ * written as version 1, so a luamta of before them reads it, and both
+ * versions are read. Values are escaped so that any byte string (addresses and
  * replies come from the network) round-trips and no value holds a space
  * or a line break. Reading and writing the files is queue.c's. */
 #include <errno.h>
@@ -12,10 +15,12 @@
 #include <string.h>
 
 #include "buf.h"
+#include "dsn_param.h"
 #include "queue.h"
+#include "xtext.h"
 
 #define QUEUE_FILE_MAGIC   "luamta-queue"
-#define QUEUE_FILE_VERSION 1
+#define QUEUE_FILE_VERSION 2
 
 const char *
 queue_rcpt_state_str(enum queue_rcpt_state st)
@@ -79,6 +84,7 @@ void
 queue_entry_clear(struct queue_entry *e)
 {
 	free(e->sender);
+	free(e->envid);
 	free(e->route.host);
 	free(e->route.socket);
 	free(e->route.auth_user);
@@ -86,6 +92,7 @@ queue_entry_clear(struct queue_entry *e)
 	for (size_t i = 0; i < e->nrcpts; i++) {
 		free(e->rcpts[i].address);
 		free(e->rcpts[i].last_reply);
+		free(e->rcpts[i].orcpt);
 	}
 	free(e->rcpts);
 	memset(e, 0, sizeof(*e));
@@ -159,8 +166,12 @@ queue_env_format(const struct queue_entry *e, size_t *len)
 	char *text;
 	int fail = 0;
 
+	int dsn = e->dsn_ret != DSN_RET_UNSET || e->envid != NULL;
+
+	for (size_t i = 0; i < e->nrcpts; i++)
+		dsn |= e->rcpts[i].notify != 0 || e->rcpts[i].orcpt != NULL;
 	buf_init(&b);
-	fail |= put_num(&b, QUEUE_FILE_MAGIC, QUEUE_FILE_VERSION);
+	fail |= put_num(&b, QUEUE_FILE_MAGIC, dsn ? QUEUE_FILE_VERSION : 1);
 	fail |= put_str(&b, "id", e->id);
 	fail |= put_str(&b, "sender", e->sender != NULL ? e->sender : "");
 	fail |= put_num(&b, "created", (long long)e->created);
@@ -169,6 +180,10 @@ queue_env_format(const struct queue_entry *e, size_t *len)
 	fail |= put_num(&b, "body_8bit", e->body_8bit != 0);
 	fail |= put_num(&b, "smtputf8", e->smtputf8 != 0);
 	fail |= put_num(&b, "is_bounce", e->is_bounce != 0);
+	if (dsn_param_ret_str(e->dsn_ret) != NULL)
+		fail |= put_str(&b, "ret", dsn_param_ret_str(e->dsn_ret));
+	if (e->envid != NULL)
+		fail |= put_str(&b, "envid", e->envid);
 	/* The optional strings: an absent line is NULL, an empty one "". */
 	if (r->host != NULL)
 		fail |= put_str(&b, "host", r->host);
@@ -190,6 +205,14 @@ queue_env_format(const struct queue_entry *e, size_t *len)
 		snprintf(nums, sizeof(nums), " state=%s attempts=%d next=%lld",
 		    queue_rcpt_state_str(rc->state), rc->attempts, (long long)rc->next_attempt);
 		fail |= put(&b, nums);
+		if (rc->notify != 0) {
+			char words[32];
+
+			dsn_param_notify_str(rc->notify, words, sizeof(words));
+			fail |= put(&b, " notify=") | put(&b, words);
+		}
+		if (rc->orcpt != NULL)
+			fail |= put(&b, " orcpt=") | put_escaped(&b, rc->orcpt);
 		if (rc->last_reply != NULL)
 			fail |= put(&b, " reply=") | put_escaped(&b, rc->last_reply);
 		fail |= put(&b, "\n");
@@ -242,16 +265,12 @@ next_line(struct reader *rd, const char **line, size_t *len)
 	return memchr(*line, '\0', *len) != NULL ? -2 : 0;
 }
 
+/* A hexadecimal digit of a %XX escape: upper case as written, lower
+ * case accepted from a hand-edited file. */
 static int
 hexval(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
+	return xtext_hexval(c >= 'a' && c <= 'f' ? (char)(c - 'a' + 'A') : c);
 }
 
 /* Undoes put_escaped on s[0..n): a malloc'ed string, or NULL (err set) for
@@ -370,6 +389,15 @@ take_field(const char **s, size_t *n, const char *name, const char **v, size_t *
 	return 0;
 }
 
+/* Whether the token at s (n bytes left) is "name=...". */
+static int
+field_is(const char *s, size_t n, const char *name)
+{
+	size_t nl = strlen(name);
+
+	return n > nl && memcmp(s, name, nl) == 0 && s[nl] == '=';
+}
+
 static int
 parse_rcpt(struct reader *rd, const char *s, size_t n, struct queue_entry *out)
 {
@@ -401,6 +429,29 @@ parse_rcpt(struct reader *rd, const char *s, size_t n, struct queue_entry *out)
 	if (parse_num(rd, v, vn, 0, LLONG_MAX, &x) == -1)
 		goto fail;
 	rc.next_attempt = (time_t)x;
+	/* Version 2's optional fields, before the reply. */
+	if (field_is(s, n, "notify")) {
+		char words[32];
+
+		if (take_field(&s, &n, "notify", &v, &vn) == -1 || vn >= sizeof(words)) {
+			bad(rd, "rcpt: bad notify=");
+			goto fail;
+		}
+		memcpy(words, v, vn);
+		words[vn] = '\0';
+		if (dsn_param_notify(words, &rc.notify) == -1) {
+			bad(rd, "rcpt: bad notify=");
+			goto fail;
+		}
+	}
+	if (field_is(s, n, "orcpt")) {
+		if (take_field(&s, &n, "orcpt", &v, &vn) == -1) {
+			bad(rd, "rcpt: bad orcpt=");
+			goto fail;
+		}
+		if ((rc.orcpt = unescape(rd, v, vn)) == NULL)
+			goto fail;
+	}
 	if (n > 0) {
 		if (take_field(&s, &n, "reply", &v, &vn) == -1 || n > 0) {
 			bad(rd, "rcpt: unexpected field");
@@ -426,6 +477,7 @@ parse_rcpt(struct reader *rd, const char *s, size_t n, struct queue_entry *out)
 fail:
 	free(rc.address);
 	free(rc.last_reply);
+	free(rc.orcpt);
 	return -1;
 }
 
@@ -440,6 +492,8 @@ enum env_key {
 	K_BODY_8BIT,
 	K_SMTPUTF8,
 	K_IS_BOUNCE,
+	K_RET,
+	K_ENVID,
 	K_HOST,
 	K_PORT,
 	K_SOCKET,
@@ -462,6 +516,8 @@ static const struct {
 	[K_BODY_8BIT] = { "body_8bit", 1 },
 	[K_SMTPUTF8] = { "smtputf8", 1 },
 	[K_IS_BOUNCE] = { "is_bounce", 1 },
+	[K_RET] = { "ret", 0 },
+	[K_ENVID] = { "envid", 0 },
 	[K_HOST] = { "host", 0 },
 	[K_PORT] = { "port", 1 },
 	[K_SOCKET] = { "socket", 0 },
@@ -477,6 +533,8 @@ str_slot(struct queue_entry *out, int k)
 	switch (k) {
 	case K_SENDER:
 		return &out->sender;
+	case K_ENVID:
+		return &out->envid;
 	case K_HOST:
 		return &out->route.host;
 	case K_SOCKET:
@@ -521,6 +579,7 @@ parse_key(struct reader *rd, int k, const char *v, size_t vn, struct queue_entry
 			return bad(rd, "bad id");
 		return 0;
 	case K_SENDER:
+	case K_ENVID:
 	case K_HOST:
 	case K_SOCKET:
 	case K_AUTH_USER:
@@ -532,6 +591,14 @@ parse_key(struct reader *rd, int k, const char *v, size_t vn, struct queue_entry
 	case K_TLS:
 		if (parse_tls(v, vn, &out->route.tls) == -1)
 			return bad(rd, "bad tls");
+		return 0;
+	case K_RET:
+		if (vn == 4 && memcmp(v, "FULL", 4) == 0)
+			out->dsn_ret = DSN_RET_FULL;
+		else if (vn == 4 && memcmp(v, "HDRS", 4) == 0)
+			out->dsn_ret = DSN_RET_HDRS;
+		else
+			return bad(rd, "bad ret");
 		return 0;
 	case K_CREATED:
 		if (parse_num(rd, v, vn, 0, LLONG_MAX, &x) == -1)
@@ -569,7 +636,10 @@ parse_body(struct reader *rd, struct queue_entry *out)
 	memset(seen, 0, sizeof(seen));
 	if (next_line(rd, &line, &len) != 0)
 		return bad(rd, "no header line");
+	/* Version 1 is version 2 without RFC 3461's fields. */
 	snprintf(magic, sizeof(magic), "%s %d", QUEUE_FILE_MAGIC, QUEUE_FILE_VERSION);
+	if (len == strlen(magic) && memcmp(line, QUEUE_FILE_MAGIC " 1", len) == 0)
+		memcpy(magic, line, len);
 	if (len != strlen(magic) || memcmp(line, magic, len) != 0) {
 		if (len > strlen(QUEUE_FILE_MAGIC) &&
 		    memcmp(line, QUEUE_FILE_MAGIC " ", strlen(QUEUE_FILE_MAGIC) + 1) == 0)

@@ -283,6 +283,7 @@ relay_on_client(void *arg, const struct smtp_client_result *res)
 	for (size_t k = 0; k < g->n && k < res->nrcpts; k++) {
 		relay_outcome(
 		    g->job, g->rcpts[k], res->rcpt[k].code, res->rcpt[k].text, res->remote);
+		g->job->out[g->rcpts[k]].dsn_passed = res->dsn;
 		if (res->rcpt[k].code >= 200 && res->rcpt[k].code < 300)
 			taken = 1;
 	}
@@ -361,6 +362,10 @@ relay_on_route(void *arg, const struct relay_route_result *rr)
 	req.body_8bit = j->e.body_8bit;
 	req.smtputf8 = j->e.smtputf8;
 	req.id = j->id;
+	req.dsn_ret = j->e.dsn_ret;
+	req.envid = j->e.envid;
+	req.dsn_rcpts = j->e.rcpts;
+	req.dsn_idx = g->rcpts;
 	if (R.cfg->connection_cache_time > 0) {
 		req.cache_key = g->cache_key = relay_cache_key(g, rr->port);
 		req.cache_idle = R.cfg->connection_cache_time;
@@ -662,6 +667,7 @@ relay_job_finish(struct relay_job *j)
 		if (o->code >= 200 && o->code < 300) {
 			r->state = QUEUE_RCPT_DELIVERED;
 			metrics_inc(MC_DELIVERY_DELIVERED);
+			j->bounce[i] = 1; /* a success report, if NOTIFY asks for one */
 			log_info(NULL, "relay.delivered id=%s to=<%s> remote=\"%s\" reply=\"%s\"",
 			    j->id, r->address, o->remote ? o->remote : "", o->reply);
 		} else if (o->code >= 500 ||

@@ -31,14 +31,16 @@ struct relay_job {
 		int decided; /* 0: not tried this pass */
 		int carry;   /* a 452 in a transaction that took others: again at once */
 		int code;
-		char *reply;  /* owned: "550 5.1.1 text" */
-		char *remote; /* owned, or NULL */
+		char *reply;    /* owned: "550 5.1.1 text" */
+		char *remote;   /* owned, or NULL */
+		int dsn_passed; /* the next hop took RFC 3461's parameters (relay_bounce) */
 	} * out;
 	size_t hook_next;      /* the next recipient whose hook runs */
 	int left;              /* recipients left untried for a concurrency limit */
 	struct hook_run *run;  /* a hook that waits, or NULL */
 	struct script *run_sc; /* its generation (own reference) */
-	int *bounce;           /* recipients a bounce reports (on_bounce did not say false) */
+	int *bounce; /* recipients a report may name (on_bounce did not say false; relay_bounce
+		      * applies NOTIFY) */
 };
 
 struct relay_group {
@@ -60,8 +62,10 @@ void relay_job_abandon(struct relay_job *, double due);
 /* relay_outcome.c: runs the hooks of the recipients decided in this pass,
  * one at a time (a hook may wait), then relay_job_commit(). */
 void relay_next_hook(struct relay_job *);
-/* Queues one bounce for the recipients in j->bounce (none for a null
- * sender or a bounce). 0, or -1: not queued. */
+/* Queues one report (RFC 3464) for the recipients in j->bounce as their
+ * NOTIFY asks: failed ones (NOTIFY absent or with FAILURE), delivered
+ * ones with SUCCESS whose next hop did not take the parameters on (none
+ * for a null sender or a bounce). 0, or -1: not queued. */
 int relay_bounce(struct relay_job *);
 
 #endif

@@ -1,7 +1,13 @@
 /* relay_outcome.c - what follows an attempt: the outbound hooks
  * (on_delivered, on_deferred, on_bounce) with the entry as Lua sees it, one
- * recipient at a time, then one bounce (RFC 3464) for the recipients that
- * failed for good and whose on_bounce did not return false. */
+ * recipient at a time, then one report (RFC 3464) for the recipients that
+ * failed for good, whose on_bounce did not return false and whose NOTIFY
+ * (RFC 3461 4.1) does not say NEVER or leave FAILURE out, and for those
+ * delivered whose NOTIFY has SUCCESS when the next hop did not take the
+ * parameters on (5.2.2; "delivered" over LMTP, else "relayed"). No NOTIFY
+ * is FAILURE; DELAY is accepted and never acted on: luamta sends no delay
+ * warnings. A failure report quotes the header only with RET=HDRS (or a
+ * message too large to quote), a success report always (RFC 3461 4.3). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +19,8 @@
 
 #include "config.h"
 #include "dsn.h"
+#include "dsn_param.h"
+#include "hook_api.h"
 #include "log.h"
 #include "msgstore.h"
 #include "relay.h"
@@ -21,7 +29,8 @@
 #include "smtp_parse.h"
 
 /* Pushes the hooks' view of the entry: { id, sender, created, size, route,
- * recipients = { {address, state, attempts, next_attempt, last_reply} } }. */
+ * ret, envid, recipients = { {address, state, attempts, next_attempt,
+ * last_reply, notify, orcpt} } } (DSN's fields only when given). */
 static void
 relay_push_entry(lua_State *co, const struct queue_entry *e)
 {
@@ -55,6 +64,7 @@ relay_push_entry(lua_State *co, const struct queue_entry *e)
 					    "may");
 	lua_setfield(co, -2, "tls");
 	lua_setfield(co, -2, "route");
+	hook_api_set_dsn(co, e->dsn_ret, e->envid, 0, NULL);
 	lua_createtable(co, (int)e->nrcpts, 0);
 	for (size_t i = 0; i < e->nrcpts; i++) {
 		const struct queue_rcpt *r = &e->rcpts[i];
@@ -72,6 +82,7 @@ relay_push_entry(lua_State *co, const struct queue_entry *e)
 			lua_pushstring(co, r->last_reply);
 			lua_setfield(co, -2, "last_reply");
 		}
+		hook_api_set_dsn(co, 0, NULL, r->notify, r->orcpt);
 		lua_rawseti(co, -2, (lua_Integer)i + 1);
 	}
 	lua_setfield(co, -2, "recipients");
@@ -190,7 +201,20 @@ relay_original(const struct relay_job *j, size_t *len, int *headers_only)
 	return buf;
 }
 
-/* Queues one bounce for the recipients in j->bounce. 0 or -1. */
+/* Whether recipient i (bounced, or delivered) is reported, as its
+ * NOTIFY asks (see the top). */
+static int
+relay_reported(const struct relay_job *j, size_t i)
+{
+	const struct queue_rcpt *r = &j->e.rcpts[i];
+
+	if (r->state == QUEUE_RCPT_DELIVERED)
+		return (r->notify & DSN_NOTIFY_SUCCESS) && !j->out[i].dsn_passed;
+	return r->state == QUEUE_RCPT_BOUNCED &&
+	    (r->notify == 0 || (r->notify & DSN_NOTIFY_FAILURE));
+}
+
+/* Queues one report for the recipients in j->bounce. 0 or -1. */
 int
 relay_bounce(struct relay_job *j)
 {
@@ -205,12 +229,14 @@ relay_bounce(struct relay_job *j)
 	char seed[64], err[256];
 	size_t n = 0, len;
 	char *text, *original;
-	int rc;
+	int rc, failed = 0;
 
 	if (j->e.sender[0] == '\0' || j->e.is_bounce)
 		return 0; /* never a bounce for a bounce (RFC 5321 6.1) */
-	for (size_t i = 0; i < j->e.nrcpts; i++)
+	for (size_t i = 0; i < j->e.nrcpts; i++) {
+		j->bounce[i] = j->bounce[i] && relay_reported(j, i);
 		n += j->bounce[i] != 0;
+	}
 	if (n == 0)
 		return 0;
 	dr = calloc(n, sizeof(*dr));
@@ -228,7 +254,11 @@ relay_bounce(struct relay_job *j)
 			continue;
 		relay_status(j->out[i].reply, j->out[i].code, status[n], sizeof(status[n]));
 		dr[n].address = j->e.rcpts[i].address;
-		dr[n].action = DSN_FAILED;
+		dr[n].orcpt = j->e.rcpts[i].orcpt;
+		dr[n].action = j->e.rcpts[i].state != QUEUE_RCPT_DELIVERED ? DSN_FAILED :
+		    j->e.route.lmtp                                        ? DSN_DELIVERED :
+									     DSN_RELAYED;
+		failed |= dr[n].action == DSN_FAILED;
 		dr[n].status = status[n];
 		/* "mx.example.net [192.0.2.1]": RFC 3464's mta-name is the
 		 * name alone. */
@@ -248,8 +278,11 @@ relay_bounce(struct relay_job *j)
 	rep.arrival = j->e.created;
 	rep.rcpts = dr;
 	rep.nrcpts = n;
+	rep.envid = j->e.envid;
 	original = relay_original(j, &rep.msglen, &rep.headers_only);
 	rep.msg = original;
+	if (!failed || j->e.dsn_ret == DSN_RET_HDRS)
+		rep.headers_only = 1;
 	rep.now = time(NULL);
 	snprintf(seed, sizeof(seed), "%s.%ld", j->id, (long)rep.now);
 	rep.message_id_seed = seed;
@@ -278,7 +311,7 @@ relay_bounce(struct relay_job *j)
 	if (rc == -1)
 		log_warn(NULL, "relay.bounce id=%s error=\"%s\"", j->id, err);
 	else
-		log_info(NULL, "relay.bounce id=%s bounce=%s to=<%s> rcpts=%zu", j->id, b.id,
-		    j->e.sender, n);
+		log_info(NULL, "relay.bounce id=%s bounce=%s to=<%s> rcpts=%zu%s", j->id, b.id,
+		    j->e.sender, n, failed ? "" : " kind=success");
 	return rc;
 }

@@ -32,7 +32,9 @@
  * BODY=8BITMIME goes with body_8bit when 8BITMIME is offered; without it
  * the message is sent anyway, as Postfix does (RFC 6152 permits only a
  * conversion, which is not ours to make). smtputf8 needs SMTPUTF8 offered,
- * else 553 5.6.7 for all and nothing is sent. With PIPELINING, MAIL, every
+ * else 553 5.6.7 for all and nothing is sent. When DSN is offered, MAIL
+ * gets RET= and ENVID= and each RCPT its NOTIFY= and ORCPT= (xtext), as
+ * the queue entry holds them (RFC 3461 5.2.1). With PIPELINING, MAIL, every
  * RCPT and DATA leave in one write and the replies are read in order;
  * without it one command per reply. A 5xx or 4xx to MAIL decides all
  * recipients (421 excepted); a RCPT's reply decides that recipient, so a
@@ -77,8 +79,10 @@
 #include <mbedtls/platform_util.h>
 
 #include "cosocket_pool.h"
+#include "dsn_param.h"
 #include "log.h"
 #include "smtp_client_cache.h"
+#include "xtext.h"
 
 const char *const smtpc_stage[] = { "idle", "connecting", "waiting for the greeting", "after EHLO",
 	"after HELO", "after STARTTLS", "in the TLS handshake", "after AUTH", "after RSET",
@@ -318,13 +322,35 @@ cl_helo(struct smtp_client *c)
 	smtpc_timer(c, cl_cmd_timeout(c, 300));
 }
 
+/* RCPT for recipient i, with its NOTIFY and ORCPT when DSN is offered. */
+static void
+cl_rcpt(struct smtp_client *c, size_t i)
+{
+	const struct smtp_client_req *q = &c->req;
+	const struct queue_rcpt *r =
+	    c->caps.dsn && q->dsn_rcpts != NULL ? &q->dsn_rcpts[q->dsn_idx[i]] : NULL;
+	char notify[32], orcpt[3 * DSN_ORCPT_MAX + 1];
+
+	notify[0] = orcpt[0] = '\0';
+	if (r != NULL && r->notify != 0) {
+		memcpy(notify, " NOTIFY=", 9);
+		dsn_param_notify_str(r->notify, notify + 8, sizeof(notify) - 8);
+	}
+	if (r != NULL && r->orcpt != NULL) {
+		memcpy(orcpt, " ORCPT=", 8);
+		if (dsn_param_orcpt_encode(r->orcpt, orcpt + 7, sizeof(orcpt) - 7) == -1)
+			orcpt[0] = '\0';
+	}
+	cl_send(c, "RCPT TO:<%s>%s%s\r\n", q->rcpts[i], notify, orcpt);
+}
+
 /* After the greeting and one successful handshake the message goes out
  * in one transaction. */
 static void
 cl_mail(struct smtp_client *c)
 {
 	const struct smtp_client_req *q = &c->req;
-	char t[256];
+	char t[256], envid[3 * DSN_ENVID_MAX + 1];
 	size_t i;
 
 	if (q->smtputf8 && !c->caps.smtputf8) {
@@ -360,7 +386,13 @@ cl_mail(struct smtp_client *c)
 		cl_send(c, " BODY=8BITMIME");
 	if (q->smtputf8)
 		cl_send(c, " SMTPUTF8");
+	if (c->caps.dsn && dsn_param_ret_str(q->dsn_ret) != NULL)
+		cl_send(c, " RET=%s", dsn_param_ret_str(q->dsn_ret));
+	if (c->caps.dsn && q->envid != NULL &&
+	    xtext_encode(q->envid, strlen(q->envid), envid, sizeof(envid)) > 0)
+		cl_send(c, " ENVID=%s", envid);
 	cl_send(c, "\r\n");
+	c->res.dsn = c->caps.dsn;
 	c->pipelined = c->caps.pipelining;
 	c->mail_ok = c->mail_decided = 0;
 	c->step = 0;
@@ -370,7 +402,7 @@ cl_mail(struct smtp_client *c)
 		if (c->rstate[i] == RC_PENDING) {
 			c->order[c->norder++] = i;
 			if (c->pipelined)
-				cl_send(c, "RCPT TO:<%s>\r\n", q->rcpts[i]);
+				cl_rcpt(c, i);
 		}
 	if (c->pipelined)
 		cl_send(c, "DATA\r\n");
@@ -583,7 +615,7 @@ cl_txn_reply(struct smtp_client *c)
 	if (c->mail_decided) {
 		cl_decided(c, 1);
 	} else if (c->step <= c->norder) {
-		cl_send(c, "RCPT TO:<%s>\r\n", c->req.rcpts[c->order[c->step - 1]]);
+		cl_rcpt(c, c->order[c->step - 1]);
 	} else if (c->naccepted == 0) {
 		cl_decided(c, 1);
 	} else {

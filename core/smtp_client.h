@@ -49,6 +49,14 @@ struct smtp_client_req {
 	int body_8bit;  /* MAIL gets BODY=8BITMIME (when offered) */
 	int smtputf8;   /* needs SMTPUTF8: a server without it gets nothing (5.6.7) */
 	const char *id; /* the queue id, for the logs */
+	/* RFC 3461's parameters, passed on when the server offers DSN:
+	 * MAIL's RET (enum dsn_ret) and ENVID (decoded, or NULL), and each
+	 * recipient's NOTIFY and ORCPT, those of rcpts[i] in
+	 * dsn_rcpts[dsn_idx[i]] (dsn_rcpts NULL: none). */
+	int dsn_ret;
+	const char *envid;
+	const struct queue_rcpt *dsn_rcpts;
+	const size_t *dsn_idx;
 	/* The route as a key of smtp_client_cache.h: a connection parked
 	 * under it is taken instead of connecting, and this attempt's
 	 * connection is parked under it when its transaction ends in step.
@@ -77,8 +85,9 @@ struct smtp_client_rcpt_result {
 struct smtp_client_result {
 	char remote[300]; /* "mx.example.net [192.0.2.1]" of the host that decided; "" when none */
 	int tls;          /* the decisive session was encrypted */
-	char tls_version[32];                 /* and how ("TLSv1.2"), */
-	char tls_cipher[96];                  /* with what */
+	char tls_version[32]; /* and how ("TLSv1.2"), */
+	char tls_cipher[96];  /* with what */
+	int dsn;              /* the decisive server offered DSN: the parameters went on to it */
 	struct smtp_client_rcpt_result *rcpt; /* nrcpts, in the request's order */
 	size_t nrcpts;
 };

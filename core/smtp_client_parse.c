@@ -166,6 +166,8 @@ smtp_caps_line(struct smtp_caps *caps, const char *text, size_t len)
 		caps->smtputf8 = 1;
 	else if (caps_keyword(text, len, "STARTTLS", &rest, &rlen))
 		caps->starttls = 1;
+	else if (caps_keyword(text, len, "DSN", &rest, &rlen))
+		caps->dsn = 1;
 	else if (caps_keyword(text, len, "CHUNKING", &rest, &rlen))
 		caps->chunking = 1; /* known, not used: BDAT is not sent */
 	else if (caps_keyword(text, len, "SIZE", &rest, &rlen)) {

@@ -48,7 +48,7 @@ char *smtp_creply_result_text(char *out, size_t outsz, int code, const char *tex
 
 /* What an EHLO (or LHLO) reply offers, from its lines after the first. */
 struct smtp_caps {
-	int pipelining, eightbitmime, smtputf8, starttls, chunking;
+	int pipelining, eightbitmime, smtputf8, starttls, chunking, dsn;
 	int auth;                /* AUTH was offered at all */
 	int auth_plain;          /* with the PLAIN mechanism */
 	int size_offered;        /* SIZE came, with or without a limit */

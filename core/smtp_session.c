@@ -270,6 +270,10 @@ smtp_tx_free(struct smtp_tx *tx)
 	for (size_t i = 0; i < tx->nrcpts; i++)
 		free(tx->rcpts[i]);
 	free(tx->rcpts);
+	for (size_t i = 0; i < tx->nrcpts; i++)
+		free(tx->rcpt_dsn[i].orcpt);
+	free(tx->rcpt_dsn);
+	free(tx->dsn_envid);
 	smtp_data_free(tx->data);
 	msgstore_free(tx->ms);
 	for (size_t i = 0; i < tx->relay_cap; i++)
@@ -447,12 +451,28 @@ check_params(struct smtp_session *s, char *copy, struct smtp_param *p, int *n)
 	return 0;
 }
 
+/* One of RFC 3461's parameters, when DSN was offered: 1 taken (decoded
+ * into s->pend.dsn), 0 not one of them, -1 malformed or repeated (501
+ * 5.5.4 sent). */
+static int
+check_dsn_param(struct smtp_session *s, const struct smtp_param *p, int is_mail)
+{
+	const char *why;
+	int r;
+
+	if (!(s->ext & SMTP_EXT_DSN))
+		return 0;
+	if ((r = dsn_param_take(&s->pend.dsn, p->key, p->value, is_mail, &why)) == -1)
+		smtp_reply(s, 501, "5.5.4", "Error: %s", why);
+	return r;
+}
+
 static int
 check_mail(struct smtp_session *s, const char *arg, size_t len)
 {
 	char path[SMTP_PATH_MAX + 1], copy[SMTP_CMD_LINE_MAX];
 	struct smtp_param p[SMTP_PARAMS_MAX];
-	int n, utf8 = 0;
+	int n, utf8 = 0, dsn;
 
 	/* Each transaction starts with our trace field on; the hooks of
 	 * this MAIL, its RCPTs and DATA may turn it off for the message. */
@@ -495,8 +515,10 @@ check_mail(struct smtp_session *s, const char *arg, size_t len)
 		} else if (strcasecmp(p[i].key, "SMTPUTF8") == 0 && p[i].value == NULL &&
 		    (s->ext & SMTP_EXT_SMTPUTF8)) {
 			utf8 = 1;
-		} else {
-			smtp_reply(s, 555, "5.5.4", "Error: unsupported parameter %.64s", p[i].key);
+		} else if ((dsn = check_dsn_param(s, &p[i], 1)) != 1) {
+			if (dsn == 0)
+				smtp_reply(s, 555, "5.5.4", "Error: unsupported parameter %.64s",
+				    p[i].key);
 			return -1;
 		}
 	}
@@ -515,14 +537,17 @@ check_rcpt(struct smtp_session *s, const char *arg, size_t len)
 {
 	char path[SMTP_PATH_MAX + 1], copy[SMTP_CMD_LINE_MAX];
 	struct smtp_param p[SMTP_PARAMS_MAX];
-	int n;
+	int n, dsn;
 
 	if (check_path(s, arg, len, "TO:", 0, path) == -1 || check_params(s, copy, p, &n) == -1)
 		return -1;
-	if (n > 0) {
-		smtp_reply(s, 555, "5.5.4", "Error: unsupported parameter %.64s", p[0].key);
-		return -1;
-	}
+	for (int i = 0; i < n; i++)
+		if ((dsn = check_dsn_param(s, &p[i], 0)) != 1) {
+			if (dsn == 0)
+				smtp_reply(s, 555, "5.5.4", "Error: unsupported parameter %.64s",
+				    p[i].key);
+			return -1;
+		}
 	if (s->tx->nrcpts >= (size_t)s->srv->cfg->max_recipients) {
 		smtp_reply(s, 452, "4.5.3", "Error: too many recipients");
 		return -1;
@@ -565,8 +590,8 @@ static void
 smtp_ehlo_keywords(struct smtp_session *s, char *out, size_t outsz)
 {
 	snprintf(out, outsz,
-	    "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8%s%s\nHELP", s->max_size,
-	    smtp_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "",
+	    "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN%s%s\nHELP",
+	    s->max_size, smtp_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "",
 	    smtp_starttls_offered(s) ? "\nSTARTTLS" : "");
 	if (s->xclient_trusted && strlen(out) + sizeof("\n" SMTP_XCLIENT_KEYWORD) <= outsz)
 		strcat(out, "\n" SMTP_XCLIENT_KEYWORD);
@@ -584,6 +609,7 @@ smtp_ehlo_ext(const char *keywords)
 		{ "8BITMIME", SMTP_EXT_8BITMIME },
 		{ "SMTPUTF8", SMTP_EXT_SMTPUTF8 },
 		{ "AUTH", SMTP_EXT_AUTH },
+		{ "DSN", SMTP_EXT_DSN },
 	};
 	unsigned ext = 0;
 
@@ -652,6 +678,12 @@ do_mail(struct smtp_session *s, const struct hook_result *res)
 	s->pend.arg = s->pend.params = NULL;
 	tx->smtputf8 = s->pend.smtputf8;
 	tx->size = s->pend.size;
+	tx->dsn_ret = s->pend.dsn.ret;
+	if (s->pend.dsn.envid[0] != '\0' && (tx->dsn_envid = strdup(s->pend.dsn.envid)) == NULL) {
+		smtp_tx_free(tx);
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return;
+	}
 	s->tx = tx;
 	smtp_enter_state(s, ST_MAIL);
 	log_debug(s->sid, "smtp.mail qid=%s", tx->qid);
@@ -663,16 +695,28 @@ do_rcpt(struct smtp_session *s, const struct hook_result *res)
 {
 	struct smtp_tx *tx = s->tx;
 
+	struct smtp_rcpt_dsn d = { s->pend.dsn.notify, NULL };
+
 	if (tx->nrcpts == tx->rcpts_cap) {
 		size_t cap = tx->rcpts_cap ? tx->rcpts_cap * 2 : 4;
 		char **r = realloc(tx->rcpts, cap * sizeof(*r));
-		if (r == NULL) {
+		struct smtp_rcpt_dsn *rd;
+
+		if (r != NULL)
+			tx->rcpts = r;
+		rd = r != NULL ? realloc(tx->rcpt_dsn, cap * sizeof(*rd)) : NULL;
+		if (rd == NULL) {
 			smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 			return;
 		}
-		tx->rcpts = r;
+		tx->rcpt_dsn = rd;
 		tx->rcpts_cap = cap;
 	}
+	if (s->pend.dsn.orcpt[0] != '\0' && (d.orcpt = strdup(s->pend.dsn.orcpt)) == NULL) {
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		return;
+	}
+	tx->rcpt_dsn[tx->nrcpts] = d;
 	tx->rcpts[tx->nrcpts++] = s->pend.arg;
 	s->pend.arg = NULL;
 	smtp_enter_state(s, ST_RCPT);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "anvil.h"
+#include "dsn_param.h"
 #include "hook.h"
 #include "proxy_parse.h"
 #include "queue.h"
@@ -49,6 +50,13 @@ smtp_state_str(enum smtp_state st)
 #define SMTP_EXT_8BITMIME 0x02u
 #define SMTP_EXT_SMTPUTF8 0x04u
 #define SMTP_EXT_AUTH     0x08u
+#define SMTP_EXT_DSN      0x10u
+
+/* A recipient's RCPT parameters of RFC 3461. */
+struct smtp_rcpt_dsn {
+	unsigned notify; /* DSN_NOTIFY_* bits; 0: no NOTIFY */
+	char *orcpt;     /* owned: "addr-type;decoded address", or NULL */
+};
 
 struct smtp_tx {
 	char qid[17]; /* queue id, 16 hex digits */
@@ -66,7 +74,10 @@ struct smtp_tx {
 	struct queue_entry *relay; /* owned: msg:relay's routes, queued with the 250 */
 	size_t nrelay;             /* whole routes; relay[nrelay] may be a spare */
 	size_t relay_cap;
-	int verdict; /* the reply code of the message's verdict; 0: none yet (metrics) */
+	int verdict;     /* the reply code of the message's verdict; 0: none yet (metrics) */
+	int dsn_ret;     /* MAIL's RET= (enum dsn_ret) */
+	char *dsn_envid; /* owned: MAIL's ENVID=, decoded, or NULL */
+	struct smtp_rcpt_dsn *rcpt_dsn; /* owned: NOTIFY/ORCPT of rcpts[i], rcpts_cap entries */
 };
 
 struct smtp_cmd;
@@ -83,6 +94,7 @@ struct smtp_pending {
 	size_t size;                 /* MAIL's SIZE parameter, or 0 */
 	int keywords_ref;            /* EHLO keyword table in the registry, or LUA_NOREF */
 	struct smtp_xclient xclient; /* XCLIENT's attributes, from check to proceed */
+	struct dsn_params dsn;       /* MAIL's or RCPT's parameters of RFC 3461 */
 };
 
 /* What a load balancer's PROXY header said about a session's client. */

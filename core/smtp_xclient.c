@@ -11,15 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+#include "xtext.h"
 
 /* xtext-decodes v (n bytes) into out (outsz with the NUL). -1 on bad
  * xtext, a decoded byte that is not printable ASCII or is a space, or no
@@ -27,26 +19,11 @@ hexval(char c)
 static int
 xtext(const char *v, size_t n, char *out, size_t outsz)
 {
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)v[i];
-
-		if (c == '+') {
-			int h, l;
-			if (i + 2 >= n || (h = hexval(v[i + 1])) < 0 || (l = hexval(v[i + 2])) < 0)
-				return -1;
-			c = (unsigned char)(h * 16 + l);
-			i += 2;
-		} else if (c == '=' || c < 33 || c > 126)
+	if (xtext_decode(v, n, out, outsz) < 0)
+		return -1;
+	for (const char *c = out; *c != '\0'; c++)
+		if ((unsigned char)*c < 33 || (unsigned char)*c > 126)
 			return -1;
-		if (c < 33 || c > 126)
-			return -1;
-		if (o + 1 >= outsz)
-			return -1;
-		out[o++] = (char)c;
-	}
-	out[o] = '\0';
 	return 0;
 }
 

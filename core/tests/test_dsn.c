@@ -196,8 +196,8 @@ test_build(void)
 {
 	static const struct dsn_rcpt rcpts[] = {
 		{ "bob@example.net", DSN_FAILED, "5.1.1", "mx.example.net",
-		    "550 5.1.1 <bob@example.net>: no such user", T0 + 60 },
-		{ "carol@example.net", DSN_FAILED, NULL, NULL, NULL, 0 },
+		    "550 5.1.1 <bob@example.net>: no such user", T0 + 60, NULL },
+		{ "carol@example.net", DSN_FAILED, NULL, NULL, NULL, 0, NULL },
 	};
 	struct dsn_report r = {
 		.reporting_mta = "mx.example.org",
@@ -294,7 +294,8 @@ test_build(void)
 static void
 test_boundary_collision(void)
 {
-	static const struct dsn_rcpt rc = { "bob@example.net", DSN_FAILED, "5.1.1", NULL, NULL, 0 };
+	static const struct dsn_rcpt rc = { "bob@example.net", DSN_FAILED, "5.1.1", NULL, NULL, 0,
+		NULL };
 	struct dsn_report r = {
 		.reporting_mta = "mx",
 		.sender = "a@b",
@@ -384,8 +385,8 @@ test_kinds(void)
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		struct dsn_rcpt rc[2] = {
-			{ "a@x", t[i].a1, t[i].status, NULL, NULL, 0 },
-			{ "b@x", t[i].a2, NULL, NULL, NULL, 0 },
+			{ "a@x", t[i].a1, t[i].status, NULL, NULL, 0, NULL },
+			{ "b@x", t[i].a2, NULL, NULL, NULL, 0, NULL },
 		};
 		struct dsn_report r = {
 			.reporting_mta = "mx",
@@ -429,7 +430,7 @@ test_hostile_text(void)
 	char diag[6000], *m, *p;
 	size_t len;
 	struct dsn_rcpt rc = { "bob@example.net\r\nBcc: x@y", DSN_FAILED, "5.0.0", "mx(1)\r\n",
-		NULL, 0 };
+		NULL, 0, NULL };
 	struct dsn_report r = {
 		.reporting_mta = "mx",
 		.sender = "a@b\r\nX-Evil: 1",
@@ -471,7 +472,8 @@ test_hostile_text(void)
 static void
 test_headers_only(void)
 {
-	static const struct dsn_rcpt rc = { "bob@example.net", DSN_FAILED, "5.1.1", NULL, NULL, 0 };
+	static const struct dsn_rcpt rc = { "bob@example.net", DSN_FAILED, "5.1.1", NULL, NULL, 0,
+		NULL };
 	struct dsn_report r = {
 		.reporting_mta = "mx",
 		.sender = "a@b",
@@ -513,6 +515,54 @@ test_headers_only(void)
 	free(m);
 }
 
+/* RFC 3461's ENVID and ORCPT in the report (RFC 3464 2.2.1, 2.3.1), and
+ * a success report. */
+static void
+test_envid_orcpt(void)
+{
+	static const struct dsn_rcpt rc[] = {
+		{ "bob@example.net", DSN_RELAYED, NULL, NULL, NULL, 0, "rfc822;b+x@example.net" },
+		{ "eve@example.net", DSN_DELIVERED, NULL, NULL, NULL, 0, NULL },
+	};
+	struct dsn_report r = {
+		.reporting_mta = "mx",
+		.sender = "a@b",
+		.queue_id = "Q",
+		.rcpts = rc,
+		.nrcpts = 2,
+		.msg = "Subject: x\r\n\r\nbody\r\n",
+		.msglen = 20,
+		.headers_only = 1,
+		.now = T0,
+		.message_id_seed = "seed",
+		.envid = "QQ+1\r\nBcc: x",
+	};
+	char *m;
+	size_t len;
+
+	m = dsn_build(&r, &len);
+	CHECK(m != NULL);
+	if (m == NULL)
+		return;
+	CHECK(strstr(m, "Subject: Successful Mail Delivery Report\r\n") != NULL);
+	/* A line break in it cannot make a field of its own. */
+	CHECK(
+	    strstr(m, "\r\n\r\nOriginal-Envelope-Id: QQ+1 Bcc: x\r\nReporting-MTA: dns; mx\r\n") !=
+	    NULL);
+	CHECK(strstr(m,
+		  "\r\n\r\nOriginal-Recipient: rfc822;b+x@example.net\r\n"
+		  "Final-Recipient: rfc822; bob@example.net\r\nAction: relayed\r\n"
+		  "Status: 2.0.0\r\n") != NULL);
+	CHECK(strstr(
+		  m, "\r\n\r\nFinal-Recipient: rfc822; eve@example.net\r\nAction: delivered\r\n") !=
+	    NULL);
+	CHECK(strstr(m,
+		  "Content-Description: Message Headers\r\n"
+		  "Content-Type: text/rfc822-headers\r\n") != NULL);
+	CHECK(strstr(m, "body") == NULL);
+	free(m);
+}
+
 int
 main(void)
 {
@@ -525,5 +575,6 @@ main(void)
 	test_kinds();
 	test_hostile_text();
 	test_headers_only();
+	test_envid_orcpt();
 	return test_done("test_dsn");
 }

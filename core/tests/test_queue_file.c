@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsn_param.h"
 #include "queue.h"
 #include "test.h"
 
@@ -86,10 +87,11 @@ entry_eq(const struct queue_entry *a, const struct queue_entry *b)
 
 		if (!str_eq(x->address, y->address) || x->state != y->state ||
 		    x->attempts != y->attempts || x->next_attempt != y->next_attempt ||
-		    !str_eq(x->last_reply, y->last_reply))
+		    !str_eq(x->last_reply, y->last_reply) || x->notify != y->notify ||
+		    !str_eq(x->orcpt, y->orcpt))
 			return 0;
 	}
-	return 1;
+	return a->dsn_ret == b->dsn_ret && str_eq(a->envid, b->envid);
 }
 
 static void
@@ -112,6 +114,87 @@ test_golden(void)
 	CHECK(entry_eq(&e, &back));
 	queue_entry_clear(&back);
 	CHECK(back.sender == NULL && back.rcpts == NULL && back.nrcpts == 0);
+	free(text);
+}
+
+/* Version 2: RFC 3461's fields, written only when an entry has them. */
+static void
+test_dsn_fields(void)
+{
+	static const char v2[] =
+	    "luamta-queue 2\n"
+	    "id 0123456789abcdef\n"
+	    "sender s@example.org\n"
+	    "created 1700000000\n"
+	    "size 10\n"
+	    "held 0\n"
+	    "body_8bit 0\n"
+	    "smtputf8 0\n"
+	    "is_bounce 0\n"
+	    "ret HDRS\n"
+	    "envid QQ%20+1\n"
+	    "port 0\n"
+	    "lmtp 0\n"
+	    "tls may\n"
+	    "rcpt to=x@example.net state=queued attempts=0 next=0 "
+	    "notify=SUCCESS,FAILURE orcpt=rfc822;a+b@x reply=250%20ok\n"
+	    "rcpt to=y@example.net state=queued attempts=0 next=0 notify=NEVER\n"
+	    "rcpt to=z@example.net state=queued attempts=0 next=0 orcpt=x;%25\n"
+	    "end\n";
+	struct queue_entry e, back;
+	struct queue_rcpt r[3];
+	char err[256];
+	size_t len;
+	char *text;
+
+	memset(&e, 0, sizeof(e));
+	memset(r, 0, sizeof(r));
+	strcpy(e.id, "0123456789abcdef");
+	e.sender = "s@example.org";
+	e.created = 1700000000;
+	e.size = 10;
+	e.dsn_ret = DSN_RET_HDRS;
+	e.envid = "QQ +1";
+	r[0].address = "x@example.net";
+	r[0].notify = DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE;
+	r[0].orcpt = "rfc822;a+b@x";
+	r[0].last_reply = "250 ok";
+	r[1].address = "y@example.net";
+	r[1].notify = DSN_NOTIFY_NEVER;
+	r[2].address = "z@example.net";
+	r[2].orcpt = "x;%";
+	e.rcpts = r;
+	e.nrcpts = 3;
+	text = queue_env_format(&e, &len);
+	CHECK(text != NULL);
+	if (text == NULL)
+		return;
+	CHECK_STR(text, v2);
+	CHECK_MSG(queue_env_parse(text, len, &back, err, sizeof(err)) == 0, "%s", err);
+	CHECK(entry_eq(&e, &back));
+	queue_entry_clear(&back);
+	free(text);
+	/* Lower-case notify words are read (and written back upper-case). */
+	text = strdup(v2);
+	memcpy(strstr(text, "notify=NEVER"), "notify=never", 12);
+	CHECK_MSG(queue_env_parse(text, strlen(text), &back, err, sizeof(err)) == 0, "%s", err);
+	CHECK(back.nrcpts == 3 && back.rcpts[1].notify == DSN_NOTIFY_NEVER);
+	queue_entry_clear(&back);
+	free(text);
+	/* Any one of the fields makes a version 2 file. */
+	r[0].notify = 0;
+	r[0].orcpt = NULL;
+	r[2].orcpt = NULL;
+	e.envid = NULL;
+	e.dsn_ret = 0;
+	e.nrcpts = 1;
+	text = queue_env_format(&e, &len);
+	CHECK(text != NULL && strncmp(text, "luamta-queue 1\n", 15) == 0);
+	free(text);
+	e.dsn_ret = DSN_RET_FULL;
+	text = queue_env_format(&e, &len);
+	CHECK(text != NULL && strncmp(text, "luamta-queue 2\n", 15) == 0 &&
+	    strstr(text, "\nret FULL\n") != NULL);
 	free(text);
 }
 
@@ -147,7 +230,11 @@ test_hostile_round_trip(void)
 		e.route.lmtp = 1;
 		e.route.tls = QUEUE_TLS_NONE;
 		e.is_bounce = e.smtputf8 = 1;
+		e.envid = (char *)s;
+		e.dsn_ret = DSN_RET_HDRS;
 		for (size_t i = 0; i < NELEM(r); i++) {
+			r[i].orcpt = (i % 3) ? NULL : (char *)s;
+			r[i].notify = (i % 3) == 1 ? DSN_NOTIFY_NEVER : DSN_NOTIFY_DELAY;
 			r[i].address = i < NELEM(tricky) ? (char *)tricky[i] : all;
 			r[i].state = (enum queue_rcpt_state)(i % 4);
 			r[i].attempts = i == 0 ? INT_MAX : (int)i;
@@ -167,7 +254,7 @@ test_hostile_round_trip(void)
 
 			for (size_t i = 0; i < len; i++)
 				lines += text[i] == '\n';
-			CHECK_MSG(lines == 17 + NELEM(r), "tricky %zu: %zu lines", t, lines);
+			CHECK_MSG(lines == 19 + NELEM(r), "tricky %zu: %zu lines", t, lines);
 		}
 		CHECK_MSG(queue_env_parse(text, len, &back, err, sizeof(err)) == 0,
 		    "tricky %zu: %s", t, err);
@@ -264,7 +351,23 @@ test_malformed(void)
 	static const struct {
 		const char *line, *replacement, *reason;
 	} cases[] = {
-		{ "luamta-queue 1", "luamta-queue 2\n", "unknown version" },
+		{ "luamta-queue 1", "luamta-queue 3\n", "unknown version" },
+		{ "luamta-queue 1", "luamta-queue 0\n", "unknown version" },
+		{ "is_bounce ", "is_bounce 0\nret hdrs\n", "bad ret" },
+		{ "is_bounce ", "is_bounce 0\nret FULL\nret FULL\n", "duplicate key" },
+		{ "rcpt to=y",
+		    "rcpt to=y@example.net state=queued attempts=0 next=0 notify=NEVER,SUCCESS\n",
+		    "bad notify" },
+		{ "rcpt to=y", "rcpt to=y@example.net state=queued attempts=0 next=0 notify=\n",
+		    "bad notify" },
+		{ "rcpt to=y",
+		    "rcpt to=y@example.net state=queued attempts=0 next=0 notify=NEVER \n",
+		    "bad notify" },
+		{ "rcpt to=y", "rcpt to=y@example.net state=queued attempts=0 next=0 orcpt=a%2\n",
+		    "bad escape" },
+		{ "rcpt to=y",
+		    "rcpt to=y@example.net state=queued attempts=0 next=0 orcpt=x notify=NEVER\n",
+		    "unexpected field" },
 		{ "luamta-queue 1", "luamta-queue 10\n", "unknown version" },
 		{ "luamta-queue 1", "luamta-queue\n", "not a luamta queue file" },
 		{ "luamta-queue 1", "LUAMTA-QUEUE 1\n", "not a luamta queue file" },
@@ -447,6 +550,7 @@ int
 main(void)
 {
 	test_golden();
+	test_dsn_fields();
 	test_hostile_round_trip();
 	test_null_and_empty();
 	test_truncations();

@@ -151,6 +151,7 @@ test_caps(void)
 		"SMTPUTF8",
 		"STARTTLS",
 		"CHUNKING",
+		"DSN",
 		"AUTH LOGIN PLAIN",
 		"PIPELININGX",
 		"ENHANCEDSTATUSCODES",
@@ -160,7 +161,7 @@ test_caps(void)
 	memset(&c, 0, sizeof(c));
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
 		smtp_caps_line(&c, lines[i], strlen(lines[i]));
-	CHECK(c.pipelining && c.eightbitmime && c.smtputf8 && c.starttls && c.chunking);
+	CHECK(c.pipelining && c.eightbitmime && c.smtputf8 && c.starttls && c.chunking && c.dsn);
 	CHECK(c.auth && c.auth_plain);
 	CHECK(c.size == 10240000);
 
