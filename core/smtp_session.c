@@ -1539,9 +1539,10 @@ smtp_bdat_skip(struct smtp_session *s, uint64_t size, int last)
 
 /* A size that cannot be read leaves no way to tell the chunk from the
  * commands after it: the session ends, with 521 5.5.4 as Postfix's smtpd
- * ends it (a 5xx that says the connection is over, RFC 7504). Every other refusal reads the chunk and drops it. The
- * first chunk of a transaction runs on_data (a refusal skips the chunk
- * too); the others only add to the message. */
+ * ends it (a 5xx that says the connection is over, RFC 7504). Every
+ * other refusal reads the chunk and drops it. The first chunk of a
+ * transaction runs on_data (a refusal skips the chunk too); the others
+ * only add to the message. */
 static int
 check_bdat(struct smtp_session *s, const char *arg, size_t len)
 {

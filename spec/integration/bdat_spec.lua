@@ -1,9 +1,11 @@
 -- BDAT (RFC 3030 CHUNKING, and BINARYMIME where a policy offers it): chunks
 -- read as counted octets with no dot or line processing, pipelined and
--- byte at a time, replies in order, the size limit across chunks, the
--- sequence rules against DATA, a client gone mid-chunk, the --bare-lf modes,
--- and a real Postfix relaying to luamta over BDAT. The store.lua fixture
--- writes msg.data to a file, so stored bytes are compared exactly.
+-- byte at a time, replies in order, the size limit and the memory budget
+-- across chunks, --data-timeout, the sequence rules against DATA, a
+-- client gone mid-chunk, the --bare-lf modes, and a real Postfix (its
+-- smtpd's replies to the same transcripts; its client, which sends DATA).
+-- The store.lua fixture writes msg.data to a file, so stored bytes are
+-- compared exactly.
 local server = require "server"
 local smtp = require "smtp"
 
@@ -192,6 +194,45 @@ describe("BDAT with the default --bare-lf reject #integration", function()
     -- A CR at the very end of the message is bare.
     envelope(c)
     c:send_raw(chunk("a\r\nb\r", true)):expect(550, "5.6.0")
+  end)
+end)
+
+describe("BDAT under --data-timeout and --max-data-memory #integration", function()
+  local srv
+  lazy_setup(function()
+    srv = assert(server.start({ policy = STORE, args = { "--timeout", "60", "--data-timeout",
+      "1", "--max-data-memory", "200000" } }))
+  end)
+  lazy_teardown(function() if srv then srv:stop() end end)
+
+  it("answers a client that stalls mid-chunk with 421 4.4.2 and delivers nothing", function()
+    local c = session(srv)
+    finally(function() c:close() end)
+    envelope(c)
+    c:send_raw("BDAT 50 LAST\r\nSubject: stalled\r\n")
+    c:expect(421, "4.4.2")
+    c:expect_closed()
+    assert.are.equal(0, stored_count(srv))
+  end)
+
+  it("counts chunks against the memory budget: 452 4.3.1, the rest read", function()
+    -- Two messages of 100000 bytes held in memory at once (a store grows
+    -- by doubling: 131072 each) pass 200000: the second is dropped at
+    -- once, its chunks still read, and every one of them answered 452.
+    local c = session(srv)
+    local d = session(srv)
+    finally(function() c:close(); d:close() end)
+    envelope(c)
+    envelope(d)
+    local big = ("x"):rep(998) .. "\r\n"
+    c:send_raw(chunk(big:rep(100))):expect(250, "100000 octets received")
+    d:send_raw(chunk(big:rep(100))):expect(452, "4.3.1")
+    d:send_raw(chunk(big:rep(10), true)):expect(452, "4.3.1")
+    local r = c:send_raw(chunk("end\r\n", true)):expect(250, "2.0.0")
+    assert.are.equal(100005, #stored(srv, r))
+    assert(srv:wait_log({ "smtp.data_memory", "result=dropped" }))
+    -- The transaction is over, the session is not.
+    d:send("RSET"):expect(250)
   end)
 end)
 
