@@ -35,6 +35,7 @@ struct smtp_data {
 	/* The previous line ended in CRLF, or there was none yet: only
 	 * then may a "." line end the data. */
 	int crlf;
+	int raw; /* BDAT: no end of data, no dot-stuffing */
 };
 
 const char *
@@ -165,7 +166,7 @@ smtp_data_feed(struct smtp_data *d, const char *p, size_t n, int *done)
 	while (i < n) {
 		switch (d->state) {
 		case DS_BOL:
-			if (p[i] == '.') {
+			if (p[i] == '.' && !d->raw) {
 				d->state = DS_DOT;
 				i++;
 			} else
@@ -252,6 +253,23 @@ smtp_data_feed(struct smtp_data *d, const char *p, size_t n, int *done)
 		}
 	}
 	return i;
+}
+
+void
+smtp_data_raw(struct smtp_data *d)
+{
+	d->raw = 1;
+}
+
+void
+smtp_data_close(struct smtp_data *d)
+{
+	if (!d->raw || d->state == DS_DONE)
+		return;
+	/* Nothing follows a CR held at the end: it is bare. */
+	if (d->state == DS_CR)
+		data_bare(d, '\r');
+	d->state = DS_DONE;
 }
 
 enum smtp_data_err

@@ -54,6 +54,16 @@ void smtp_data_free(struct smtp_data *); /* NULL is a no-op */
  * end-of-data line. */
 size_t smtp_data_feed(struct smtp_data *, const char *p, size_t n, int *done);
 
+/* Raw mode, for BDAT (RFC 3030), set before the first feed: the input is
+ * the message as it is, so nothing ends it and no dot is removed; the
+ * bare CR/LF policy and the size limit apply as above (a message relayed
+ * over DATA later must still be valid). Feeds then consume everything and
+ * never set *done, until smtp_data_close() says the message is complete:
+ * a CR held at its very end is bare. smtp_data_close() does nothing
+ * outside raw mode. */
+void smtp_data_raw(struct smtp_data *);
+void smtp_data_close(struct smtp_data *);
+
 enum smtp_data_err smtp_data_error(const struct smtp_data *);
 /* The stored bytes in memory (msgstore_head: all of them unless the store
  * went to a file); valid until the next feed or free. */

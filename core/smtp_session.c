@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "msgstore.h"
 #include "relay.h"
+#include "smtp_bdat.h"
 #include "smtp_pace.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
@@ -48,7 +49,7 @@
 #define SMTP_SPILL_HELD (SMTP_SPILL_AT + MSGSTORE_WBUF)
 
 #define S(st)      (1u << (st))
-#define ST_SESSION (S(ST_GREETED) | S(ST_READY) | S(ST_MAIL) | S(ST_RCPT))
+#define ST_SESSION (S(ST_GREETED) | S(ST_READY) | S(ST_MAIL) | S(ST_RCPT) | S(ST_BDAT))
 
 struct smtp_cmd {
 	const char *verb;    /* NULL for the phases without a verb */
@@ -305,6 +306,8 @@ smtp_tx_end(struct smtp_session *s)
 {
 	smtp_tx_free(s->tx);
 	s->tx = NULL;
+	if (s->bdat_mode == SMTP_BDAT_STORE)
+		s->bdat_mode = SMTP_BDAT_SKIP;
 	spf_lua_forget(&s->spf);
 	smtp_data_account(s);
 	smtp_enter_state(s, s->helo != NULL ? ST_READY : ST_GREETED);
@@ -502,12 +505,19 @@ check_mail(struct smtp_session *s, const char *arg, size_t len)
 			}
 			s->pend.size = (size_t)sz;
 		} else if (strcasecmp(p[i].key, "BODY") == 0 && (s->ext & SMTP_EXT_8BITMIME)) {
-			if (p[i].value == NULL ||
-			    (strcasecmp(p[i].value, "7BIT") != 0 &&
-				strcasecmp(p[i].value, "8BITMIME") != 0)) {
-				smtp_reply(s, 501, "5.5.4", "Error: BODY must be 7BIT or 8BITMIME");
+			/* RFC 3030 3: BINARYMIME where it was offered. */
+			int binary = (s->ext & SMTP_EXT_BINARYMIME) && p[i].value != NULL &&
+			    strcasecmp(p[i].value, "BINARYMIME") == 0;
+			if (!binary &&
+			    (p[i].value == NULL ||
+				(strcasecmp(p[i].value, "7BIT") != 0 &&
+				    strcasecmp(p[i].value, "8BITMIME") != 0))) {
+				smtp_reply(s, 501, "5.5.4",
+				    "Error: BODY must be 7BIT or 8BITMIME%s",
+				    (s->ext & SMTP_EXT_BINARYMIME) ? " or BINARYMIME" : "");
 				return -1;
 			}
+			s->pend.binarymime = binary;
 		} else if (strcasecmp(p[i].key, "AUTH") == 0 && p[i].value != NULL &&
 		    (s->ext & SMTP_EXT_AUTH)) {
 			/* RFC 4954 5: the original submitter, as xtext; we
@@ -590,7 +600,7 @@ static void
 smtp_ehlo_keywords(struct smtp_session *s, char *out, size_t outsz)
 {
 	snprintf(out, outsz,
-	    "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN%s%s\nHELP",
+	    "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN\nCHUNKING%s%s\nHELP",
 	    s->max_size, smtp_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "",
 	    smtp_starttls_offered(s) ? "\nSTARTTLS" : "");
 	if (s->xclient_trusted && strlen(out) + sizeof("\n" SMTP_XCLIENT_KEYWORD) <= outsz)
@@ -610,6 +620,8 @@ smtp_ehlo_ext(const char *keywords)
 		{ "SMTPUTF8", SMTP_EXT_SMTPUTF8 },
 		{ "AUTH", SMTP_EXT_AUTH },
 		{ "DSN", SMTP_EXT_DSN },
+		{ "CHUNKING", SMTP_EXT_CHUNKING },
+		{ "BINARYMIME", SMTP_EXT_BINARYMIME },
 	};
 	unsigned ext = 0;
 
@@ -621,6 +633,9 @@ smtp_ehlo_ext(const char *keywords)
 		line = strchr(line, '\n');
 		line = line != NULL ? line + 1 : NULL;
 	}
+	/* BINARYMIME comes only by BDAT (RFC 3030 3). */
+	if (!(ext & SMTP_EXT_CHUNKING))
+		ext &= ~SMTP_EXT_BINARYMIME;
 	return ext;
 }
 
@@ -684,6 +699,7 @@ do_mail(struct smtp_session *s, const struct hook_result *res)
 		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
 		return;
 	}
+	tx->binarymime = s->pend.binarymime;
 	s->tx = tx;
 	smtp_enter_state(s, ST_MAIL);
 	log_debug(s->sid, "smtp.mail qid=%s", tx->qid);
@@ -728,13 +744,11 @@ do_rcpt(struct smtp_session *s, const struct hook_result *res)
  * A DATA that the budget cannot take (already spent, or less left than
  * MAIL's SIZE= needs in memory) waits for a retry (RFC 1870 6.2). */
 static int
-check_data(struct smtp_session *s, const char *arg, size_t len)
+check_data_memory(struct smtp_session *s)
 {
 	size_t max = s->srv->cfg->max_data_memory, held = s->srv->data_held;
 	size_t need = s->tx->size < SMTP_SPILL_HELD ? s->tx->size : SMTP_SPILL_HELD;
 
-	if (check_noarg(s, arg, len) == -1)
-		return -1;
 	if (held >= max || need > max - held) {
 		log_warn(s->sid, "smtp.data_memory result=refused held=%zu size=%zu max=%zu", held,
 		    s->tx->size, max);
@@ -743,6 +757,19 @@ check_data(struct smtp_session *s, const char *arg, size_t len)
 		return -1;
 	}
 	return 0;
+}
+
+static int
+check_data(struct smtp_session *s, const char *arg, size_t len)
+{
+	if (check_noarg(s, arg, len) == -1)
+		return -1;
+	if (s->tx->binarymime) {
+		smtp_reply(s, 503, "5.5.1", "Error: BODY=BINARYMIME requires BDAT");
+		return -1;
+	}
+	s->tx->data_tried = 1;
+	return check_data_memory(s);
 }
 
 /* on_data refused the message before it came (for the metrics only). */
@@ -800,8 +827,8 @@ do_vrfy(struct smtp_session *s, const struct hook_result *res)
 static void
 do_help(struct smtp_session *s, const struct hook_result *res)
 {
-	smtp_reply_hook(
-	    s, res, 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+	smtp_reply_hook(s, res, 214, "2.0.0",
+	    "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
 }
 
 static void
@@ -1013,6 +1040,9 @@ rejected_auth(struct smtp_session *s)
 
 static void do_message(struct smtp_session *, const struct hook_result *);
 static void rejected_message(struct smtp_session *);
+static int check_bdat(struct smtp_session *, const char *, size_t);
+static void do_bdat(struct smtp_session *, const struct hook_result *);
+static void rejected_bdat(struct smtp_session *);
 
 /* STARTTLS (RFC 3207) -------------------------------------------------- */
 
@@ -1119,6 +1149,9 @@ static const struct smtp_cmd smtp_cmds[] = {
 	  550, "5.7.1", "Recipient rejected" },
 	{ "DATA", S(ST_RCPT),             HOOK_DATA,    check_data,   do_data,    rejected_data,
 	  554, "5.5.1", "Rejected" },
+	/* Every state, for check_bdat to read the chunk a refusal skips. */
+	{ "BDAT", ST_SESSION,             HOOK_DATA,    check_bdat,   do_bdat,    rejected_bdat,
+	  554, "5.5.1", "Rejected" },
 	{ "RSET", ST_SESSION,             HOOK_RSET,    check_noarg,  do_rset,    NULL,
 	  550, "5.7.1", "Rejected" },
 	{ "NOOP", ST_SESSION,             HOOK__COUNT,  check_anyarg, do_ok,    NULL,
@@ -1145,8 +1178,12 @@ static const struct smtp_cmd smtp_cmd_verb =
 static const struct smtp_cmd smtp_cmd_connect =
 	{ NULL, S(ST_CONNECTED), HOOK_CONNECT, NULL, do_connect, rejected_close,
 	  554, "5.7.1", "Connection rejected" };
+/* The chunks after a transaction's first BDAT: on_data ran already. */
+static const struct smtp_cmd smtp_cmd_bdat_next =
+	{ NULL, S(ST_BDAT), HOOK__COUNT, NULL, do_bdat, NULL,
+	  0, NULL, NULL };
 static const struct smtp_cmd smtp_cmd_message =
-	{ NULL, S(ST_DATA), HOOK_MESSAGE, NULL, do_message, rejected_message,
+	{ NULL, S(ST_DATA) | S(ST_BDAT), HOOK_MESSAGE, NULL, do_message, rejected_message,
 	  554, "5.7.1", "Message rejected" };
 /* clang-format on */
 
@@ -1471,8 +1508,33 @@ smtp_trace(struct smtp_session *s)
 	return 0;
 }
 
-/* The final dot arrived: answer size and bare-LF errors, else hand the
- * message to on_message. */
+/* Logs and answers the reader's error (at the final dot, BDAT LAST, or
+ * a BDAT chunk the message no longer fits in). */
+static void
+smtp_data_refuse(struct smtp_session *s, enum smtp_data_err err)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (smtp_data_errno(tx->data) != 0)
+		log_warn(s->sid, "smtp.message qid=%s result=tempfail error=%s cause=\"%s\"",
+		    tx->qid, smtp_data_err_str(err), strerror(smtp_data_errno(tx->data)));
+	else
+		log_info(s->sid, "smtp.message qid=%s result=reject error=%s size=%zu", tx->qid,
+		    smtp_data_err_str(err), smtp_data_size(tx->data));
+	if (err == SMTP_DATA_ERR_SIZE)
+		smtp_reply(s, 552, "5.3.4", "Error: message file too big");
+	else if (err == SMTP_DATA_ERR_BARE)
+		smtp_reply(
+		    s, 550, "5.6.0", "Error: bare <CR> or <LF> in message (see RFC 5321 2.3.8)");
+	else if (err == SMTP_DATA_ERR_STORAGE)
+		smtp_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
+	else
+		smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+}
+
+/* The end of the message: the final dot, or BDAT LAST (whose reader was
+ * closed). The one way to on_message: answer size and bare-LF errors,
+ * else put the trace field on and hand the message over. */
 static void
 smtp_data_end(struct smtp_session *s)
 {
@@ -1480,22 +1542,7 @@ smtp_data_end(struct smtp_session *s)
 	enum smtp_data_err err = smtp_data_error(tx->data);
 
 	if (err != SMTP_DATA_OK) {
-		if (smtp_data_errno(tx->data) != 0)
-			log_warn(s->sid,
-			    "smtp.message qid=%s result=tempfail error=%s cause=\"%s\"", tx->qid,
-			    smtp_data_err_str(err), strerror(smtp_data_errno(tx->data)));
-		else
-			log_info(s->sid, "smtp.message qid=%s result=reject error=%s size=%zu",
-			    tx->qid, smtp_data_err_str(err), smtp_data_size(tx->data));
-		if (err == SMTP_DATA_ERR_SIZE)
-			smtp_reply(s, 552, "5.3.4", "Error: message file too big");
-		else if (err == SMTP_DATA_ERR_BARE)
-			smtp_reply(s, 550, "5.6.0",
-			    "Error: bare <CR> or <LF> in message (see RFC 5321 2.3.8)");
-		else if (err == SMTP_DATA_ERR_STORAGE)
-			smtp_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
-		else
-			smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+		smtp_data_refuse(s, err);
 		rejected_message(s);
 		return;
 	}
@@ -1516,6 +1563,131 @@ smtp_data_end(struct smtp_session *s)
 	}
 	s->pend.cmd = &smtp_cmd_message;
 	smtp_hook_run(s);
+}
+
+/* BDAT (RFC 3030) -------------------------------------------------------- */
+
+/* A chunk whose command was refused is still read, and dropped: its
+ * octets are not commands. */
+static void
+smtp_bdat_skip(struct smtp_session *s, uint64_t size, int last)
+{
+	if (size == 0)
+		return;
+	smtp_bdat_start(&s->bdat, size, last);
+	s->bdat_mode = SMTP_BDAT_SKIP;
+	conn_set_timeout(s->conn, s->srv->cfg->data_timeout);
+	s->data_mark = ev_now(s->srv->loop);
+	s->data_bytes = 0;
+}
+
+/* A size that cannot be read leaves no way to tell the chunk from the
+ * commands after it: the session ends, with 521 5.5.4 as Postfix's smtpd
+ * ends it (a 5xx that says the connection is over, RFC 7504). Every
+ * other refusal reads the chunk and drops it. The first chunk of a
+ * transaction runs on_data (a refusal skips the chunk too); the others
+ * only add to the message. */
+static int
+check_bdat(struct smtp_session *s, const char *arg, size_t len)
+{
+	uint64_t size;
+	int last;
+
+	if (smtp_bdat_parse(arg, len, &size, &last) == -1) {
+		log_info(s->sid, "smtp.bdat_syntax state=%s", smtp_state_str(s->state));
+		smtp_reply(s, 521, "5.5.4", "Syntax: BDAT count [LAST]");
+		smtp_session_close(s, "bdat_syntax");
+		return -1;
+	}
+	if (!(s->ext & SMTP_EXT_CHUNKING)) {
+		smtp_reply(s, 502, "5.5.1", "Error: CHUNKING was not offered");
+		smtp_bdat_skip(s, size, last);
+		return -1;
+	}
+	if ((s->state != ST_RCPT && s->state != ST_BDAT) ||
+	    (s->state == ST_RCPT && s->tx->data_tried)) {
+		smtp_reply(s, 503, "5.5.1", "Error: bad sequence of commands");
+		smtp_bdat_skip(s, size, last);
+		return -1;
+	}
+	s->pend.bdat_size = size;
+	s->pend.bdat_last = last;
+	if (s->state == ST_BDAT) {
+		s->pend.cmd = &smtp_cmd_bdat_next;
+		return 0;
+	}
+	if (check_data_memory(s) == -1) {
+		smtp_bdat_skip(s, size, last);
+		return -1;
+	}
+	return 0;
+}
+
+/* on_data refused the transaction's first chunk: it is dropped. */
+static void
+rejected_bdat(struct smtp_session *s)
+{
+	rejected_data(s);
+	smtp_bdat_skip(s, s->pend.bdat_size, s->pend.bdat_last);
+}
+
+static void smtp_bdat_end(struct smtp_session *);
+
+/* The chunk comes next: its reply waits for its last octet. */
+static void
+do_bdat(struct smtp_session *s, const struct hook_result *res)
+{
+	struct smtp_tx *tx = s->tx;
+
+	(void)res; /* on_data's 354 has no place in BDAT's replies */
+	if (tx->data == NULL) {
+		tx->data = smtp_data_new(
+		    s->max_size, s->srv->cfg->bare, s->srv->spill_dirs, SMTP_SPILL_AT);
+		if (tx->data == NULL) {
+			smtp_reply(s, 451, "4.3.0", "Error: out of memory");
+			smtp_bdat_skip(s, s->pend.bdat_size, s->pend.bdat_last);
+			return;
+		}
+		smtp_data_raw(tx->data);
+		smtp_enter_state(s, ST_BDAT);
+	}
+	tx->chunks++;
+	smtp_bdat_start(&s->bdat, s->pend.bdat_size, s->pend.bdat_last);
+	s->bdat_mode = SMTP_BDAT_STORE;
+	conn_set_timeout(s->conn, s->srv->cfg->data_timeout);
+	s->data_mark = ev_now(s->srv->loop);
+	s->data_bytes = 0;
+	if (s->bdat.left == 0)
+		smtp_bdat_end(s);
+}
+
+/* A chunk's last octet arrived. A chunk the message no longer fits in
+ * (size, the memory budget) gets the error, and so does every chunk
+ * after it, LAST included; a bare CR or LF is answered at LAST, as at the
+ * final dot. LAST ends the message the way the final dot does. */
+static void
+smtp_bdat_end(struct smtp_session *s)
+{
+	int mode = s->bdat_mode;
+	enum smtp_data_err err;
+
+	s->bdat_mode = SMTP_BDAT_IDLE;
+	conn_set_timeout(s->conn, s->srv->cfg->timeout);
+	if (mode != SMTP_BDAT_STORE)
+		return;
+	if (s->bdat.last) {
+		smtp_data_close(s->tx->data);
+		log_info(s->sid, "smtp.bdat qid=%s chunks=%u size=%zu", s->tx->qid, s->tx->chunks,
+		    smtp_data_size(s->tx->data));
+		smtp_data_end(s);
+		return;
+	}
+	err = smtp_data_error(s->tx->data);
+	if (err == SMTP_DATA_OK || err == SMTP_DATA_ERR_BARE)
+		smtp_reply(
+		    s, 250, "2.0.0", "%llu octets received", (unsigned long long)s->bdat.size);
+	else
+		smtp_data_refuse(s, err);
 }
 
 /* Input ----------------------------------------------------------------- */
@@ -1623,6 +1795,18 @@ smtp_session_step(struct smtp_session *s, struct buf *in)
 		smtp_data_budget(s);
 		if (done)
 			smtp_data_end(s);
+		return 0;
+	}
+	if (s->bdat_mode != SMTP_BDAT_IDLE) {
+		int store = s->bdat_mode == SMTP_BDAT_STORE;
+		size_t n = smtp_bdat_feed(
+		    &s->bdat, store ? s->tx->data : NULL, buf_head(in), buf_avail(in), &done);
+		buf_consume(in, n);
+		smtp_data_progress(s, n);
+		if (store)
+			smtp_data_budget(s);
+		if (done)
+			smtp_bdat_end(s);
 		return 0;
 	}
 	if (s->skip_line) {

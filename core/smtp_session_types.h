@@ -14,6 +14,7 @@
 #include "hook.h"
 #include "proxy_parse.h"
 #include "queue.h"
+#include "smtp_bdat.h"
 #include "smtp_data.h"
 #include "smtp_sasl.h"
 #include "smtp_server.h"
@@ -26,6 +27,7 @@ enum smtp_state {
 	ST_MAIL,          /* MAIL accepted */
 	ST_RCPT,          /* at least one RCPT accepted */
 	ST_DATA,          /* reading the message */
+	ST_BDAT,          /* between BDAT chunks: the message so far is stored */
 	ST_CLOSING,       /* the last reply is going out */
 };
 static inline const char *
@@ -38,6 +40,7 @@ smtp_state_str(enum smtp_state st)
 		"mail",
 		"rcpt",
 		"data",
+		"bdat",
 		"closing",
 	};
 
@@ -46,11 +49,13 @@ smtp_state_str(enum smtp_state st)
 
 /* Extensions whose parameters MAIL accepts, as the EHLO reply (possibly
  * edited by on_ehlo) advertised them. */
-#define SMTP_EXT_SIZE     0x01u
-#define SMTP_EXT_8BITMIME 0x02u
-#define SMTP_EXT_SMTPUTF8 0x04u
-#define SMTP_EXT_AUTH     0x08u
-#define SMTP_EXT_DSN      0x10u
+#define SMTP_EXT_SIZE       0x01u
+#define SMTP_EXT_8BITMIME   0x02u
+#define SMTP_EXT_SMTPUTF8   0x04u
+#define SMTP_EXT_AUTH       0x08u
+#define SMTP_EXT_DSN        0x10u
+#define SMTP_EXT_CHUNKING   0x20u
+#define SMTP_EXT_BINARYMIME 0x40u
 
 /* A recipient's RCPT parameters of RFC 3461. */
 struct smtp_rcpt_dsn {
@@ -78,6 +83,9 @@ struct smtp_tx {
 	int dsn_ret;     /* MAIL's RET= (enum dsn_ret) */
 	char *dsn_envid; /* owned: MAIL's ENVID=, decoded, or NULL */
 	struct smtp_rcpt_dsn *rcpt_dsn; /* owned: NOTIFY/ORCPT of rcpts[i], rcpts_cap entries */
+	int binarymime;  /* MAIL ... BODY=BINARYMIME: the message only by BDAT */
+	int data_tried;  /* DATA was given: BDAT may not follow (RFC 3030 2) */
+	unsigned chunks; /* BDAT chunks taken into tx->data */
 };
 
 struct smtp_cmd;
@@ -92,6 +100,9 @@ struct smtp_pending {
 	int smtputf8;                /* MAIL had the SMTPUTF8 parameter */
 	int mail_hook;               /* on_mail runs: s:spf() checks arg, its path */
 	size_t size;                 /* MAIL's SIZE parameter, or 0 */
+	int binarymime;              /* MAIL's BODY=BINARYMIME */
+	uint64_t bdat_size;          /* BDAT's chunk size, from check to proceed */
+	int bdat_last;               /* BDAT ... LAST */
 	int keywords_ref;            /* EHLO keyword table in the registry, or LUA_NOREF */
 	struct smtp_xclient xclient; /* XCLIENT's attributes, from check to proceed */
 	struct dsn_params dsn;       /* MAIL's or RCPT's parameters of RFC 3461 */
@@ -149,10 +160,14 @@ struct smtp_session {
 	int linger_over;      /* closing: stop waiting for the last reply to drain */
 	int input_eof;        /* the client closed its side: close once all is answered */
 	size_t data_held;     /* message bytes held now, counted in srv->data_held */
-	double data_mark;     /* DATA: when the timer was last re-armed (ev_now) */
-	size_t data_bytes;    /* DATA: bytes since then */
-	int in_process;       /* inside smtp_session_process() */
-	int last_code;        /* of the last reply queued (metrics) */
+	/* A BDAT chunk being read: stored into tx->data, or discarded
+	 * (refused: its reply already went out). */
+	enum { SMTP_BDAT_IDLE = 0, SMTP_BDAT_STORE, SMTP_BDAT_SKIP } bdat_mode;
+	struct smtp_bdat bdat;
+	double data_mark;  /* DATA: when the timer was last re-armed (ev_now) */
+	size_t data_bytes; /* DATA: bytes since then */
+	int in_process;    /* inside smtp_session_process() */
+	int last_code;     /* of the last reply queued (metrics) */
 
 	/* owned: s:spf()'s result for this transaction (spf_lua.h), or NULL */
 	struct spf_lua_cache *spf;
