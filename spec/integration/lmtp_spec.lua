@@ -197,3 +197,54 @@ describe("LMTP UNIX socket lifetime #integration", function()
     assert.is_nil(f, "the socket file is still there after SIGTERM")
   end)
 end)
+
+describe("LMTP behind a real Postfix (virtual_transport = lmtp:) #integration", function()
+  local postfix = require "postfix"
+  local run_it = postfix.available() and it or pending
+
+  run_it("delivers to three recipients, each with its own result in Postfix's log and queue", function()
+    local srv = assert(server.start({ script_source = [[
+return {
+  on_message = function(s, msg)
+    msg:rcpt_reply("full@lmtp.spec.test", 452, "4.2.2 Mailbox full")
+    msg:rcpt_reply("nobody@lmtp.spec.test", 550, "5.1.1 No such user")
+    return 250, "2.0.0 Delivered by luamta"
+  end,
+}
+]], args = { "--listen-lmtp", "127.0.0.1:0" } }))
+    local lmtp_port = srv.listeners[2].port
+    local port = server.free_port()
+    local p, perr = postfix.start({ port = port, main = {
+      mydestination = "",
+      virtual_mailbox_domains = "lmtp.spec.test",
+      virtual_mailbox_maps = "static:ok",
+      virtual_transport = "lmtp:inet:127.0.0.1:" .. lmtp_port,
+      -- a bounce to the null sender goes nowhere
+      notify_classes = "",
+    } })
+    if not p then srv:stop() end
+    assert(p, perr)
+    finally(function() p:stop(); srv:stop() end)
+    local c = assert(smtp.connect(port))
+    c:expect(220)
+    c:send("EHLO client.spec.test"):expect(250)
+    c:message("", { "ok@lmtp.spec.test", "full@lmtp.spec.test", "nobody@lmtp.spec.test" },
+      "Subject: via postfix\r\nMessage-Id: <lmtp.1@spec.test>\r\n\r\nbody\r\n"):expect(250)
+    c:send("QUIT"):expect(221)
+    c:close()
+    local log = p:wait_log("to=<ok@lmtp%.spec%.test>.-status=sent")
+    assert(log, p:log())
+    assert(p:wait_log("to=<full@lmtp%.spec%.test>.-status=deferred"), p:log())
+    log = assert(p:wait_log("to=<nobody@lmtp%.spec%.test>.-status=bounced"), p:log())
+    assert.truthy(log:find("Delivered by luamta", 1, true), log)
+    assert.truthy(log:find("452 4.2.2 Mailbox full", 1, true), log)
+    assert.truthy(log:find("550 5.1.1 No such user", 1, true), log)
+    assert.truthy(log:find("relay=127.0.0.1[127.0.0.1]:" .. lmtp_port, 1, true), log)
+    -- Postfix keeps the deferred recipient, and only it, in its queue.
+    local _, queue = server.sh("postqueue -c " .. p.conf .. " -p")
+    assert.truthy(queue:find("full@lmtp.spec.test", 1, true), queue)
+    assert.falsy(queue:find("ok@lmtp.spec.test", 1, true), queue)
+    assert.falsy(queue:find("nobody@lmtp.spec.test", 1, true), queue)
+    assert(srv:wait_log({ "smtp.lmtp_reply", "rcpt=\"ok@lmtp.spec.test\"", "code=250" }))
+  end)
+end)
