@@ -76,6 +76,23 @@ main_unlink_unix(const struct config *cfg, int n)
 			listener_unlink_unix(cfg->listen[i].path);
 }
 
+/* --user: the UNIX sockets go to that user and its group, so that the
+ * group's members (an MTA's user added to it) may connect, and so that the
+ * process can remove them at exit after the drop (given a directory that
+ * user may write). */
+static void
+main_chown_unix(const struct config *cfg)
+{
+	struct passwd *pw = getpwnam(cfg->user);
+
+	if (pw == NULL)
+		return; /* main_drop_privileges says so */
+	for (int i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].path != NULL &&
+		    chown(cfg->listen[i].path, pw->pw_uid, pw->pw_gid) == -1)
+			fatal("--listen-lmtp unix:%s: chown to %s", cfg->listen[i].path, cfg->user);
+}
+
 /* --user: after binding (so port 25 works as root), before serving. */
 static void
 main_drop_privileges(const char *user)
@@ -225,6 +242,7 @@ main(int argc, char **argv)
 	if (cfg.ready_file != NULL)
 		main_write_ready(cfg.ready_file, &cfg, ls, cfg.nlisten);
 	if (cfg.user != NULL) {
+		main_chown_unix(&cfg);
 		main_drop_privileges(cfg.user);
 		/* What serves (and what the master hands its workers) is
 		 * loaded as that user, like every later reload: the policy's

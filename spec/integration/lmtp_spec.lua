@@ -248,3 +248,30 @@ return {
     assert(srv:wait_log({ "smtp.lmtp_reply", "rcpt=\"ok@lmtp.spec.test\"", "code=250" }))
   end)
 end)
+
+describe("LMTP UNIX socket with --user #integration", function()
+  it("belongs to that user and its group, and is still removed at exit", function()
+    if io.popen("id -u"):read("n") ~= 0 then
+      pending("needs root to drop privileges")
+      return
+    end
+    local dir = server.mkdtemp()
+    finally(function() server.rmtree(dir) end)
+    -- The process removes its socket after the drop: nobody writes here.
+    assert(os.execute("chmod 0777 " .. dir))
+    local sock = dir .. "/lmtp.sock"
+    local srv = assert(server.start({ args = { "--user", "nobody",
+      "--listen-lmtp", "unix:" .. sock } }))
+    local ok, err = pcall(function()
+      local _, owner = server.sh("stat -c '%U %G %a' " .. sock)
+      local _, group = server.sh("id -gn nobody")
+      assert.equal("nobody " .. group:gsub("%s", "") .. " 660", (owner:gsub("%s+$", "")))
+      local c = assert(smtp.connect(nil, srv, { unix = sock }))
+      c:expect(220, "LMTP")
+      c:close()
+    end)
+    srv:stop()
+    assert(ok, err)
+    assert.is_nil(io.open(sock, "r"), "the socket file is still there after SIGTERM")
+  end)
+end)
