@@ -10,6 +10,7 @@
  * what Lua sees) lives in its own module. */
 #include "smtp_session.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -1431,6 +1432,11 @@ smtp_trace(struct smtp_session *s)
 	/* Counted in the header section, which the store keeps in memory. */
 	int hops = dsn_count_received(head, hlen);
 	char *field;
+	unsigned char addr[sizeof(struct in6_addr)];
+	/* A UNIX socket's client ("local") or --stdio over pipes ("stdio")
+	 * has no address, and "[local]" is no address literal. */
+	int has_ip =
+	    inet_pton(AF_INET, s->peer_ip, addr) == 1 || inet_pton(AF_INET6, s->peer_ip, addr) == 1;
 	int rc;
 
 	if (hops > cfg->max_hops) {
@@ -1441,8 +1447,8 @@ smtp_trace(struct smtp_session *s)
 	}
 	if (!s->add_received)
 		return 0;
-	field = dsn_received(s->helo, s->rdns, s->peer_ip, cfg->hostname, smtp_proto(s), tx->qid,
-	    tx->nrcpts == 1 ? tx->rcpts[0] : NULL, time(NULL));
+	field = dsn_received(s->helo, s->rdns, has_ip ? s->peer_ip : NULL, cfg->hostname,
+	    smtp_proto(s), tx->qid, tx->nrcpts == 1 ? tx->rcpts[0] : NULL, time(NULL));
 	rc = field != NULL ? msgstore_prepend(tx->ms, field, strlen(field)) : -1;
 	free(field);
 	if (rc == -1) {

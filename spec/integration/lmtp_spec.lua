@@ -166,6 +166,12 @@ describe("LMTP #integration", function()
     c:expect(250)
     c:expect(250)
     assert(srv:wait_log({ "smtp.connect peer=local", "proto=lmtp" }))
+    -- no address literal for a client without an address
+    c:message("sender@spec.test", { "unix@lmtp.spec.test" }, "Subject: deliver\r\n\r\nx\r\n")
+    c:expect(250)
+    local files = server.ls(maildir .. "/unix@lmtp.spec.test/new")
+    local data = server.read_file(maildir .. "/unix@lmtp.spec.test/new/" .. files[1])
+    assert.truthy(data:find("^Received: from client%.spec%.test %(unknown%) by"), data)
   end)
 end)
 
