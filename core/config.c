@@ -23,6 +23,7 @@ static const char usage_text[] =
     "              [--max-conn-rate N] [--limit-exempt CIDR,...|none]... [--max-errors N]\n"
     "              [--max-data-memory BYTES] [--xclient-trusted CIDR,...]...\n"
     "              [--listen-proxy ADDR:PORT]... [--listen-tls-proxy ADDR:PORT]...\n"
+    "              [--listen-lmtp ADDR:PORT|unix:PATH]...\n"
     "              [--proxy-trusted CIDR,...|none]... [--proxy-timeout SECS]\n"
     "              [--bare-lf reject|fix|allow] [--log-level error|warn|info|debug]\n"
     "              [--log-format text|json]\n"
@@ -55,6 +56,9 @@ static const char usage_text[] =
     "  --proxy-trusted LIST  networks allowed to connect there; the first use replaces\n"
     "                        the default 127.0.0.0/8,::1/128, 'none' empties the list\n"
     "  --proxy-timeout SECS  for the header to arrive (default 5)\n"
+    "Final delivery behind another MTA (LMTP, RFC 2033):\n"
+    "  --listen-lmtp A:P     an LMTP listener: LHLO, then one reply per recipient\n"
+    "  --listen-lmtp unix:PATH the same on a UNIX socket (mode 0660, removed on exit)\n"
     "Workers:\n"
     "  --watchdog SECS       kill and restart a worker that has neither turned its event\n"
     "                        loop nor started a hook for SECS (default 3 x --hook-timeout,\n"
@@ -132,6 +136,7 @@ enum {
 	OPT_PROXY_TIMEOUT,
 	OPT_METRICS,
 	OPT_MAX_ERRORS,
+	OPT_LISTEN_LMTP,
 };
 
 static const struct option long_opts[] = {
@@ -173,6 +178,7 @@ static const struct option long_opts[] = {
 	{ "xclient-trusted", required_argument, NULL, OPT_XCLIENT_TRUSTED },
 	{ "listen-proxy", required_argument, NULL, OPT_LISTEN_PROXY },
 	{ "listen-tls-proxy", required_argument, NULL, OPT_LISTEN_TLS_PROXY },
+	{ "listen-lmtp", required_argument, NULL, OPT_LISTEN_LMTP },
 	{ "proxy-trusted", required_argument, NULL, OPT_PROXY_TRUSTED },
 	{ "proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT },
 	{ "watchdog", required_argument, NULL, OPT_WATCHDOG },
@@ -239,6 +245,8 @@ parse_addr(const char *opt, struct config_listen *l, const char *s, int tls)
 	l->port = (int)port;
 	l->tls = tls;
 	l->proxy = 0;
+	l->lmtp = 0;
+	l->path = NULL;
 	return 0;
 bad:
 	fprintf(stderr, "luamta: --%s: expected ADDR:PORT or [ADDR6]:PORT, got '%s'\n", opt, s);
@@ -257,6 +265,38 @@ parse_listen(struct config *cfg, const char *opt, const char *s, int tls, int pr
 	if (parse_addr(opt, &cfg->listen[cfg->nlisten], s, tls) == -1)
 		return -1;
 	cfg->listen[cfg->nlisten++].proxy = proxy;
+	return 0;
+}
+
+/* --listen-lmtp ADDR:PORT or unix:PATH (an absolute path that fits a
+ * sockaddr_un). */
+static int
+parse_listen_lmtp(struct config *cfg, const char *s)
+{
+	struct config_listen *l = &cfg->listen[cfg->nlisten];
+
+	if (strncmp(s, "unix:", 5) != 0) {
+		if (parse_listen(cfg, "listen-lmtp", s, 0, 0) == -1)
+			return -1;
+		cfg->listen[cfg->nlisten - 1].lmtp = 1;
+		return 0;
+	}
+	if (cfg->nlisten == CONFIG_LISTEN_MAX) {
+		fprintf(stderr, "luamta: too many listeners (max %d)\n", CONFIG_LISTEN_MAX);
+		return -1;
+	}
+	if (s[5] != '/' || strlen(s + 5) >= CONFIG_UNIX_PATH_MAX) {
+		fprintf(stderr,
+		    "luamta: --listen-lmtp: expected unix: and an absolute path shorter than %d "
+		    "bytes, got '%s'\n",
+		    CONFIG_UNIX_PATH_MAX, s);
+		return -1;
+	}
+	memset(l, 0, sizeof(*l));
+	snprintf(l->host, sizeof(l->host), "unix");
+	l->path = s + 5;
+	l->lmtp = 1;
+	cfg->nlisten++;
 	return 0;
 }
 
@@ -396,6 +436,10 @@ config_parse(struct config *cfg, int argc, char **argv)
 			if (parse_num("max-recipients", optarg, 1, 1e6, &v) == -1)
 				return -1;
 			cfg->max_recipients = (int)v;
+			break;
+		case OPT_LISTEN_LMTP:
+			if (parse_listen_lmtp(cfg, optarg) == -1)
+				return -1;
 			break;
 		case OPT_TIMEOUT:
 			if (parse_num("timeout", optarg, 0.01, 86400, &cfg->timeout) == -1)

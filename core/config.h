@@ -7,17 +7,20 @@
 
 #include "smtp_data.h"
 
-#define CONFIG_LISTEN_MAX   16
-#define CONFIG_EXEMPT_MAX   64 /* --limit-exempt networks */
-#define CONFIG_RESOLVER_MAX 8  /* --resolver servers (resolv.conf allows 3) */
+#define CONFIG_LISTEN_MAX    16
+#define CONFIG_UNIX_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) on Linux */
+#define CONFIG_EXEMPT_MAX    64  /* --limit-exempt networks */
+#define CONFIG_RESOLVER_MAX  8   /* --resolver servers (resolv.conf allows 3) */
 
 struct sockaddr;
 
 struct config_listen {
-	char host[64]; /* numeric address, without brackets */
-	int port;      /* 0: the kernel picks one */
-	int tls;       /* implicit TLS (RFC 8314): handshake before the greeting */
-	int proxy;     /* a PROXY protocol header comes first (--listen-proxy) */
+	char host[64];    /* numeric address, without brackets */
+	int port;         /* 0: the kernel picks one */
+	int tls;          /* implicit TLS (RFC 8314): handshake before the greeting */
+	int proxy;        /* a PROXY protocol header comes first (--listen-proxy) */
+	int lmtp;         /* LMTP (RFC 2033) instead of SMTP (--listen-lmtp) */
+	const char *path; /* a UNIX socket's path (borrowed from argv), or NULL */
 };
 
 /* One --limit-exempt network. An IPv4 client seen on an IPv6 socket

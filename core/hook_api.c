@@ -302,6 +302,7 @@ enum session_field {
 	SF_ADD_RECEIVED,
 	SF_PROXY,
 	SF_SPF,
+	SF_LMTP,
 	SF__COUNT,
 };
 static const char *const session_field_names[SF__COUNT] = {
@@ -327,6 +328,7 @@ static const char *const session_field_names[SF__COUNT] = {
 	[SF_ADD_RECEIVED] = "add_received",
 	[SF_PROXY] = "proxy",
 	[SF_SPF] = "spf",
+	[SF_LMTP] = "lmtp",
 };
 
 void
@@ -417,6 +419,9 @@ session_index(lua_State *L)
 		break;
 	case SF_ADD_RECEIVED:
 		lua_pushboolean(L, s->add_received);
+		break;
+	case SF_LMTP:
+		lua_pushboolean(L, s->lmtp);
 		break;
 	case SF_PROXY:
 		hook_api_push_proxy(L, s->proxy);

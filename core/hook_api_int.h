@@ -43,4 +43,14 @@ void hook_message_push(lua_State *co, struct smtp_session *s);
  * file). */
 int hook_message_dmarc_check(lua_State *L);
 
+/* The LMTP side of the message handle (hook_lmtp.c). msg:rcpt_reply: */
+int hook_lmtp_rcpt_reply(lua_State *L);
+/* A deliverer's { rcpt = } in the options table at idx (0: none): the
+ * address, checked to be one of the message's recipients, or NULL. */
+const char *hook_lmtp_opt_rcpt(lua_State *L, int idx, const char *who);
+/* A deliverer failed: with rcpt in an LMTP session, that recipient gets
+ * 451 and the others keep their replies; otherwise the whole message gets
+ * 451 (tx->delivery_failed). */
+void hook_lmtp_delivery_failed(lua_State *L, struct smtp_session *s, const char *rcpt);
+
 #endif

@@ -245,10 +245,12 @@ message_dkim_verify(lua_State *L)
 }
 
 /* A failed delivery makes the end-of-data reply a 451 whatever the hook
- * returns, so accepting after a failure can never lose the message. */
+ * returns, so accepting after a failure can never lose the message; with
+ * rcpt (a deliverer's { rcpt = }) in LMTP, that recipient's reply only
+ * (hook_lmtp.c). */
 static int
 message_delivery_result(lua_State *L, struct smtp_session *s, int rc, const char *how,
-    const char *where, const char *err)
+    const char *where, const char *err, const char *rcpt)
 {
 	char esc[512];
 
@@ -259,9 +261,10 @@ message_delivery_result(lua_State *L, struct smtp_session *s, int rc, const char
 		lua_pushboolean(L, 1);
 		return 1;
 	}
-	s->tx->delivery_failed = 1;
-	log_warn(s->sid, "delivery.failed qid=%s method=%s error=\"%s\"", s->tx->qid, how,
-	    log_escape(esc, sizeof(esc), err, strlen(err)));
+	hook_lmtp_delivery_failed(L, s, rcpt);
+	log_warn(s->sid, "delivery.failed qid=%s method=%s error=\"%s\"%s", s->tx->qid, how,
+	    log_escape(esc, sizeof(esc), err, strlen(err)),
+	    rcpt != NULL && s->lmtp ? " scope=rcpt" : "");
 	lua_pushnil(L);
 	lua_pushstring(L, err);
 	return 2;
@@ -272,13 +275,14 @@ message_deliver_maildir(lua_State *L)
 {
 	struct smtp_tx *tx = message_tx(L);
 	const char *dir = luaL_checkstring(L, 2);
+	const char *rcpt = hook_lmtp_opt_rcpt(L, 3, "msg:deliver_maildir");
 	char name[256], err[512], where[1024];
 	int rc;
 
 	rc = delivery_maildir(dir, tx->ms, name, sizeof(name), err, sizeof(err));
 	snprintf(where, sizeof(where), "%s/new/%s", dir, rc == 0 ? name : "");
 	return message_delivery_result(
-	    L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc, "maildir", where, err);
+	    L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc, "maildir", where, err, rcpt);
 }
 
 /* A mailbox locked by another process (a MUA rewriting it) is waited for
@@ -354,7 +358,8 @@ message_deliver_mbox_try(lua_State *L, int status, lua_KContext ctx)
 			(void)snprintf(err + n, sizeof(err) - n, "; cannot wait for it here");
 		rc = -1;
 	}
-	return message_delivery_result(L, s, rc, "mbox", path, err);
+	return message_delivery_result(
+	    L, s, rc, "mbox", path, err, hook_lmtp_opt_rcpt(L, 3, "msg:deliver_mbox"));
 }
 
 /* msg:deliver_mbox(path [, opts]); opts.lock_timeout: seconds to wait for a
@@ -377,6 +382,7 @@ message_deliver_mbox(lua_State *L)
 				    "lock_timeout must be a number of seconds from 0 to 3600");
 		}
 	}
+	(void)hook_lmtp_opt_rcpt(L, 3, "msg:deliver_mbox"); /* checked before it writes */
 	lua_settop(L, 3);
 	lua_pushinteger(L, (lua_Integer)(secs * 1000 + 0.5));
 	lua_pushvalue(L, HOOK_API_MBOX_LEFT);
@@ -396,7 +402,7 @@ message_print(lua_State *L)
 	rc = delivery_print(s->srv->stdio ? STDERR_FILENO : STDOUT_FILENO, s->peer_ip, tx->sender,
 	    (const char *const *)tx->rcpts, tx->nrcpts, tx->ms);
 	snprintf(err, sizeof(err), "cannot write to stdout");
-	return message_delivery_result(L, s, rc, "print", "stdout", err);
+	return message_delivery_result(L, s, rc, "print", "stdout", err, NULL);
 }
 
 /* msg:save(path): the message as one file, whole or not at all (fsync'ed).
@@ -781,6 +787,7 @@ static const luaL_Reg message_methods[] = {
 	{ "print", message_print },
 	{ "save", message_save },
 	{ "relay", message_relay },
+	{ "rcpt_reply", hook_lmtp_rcpt_reply },
 	{ "dkim_sign", message_dkim_sign },
 	{ "dkim_verify", message_dkim_verify },
 	{ NULL, NULL },

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -106,6 +108,70 @@ fail:
 	return -1;
 }
 
+/* Whether something accepts connections on the socket file at path. */
+static int
+listener_unix_in_use(const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+
+	if (fd == -1)
+		return 1; /* cannot tell: leave the file alone */
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno != ECONNREFUSED;
+	close(fd);
+	return rc;
+}
+
+int
+listener_bind_unix(const char *path, char *err, size_t errsz)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	mode_t old;
+	int fd, rc;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errsz, "listen unix:%s: path too long", path);
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errsz, "listen unix:%s: exists and is not a socket", path);
+			return -1;
+		}
+		if (listener_unix_in_use(&sun)) {
+			snprintf(err, errsz, "listen unix:%s: in use", path);
+			return -1;
+		}
+		(void)unlink(path);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+		goto fail;
+	/* Created 0660 from the start: no moment where others may connect. */
+	old = umask(0117);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (rc == -1 || chmod(path, 0660) == -1 || listen(fd, LISTENER_BACKLOG) == -1)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, errsz, "listen unix:%s: %s", path, strerror(errno));
+	if (fd != -1)
+		close(fd);
+	return -1;
+}
+
+void
+listener_unlink_unix(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && unlink(path) == -1)
+		log_warn(NULL, "listener.unlink path=%s error=\"%s\"", path, strerror(errno));
+}
+
 int
 listener_sockname(int fd, char *host, size_t hostsz, int *port)
 {
@@ -122,6 +188,9 @@ listener_sockname(int fd, char *host, size_t hostsz, int *port)
 		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
 		inet_ntop(AF_INET6, &sin6->sin6_addr, host, (socklen_t)hostsz);
 		*port = ntohs(sin6->sin6_port);
+	} else if (ss.ss_family == AF_UNIX) {
+		snprintf(host, hostsz, "unix");
+		*port = 0;
 	} else
 		return -1;
 	return 0;

@@ -18,6 +18,17 @@ typedef void listener_cb(int fd, const struct sockaddr *peer, socklen_t len, voi
  * Done once, before any fork: every worker accepts from the same socket. */
 int listener_bind(const char *host, int port, char *err, size_t errsz);
 
+/* Binds and listens on a UNIX socket at path with mode 0660 (before any
+ * fork, as listener_bind). A socket file already there is removed only
+ * when nothing answers on it (a server that died without removing it);
+ * one that answers is in use, and an error. The caller removes the file
+ * when it is done (listener_unlink_unix). Returns the socket, or -1 with
+ * a message in err. */
+int listener_bind_unix(const char *path, char *err, size_t errsz);
+/* Removes the socket file of a listener_bind_unix() at exit, if it is
+ * still a socket. */
+void listener_unlink_unix(const char *path);
+
 /* The address a socket is bound to ("127.0.0.1", "::1") and its port
  * (useful after port 0). 0 or -1. */
 int listener_sockname(int fd, char *host, size_t hostsz, int *port);

@@ -29,10 +29,11 @@
 #include "worker.h"
 
 /* Written after every listener is bound, renamed into place so a reader
- * never sees half a file: one "ADDR PORT" line per listener, then
+ * never sees half a file: one "ADDR PORT" line per listener ("ADDR PORT
+ * lmtp" for --listen-lmtp, "unix:PATH 0 lmtp" for its UNIX sockets), then
  * "ADDR PORT metrics" for --metrics. */
 static void
-main_write_ready(const char *path, const struct worker_listen *ls, int n)
+main_write_ready(const char *path, const struct config *cfg, const struct worker_listen *ls, int n)
 {
 	char tmp[4096];
 	FILE *f;
@@ -44,9 +45,13 @@ main_write_ready(const char *path, const struct worker_listen *ls, int n)
 		char host[64];
 		int port;
 
+		if (cfg->listen[i].path != NULL) {
+			fprintf(f, "unix:%s 0 lmtp\n", cfg->listen[i].path);
+			continue;
+		}
 		if (listener_sockname(ls[i].fd, host, sizeof(host), &port) == -1)
 			fatal("getsockname");
-		fprintf(f, "%s %d\n", host, port);
+		fprintf(f, "%s %d%s\n", host, port, cfg->listen[i].lmtp ? " lmtp" : "");
 	}
 	if (metrics_http_fd() != -1) {
 		char host[64];
@@ -58,6 +63,34 @@ main_write_ready(const char *path, const struct worker_listen *ls, int n)
 	}
 	if (fclose(f) != 0 || rename(tmp, path) == -1)
 		fatal("ready file %s", path);
+}
+
+/* Removes the UNIX sockets of the first n listeners (--listen-lmtp
+ * unix:PATH), which this process created: at exit, or when a later bind
+ * fails. The workers leave them to this process. */
+static void
+main_unlink_unix(const struct config *cfg, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (cfg->listen[i].path != NULL)
+			listener_unlink_unix(cfg->listen[i].path);
+}
+
+/* --user: the UNIX sockets go to that user and its group, so that the
+ * group's members (an MTA's user added to it) may connect, and so that the
+ * process can remove them at exit after the drop (given a directory that
+ * user may write). */
+static void
+main_chown_unix(const struct config *cfg)
+{
+	struct passwd *pw = getpwnam(cfg->user);
+
+	if (pw == NULL)
+		return; /* main_drop_privileges says so */
+	for (int i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].path != NULL &&
+		    chown(cfg->listen[i].path, pw->pw_uid, pw->pw_gid) == -1)
+			fatal("--listen-lmtp unix:%s: chown to %s", cfg->listen[i].path, cfg->user);
 }
 
 /* --user: after binding (so port 25 works as root), before serving. */
@@ -190,11 +223,16 @@ main(int argc, char **argv)
 		return rc;
 	}
 	for (int i = 0; i < cfg.nlisten; i++) {
-		if ((ls[i].fd = listener_bind(
-			 cfg.listen[i].host, cfg.listen[i].port, err, sizeof(err))) == -1)
+		ls[i].fd = cfg.listen[i].path != NULL ?
+		    listener_bind_unix(cfg.listen[i].path, err, sizeof(err)) :
+		    listener_bind(cfg.listen[i].host, cfg.listen[i].port, err, sizeof(err));
+		if (ls[i].fd == -1) {
+			main_unlink_unix(&cfg, i);
 			fatalx("%s", err);
+		}
 		ls[i].tls = cfg.listen[i].tls;
 		ls[i].proxy = cfg.listen[i].proxy;
+		ls[i].lmtp = cfg.listen[i].lmtp;
 	}
 	if (cfg.metrics_on &&
 	    metrics_http_bind(cfg.metrics.host, cfg.metrics.port, err, sizeof(err)) == -1)
@@ -202,8 +240,9 @@ main(int argc, char **argv)
 	/* Whoever reads the ready file may signal us at once. */
 	worker_block_signals(1);
 	if (cfg.ready_file != NULL)
-		main_write_ready(cfg.ready_file, ls, cfg.nlisten);
+		main_write_ready(cfg.ready_file, &cfg, ls, cfg.nlisten);
 	if (cfg.user != NULL) {
+		main_chown_unix(&cfg);
 		main_drop_privileges(cfg.user);
 		/* What serves (and what the master hands its workers) is
 		 * loaded as that user, like every later reload: the policy's
@@ -228,6 +267,7 @@ main(int argc, char **argv)
 			if (ls[i].fd != -1)
 				close(ls[i].fd);
 	}
+	main_unlink_unix(&cfg, cfg.nlisten);
 	metrics_http_stop();
 	ev_loop_destroy(EV_DEFAULT);
 	return rc;

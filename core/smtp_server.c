@@ -34,7 +34,7 @@ smtp_server_refuse(int fd, const char *ip, const char *why, const char *reply)
 /* Applies the connection caps, then starts the session. sa is the
  * client's address: the peer's, or the one a PROXY header (px) named. */
 static void
-smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int tls,
+smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int mode,
     const struct smtp_via *px)
 {
 	const struct config *cfg = srv->cfg;
@@ -78,7 +78,7 @@ smtp_server_open(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 		}
 		counted = 1;
 	}
-	if (smtp_session_new(srv, fd, wfd, sa, tls, counted ? &key : NULL, px) == NULL && counted)
+	if (smtp_session_new(srv, fd, wfd, sa, mode, counted ? &key : NULL, px) == NULL && counted)
 		anvil_disconnect(srv->anvil, &key);
 }
 
@@ -93,7 +93,14 @@ void
 smtp_server_accept_tls(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
 	(void)salen;
-	smtp_server_open(arg, fd, fd, sa, 1, NULL);
+	smtp_server_open(arg, fd, fd, sa, SMTP_SESSION_TLS, NULL);
+}
+
+void
+smtp_server_accept_lmtp(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+	(void)salen;
+	smtp_server_open(arg, fd, fd, sa, SMTP_SESSION_LMTP, NULL);
 }
 
 /* The header is in: a LOCAL one (the proxy's own health check) leaves
@@ -109,7 +116,8 @@ smtp_server_proxied(
 		close(fd);
 		return;
 	}
-	smtp_server_open(srv, fd, fd, h->local ? via : (const struct sockaddr *)&h->src, tls, &px);
+	smtp_server_open(srv, fd, fd, h->local ? via : (const struct sockaddr *)&h->src,
+	    tls ? SMTP_SESSION_TLS : 0, &px);
 }
 
 static void

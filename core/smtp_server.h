@@ -53,6 +53,10 @@ void smtp_server_init(
 void smtp_server_accept(int fd, const struct sockaddr *, socklen_t, void *srv);
 /* The same for an implicit-TLS listener (RFC 8314): handshake first. */
 void smtp_server_accept_tls(int fd, const struct sockaddr *, socklen_t, void *srv);
+/* The same for an LMTP listener (--listen-lmtp, RFC 2033): TCP or a UNIX
+ * socket, whose clients are "local" (listener_addr_str) and meet no
+ * per-client cap (they have no address to count). */
+void smtp_server_accept_lmtp(int fd, const struct sockaddr *, socklen_t, void *srv);
 /* A PROXY protocol listener (--listen-proxy, --listen-tls-proxy): a
  * connection from outside --proxy-trusted is closed unanswered; otherwise
  * it waits for its header (proxy.h), and then the client the header names

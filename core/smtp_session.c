@@ -10,6 +10,7 @@
  * what Lua sees) lives in its own module. */
 #include "smtp_session.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -29,6 +30,7 @@
 #include "msgstore.h"
 #include "relay.h"
 #include "smtp_bdat.h"
+#include "smtp_lmtp.h"
 #include "smtp_pace.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
@@ -135,9 +137,9 @@ smtp_reply_seen(struct smtp_session *s, int code, const char *enh)
 		s->errors++;
 }
 
-/* Queues one reply (see smtp_reply_format). */
+/* Queues one reply once. */
 static void
-smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *text)
+smtp_reply_once(struct smtp_session *s, int code, const char *enh, const char *text)
 {
 	char out[SMTP_REPLY_MAX];
 	size_t n = smtp_reply_build(s, out, sizeof(out), code, enh, text);
@@ -146,6 +148,15 @@ smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *
 	if (conn_write(s->conn, out, n) == -1)
 		smtp_session_close(s, "out of memory");
 	log_debug(s->sid, "smtp.reply code=%d", code);
+}
+
+/* Queues one reply (see smtp_reply_format); in LMTP after the message,
+ * once per recipient (smtp_lmtp.h). */
+static void
+smtp_reply_lines(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+	if (!smtp_lmtp_reply(s, code, enh, text, smtp_reply_once))
+		smtp_reply_once(s, code, enh, text);
 }
 
 /* A paced reply is over: what the client sent meanwhile is next, or the
@@ -186,8 +197,9 @@ smtp_reply_paced(struct smtp_session *s, int code, const char *enh, const char *
 	size_t n = smtp_reply_build(s, out, sizeof(out), code, enh, text);
 
 	/* One line that is not cut off has nothing to pace: it goes out now,
-	 * so what follows it (a STARTTLS handshake) starts at once too. */
-	if (res->drop_after < 0 && memchr(out, '\n', n) == out + n - 1) {
+	 * so what follows it (a STARTTLS handshake) starts at once too. LMTP's
+	 * replies per recipient are not paced. */
+	if ((res->drop_after < 0 && memchr(out, '\n', n) == out + n - 1) || s->lmtp_fanout) {
 		smtp_reply_lines(s, code, enh, text);
 		return;
 	}
@@ -280,6 +292,7 @@ smtp_tx_free(struct smtp_tx *tx)
 	for (size_t i = 0; i < tx->relay_cap; i++)
 		queue_entry_clear(&tx->relay[i]);
 	free(tx->relay);
+	smtp_lmtp_tx_free(tx);
 	free(tx);
 }
 
@@ -308,6 +321,7 @@ smtp_tx_end(struct smtp_session *s)
 	s->tx = NULL;
 	if (s->bdat_mode == SMTP_BDAT_STORE)
 		s->bdat_mode = SMTP_BDAT_SKIP;
+	s->lmtp_fanout = SMTP_LMTP_OFF;
 	spf_lua_forget(&s->spf);
 	smtp_data_account(s);
 	smtp_enter_state(s, s->helo != NULL ? ST_READY : ST_GREETED);
@@ -847,7 +861,8 @@ do_connect(struct smtp_session *s, const struct hook_result *res)
 	s->greeted_require_tls = s->require_tls;
 	if (s->script != NULL)
 		hook_api_mark_greeted(s->script->L, s);
-	snprintf(text, sizeof(text), "%s ESMTP luamta", s->srv->cfg->hostname);
+	snprintf(
+	    text, sizeof(text), "%s %s luamta", s->srv->cfg->hostname, s->lmtp ? "LMTP" : "ESMTP");
 	smtp_reply_hook(s, res, 220, NULL, text);
 }
 
@@ -1143,6 +1158,8 @@ static const struct smtp_cmd smtp_cmds[] = {
 	  550, "5.7.1", "Rejected" },
 	{ "EHLO", ST_SESSION,             HOOK_EHLO,    check_helo,   do_ehlo,    NULL,
 	  550, "5.7.1", "Rejected" },
+	{ "LHLO", ST_SESSION,             HOOK_EHLO,    check_helo,   do_ehlo,    NULL,
+	  550, "5.7.1", "Rejected" },
 	{ "MAIL", S(ST_READY),            HOOK_MAIL,    check_mail,   do_mail,    NULL,
 	  550, "5.7.1", "Sender rejected" },
 	{ "RCPT", S(ST_MAIL) | S(ST_RCPT), HOOK_RCPT,   check_rcpt,   do_rcpt,    NULL,
@@ -1305,6 +1322,9 @@ smtp_hook_finish(struct smtp_session *s, const struct hook_result *res)
 	/* The message handle lives for on_message only. */
 	if (cmd == &smtp_cmd_message && s->script != NULL)
 		hook_api_end_message(s->script->L, s);
+	/* LMTP: the recipients' own replies count when the policy decided. */
+	if (cmd == &smtp_cmd_message && s->lmtp_fanout && v != HOOK_ERROR)
+		s->lmtp_fanout = SMTP_LMTP_OWN;
 	if (v != HOOK_ACCEPT)
 		log_info(s->sid, "smtp.hook hook=%s result=%s code=%d", smtp_hook_name(s),
 		    hook_verdict_str(v), res->code);
@@ -1392,6 +1412,8 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 
 		if (relay_commit(s->srv->cfg, tx->ms, tx->relay, tx->nrelay, err, sizeof(err)) ==
 		    -1) {
+			if (s->lmtp_fanout)
+				s->lmtp_fanout = SMTP_LMTP_SAME;
 			log_warn(
 			    s->sid, "smtp.queue qid=%s result=failed error=\"%s\"", tx->qid, err);
 			smtp_reply(
@@ -1407,6 +1429,8 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 	}
 	if (tx->delivery_failed) {
 		/* The client keeps the message and retries (RFC 5321 4.2.5). */
+		if (s->lmtp_fanout)
+			s->lmtp_fanout = SMTP_LMTP_SAME;
 		smtp_reply(s, 451, "4.3.0", "Error: local delivery failed, try again later");
 		smtp_verdict(s, 451, METRICS_STAGE_DELIVERY);
 		log_warn(s->sid, "smtp.message qid=%s result=tempfail reason=delivery", tx->qid);
@@ -1463,11 +1487,14 @@ smtp_data_budget(struct smtp_session *s)
 static const char *
 smtp_proto(const struct smtp_session *s)
 {
-	static const char *const names[] = { "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" };
+	static const char *const names[2][4] = {
+		{ "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" },
+		{ "LMTP", "LMTPS", "LMTPA", "LMTPSA" },
+	};
 
-	if (!s->esmtp)
+	if (!s->esmtp && !s->lmtp)
 		return "SMTP";
-	return names[(s->tls_active ? 1 : 0) + (s->user != NULL ? 2 : 0)];
+	return names[s->lmtp ? 1 : 0][(s->tls_active ? 1 : 0) + (s->user != NULL ? 2 : 0)];
 }
 
 /* The hop count and our trace field, before on_message sees the message:
@@ -1486,6 +1513,11 @@ smtp_trace(struct smtp_session *s)
 	/* Counted in the header section, which the store keeps in memory. */
 	int hops = dsn_count_received(head, hlen);
 	char *field;
+	unsigned char addr[sizeof(struct in6_addr)];
+	/* A UNIX socket's client ("local") or --stdio over pipes ("stdio")
+	 * has no address, and "[local]" is no address literal. */
+	int has_ip =
+	    inet_pton(AF_INET, s->peer_ip, addr) == 1 || inet_pton(AF_INET6, s->peer_ip, addr) == 1;
 	int rc;
 
 	if (hops > cfg->max_hops) {
@@ -1496,8 +1528,8 @@ smtp_trace(struct smtp_session *s)
 	}
 	if (!s->add_received)
 		return 0;
-	field = dsn_received(s->helo, s->rdns, s->peer_ip, cfg->hostname, smtp_proto(s), tx->qid,
-	    tx->nrcpts == 1 ? tx->rcpts[0] : NULL, time(NULL));
+	field = dsn_received(s->helo, s->rdns, has_ip ? s->peer_ip : NULL, cfg->hostname,
+	    smtp_proto(s), tx->qid, tx->nrcpts == 1 ? tx->rcpts[0] : NULL, time(NULL));
 	rc = field != NULL ? msgstore_prepend(tx->ms, field, strlen(field)) : -1;
 	free(field);
 	if (rc == -1) {
@@ -1541,6 +1573,7 @@ smtp_data_end(struct smtp_session *s)
 	struct smtp_tx *tx = s->tx;
 	enum smtp_data_err err = smtp_data_error(tx->data);
 
+	smtp_lmtp_message_end(s);
 	if (err != SMTP_DATA_OK) {
 		smtp_data_refuse(s, err);
 		rejected_message(s);
@@ -1720,6 +1753,10 @@ smtp_command(struct smtp_session *s, const char *line, size_t len)
 		return;
 	}
 	log_debug(s->sid, "smtp.command verb=%s", verb);
+	if (smtp_lmtp_refuses(s, verb) != NULL) {
+		smtp_reply(s, 500, "5.5.1", "%s", smtp_lmtp_refuses(s, verb));
+		return;
+	}
 	cmd = smtp_cmd_lookup(verb);
 	if (cmd == NULL) {
 		cmd = script_has_verb(s->script, verb) ? &smtp_cmd_verb : &smtp_cmd_unknown;
@@ -2033,9 +2070,10 @@ smtp_on_conn(struct conn *c, enum conn_event ev, void *arg)
 }
 
 struct smtp_session *
-smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int tls,
+smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr *sa, int mode,
     const struct anvil_key *counted, const struct smtp_via *px)
 {
+	int tls = (mode & SMTP_SESSION_TLS) != 0;
 	const struct config *cfg = srv->cfg;
 	struct smtp_session *s;
 	struct sockaddr_storage local;
@@ -2051,6 +2089,7 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 	hook_api_session_init(s);
 	s->max_size = cfg->max_size;
 	s->add_received = 1;
+	s->lmtp = (mode & SMTP_SESSION_LMTP) != 0;
 	smtp_id_str(srv, s->sid);
 	listener_addr_str(sa, s->peer_ip, sizeof(s->peer_ip), &s->peer_port);
 	/* Decided by the address that connected: what XCLIENT later says
@@ -2094,8 +2133,8 @@ smtp_session_new(struct smtp_server *srv, int fd, int wfd, const struct sockaddr
 		    s->peer_ip, s->peer_port, tls ? "implicit" : "no", s->proxy->ip,
 		    s->proxy->port);
 	else
-		log_info(s->sid, "smtp.connect peer=%s port=%d tls=%s", s->peer_ip, s->peer_port,
-		    tls ? "implicit" : "no");
+		log_info(s->sid, "smtp.connect peer=%s port=%d tls=%s%s", s->peer_ip, s->peer_port,
+		    tls ? "implicit" : "no", s->lmtp ? " proto=lmtp" : "");
 	if (tls) {
 		/* RFC 8314 3.3: the handshake comes first; the greeting (and
 		 * on_connect) follow in smtp_tls_ready(). */

@@ -21,9 +21,13 @@ struct smtp_via {
 	const struct sockaddr *proxy;
 };
 
+/* smtp_session_new's mode bits. */
+#define SMTP_SESSION_TLS  0x1 /* implicit TLS: the handshake first (RFC 8314) */
+#define SMTP_SESSION_LMTP 0x2 /* LMTP (RFC 2033): --listen-lmtp */
+
 /* Starts a session of srv on a socket (fd == wfd) or a pair of descriptors
- * (--stdio over pipes), taking ownership of them; with tls, the TLS
- * handshake comes before the greeting (RFC 8314). The session links itself
+ * (--stdio over pipes), taking ownership of them; mode is a set of
+ * SMTP_SESSION_* bits. The session links itself
  * into srv->sessions and frees itself when it ends (never before the loop
  * runs again, so the caller may still look at it). When counted is not
  * NULL the session owes srv->anvil one anvil_disconnect() for that key
@@ -33,7 +37,7 @@ struct smtp_via {
  * the session, or NULL when out of memory (the
  * descriptors are closed and nothing is owed). */
 struct smtp_session *smtp_session_new(struct smtp_server *, int fd, int wfd,
-    const struct sockaddr *peer, int tls, const struct anvil_key *counted,
+    const struct sockaddr *peer, int mode, const struct anvil_key *counted,
     const struct smtp_via *px);
 /* Shutdown: a session not already closing is told 421 4.3.2, then freed. */
 void smtp_session_abort(struct smtp_session *);

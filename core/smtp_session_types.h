@@ -63,6 +63,14 @@ struct smtp_rcpt_dsn {
 	char *orcpt;     /* owned: "addr-type;decoded address", or NULL */
 };
 
+/* One recipient's own reply after the final dot in LMTP (RFC 2033 4.2):
+ * set by msg:rcpt_reply, or a 451 by a deliverer given { rcpt = }. */
+struct smtp_rcpt_reply {
+	int code;   /* 0: none, the message's reply applies */
+	char *text; /* owned, or NULL: a default text for the code */
+	int failed; /* a deliverer failed for it: the 451 stays */
+};
+
 struct smtp_tx {
 	char qid[17]; /* queue id, 16 hex digits */
 	char *sender; /* owned; "" for <> */
@@ -86,6 +94,9 @@ struct smtp_tx {
 	int binarymime;  /* MAIL ... BODY=BINARYMIME: the message only by BDAT */
 	int data_tried;  /* DATA was given: BDAT may not follow (RFC 3030 2) */
 	unsigned chunks; /* BDAT chunks taken into tx->data */
+	/* owned, nrcpts entries once msg:rcpt_reply or a deliverer set one;
+	 * only LMTP sessions use them (smtp_lmtp.c) */
+	struct smtp_rcpt_reply *rcpt_replies;
 };
 
 struct smtp_cmd;
@@ -168,6 +179,11 @@ struct smtp_session {
 	size_t data_bytes; /* DATA: bytes since then */
 	int in_process;    /* inside smtp_session_process() */
 	int last_code;     /* of the last reply queued (metrics) */
+	int lmtp;          /* an LMTP session (--listen-lmtp, RFC 2033) */
+	/* LMTP, from the final dot until the transaction ends: each reply
+	 * goes out once per recipient (smtp_lmtp.h); SMTP_LMTP_OWN: with the
+	 * recipients' own replies where they have one */
+	int lmtp_fanout;
 
 	/* owned: s:spf()'s result for this transaction (spf_lua.h), or NULL */
 	struct spf_lua_cache *spf;

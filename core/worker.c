@@ -346,8 +346,9 @@ worker_run(const struct config *cfg, const struct worker_listen *ls, int nlisten
 			{ smtp_server_accept, smtp_server_accept_tls },
 			{ smtp_server_accept_proxy, smtp_server_accept_tls_proxy },
 		};
-		struct listener *l =
-		    listener_new(w.loop, ls[i].fd, accept_cb[ls[i].proxy][ls[i].tls], &w.srv);
+		struct listener *l = listener_new(w.loop, ls[i].fd,
+		    ls[i].lmtp ? smtp_server_accept_lmtp : accept_cb[ls[i].proxy][ls[i].tls],
+		    &w.srv);
 		if (l == NULL)
 			fatalx("out of memory");
 		w.listeners[w.nlisteners++] = l;

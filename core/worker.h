@@ -19,6 +19,7 @@ struct worker_listen {
 	int fd;    /* from listener_bind(); this process's copy becomes the worker's */
 	int tls;   /* implicit TLS */
 	int proxy; /* a PROXY protocol header first */
+	int lmtp;  /* LMTP (RFC 2033) */
 };
 
 struct script_opts;

@@ -721,7 +721,8 @@ end
 
 -- Connects to the server. connect(srv [, opts]) or connect(port [, srv [, opts]]).
 -- opts: host (default 127.0.0.1), bind (local address, e.g. "127.0.0.2"),
--- timeout (seconds per read, default M.TIMEOUT).
+-- timeout (seconds per read, default M.TIMEOUT), unix (a UNIX socket's
+-- path to connect to instead, e.g. an LMTP listener's; then port is unused).
 -- Returns the client, or nil and an error.
 function M.connect(a, b, c)
   local port, srv, opts
@@ -729,6 +730,18 @@ function M.connect(a, b, c)
     srv, port, opts = a, a.port, b
   else
     port, srv, opts = a, b, c
+  end
+  if opts and opts.unix then
+    local unix = require "socket.unix"
+    local sock = (unix.stream or unix)()
+    sock:settimeout(opts.timeout or M.TIMEOUT)
+    local ok, err = sock:connect(opts.unix)
+    if not ok then
+      sock:close()
+      return nil, "connect to " .. opts.unix .. ": " .. tostring(err)
+    end
+    return setmetatable({ sock = sock, srv = srv, buf = "", timeout = opts.timeout or M.TIMEOUT,
+      transcript = {} }, Client)
   end
   if math_type(tonumber(port)) ~= "integer" then
     error("connect: expected a server or a port number, got " .. tostring(a), 2)
