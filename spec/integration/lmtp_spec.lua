@@ -106,6 +106,24 @@ describe("LMTP #integration", function()
     c:send("NOOP"):expect(250)
   end)
 
+  it("answers BDAT LAST once per recipient too, and each chunk before it once", function()
+    local c = lmtp()
+    finally(function() c:close() end)
+    lhlo(c)
+    c:send("MAIL FROM:<sender@spec.test>"):expect(250)
+    for _, to in ipairs({ "nobody", "ok", "full" }) do
+      c:send("RCPT TO:<" .. to .. "@lmtp.spec.test>"):expect(250)
+    end
+    local first, last = "Subject: per-rcpt\r\n\r\n", "body\r\n"
+    c:send_raw("BDAT " .. #first .. "\r\n" .. first)
+    c:expect(250, "2.0.0")
+    c:send_raw("BDAT " .. #last .. " LAST\r\n" .. last)
+    c:expect(550, "5.1.1")
+    c:expect(250, "2.0.0 Delivered")
+    c:expect(452, "4.2.2")
+    c:send("NOOP"):expect(250)
+  end)
+
   it("gives a whole-message verdict to every recipient, pipelined", function()
     local c = lmtp()
     finally(function() c:close() end)
