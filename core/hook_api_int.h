@@ -10,6 +10,7 @@
 #define HOOK_API_SESSION "luamta.session"
 #define HOOK_API_MESSAGE "luamta.message"
 
+struct smtp_proxy;
 struct smtp_session;
 struct smtp_tx;
 
@@ -33,6 +34,13 @@ int hook_api_result(lua_State *L, int rc, const char *err);
 void hook_api_push_ids(lua_State *L, const char *const *names, int n);
 /* The number of the field named at idx in the id table at upvalue 1, or 0. */
 int hook_api_field(lua_State *L, int idx);
+
+/* The session handle's computed fields and waiting methods
+ * (hook_session.c): s.tls, s.proxy, s:rdns(), s:spf(). */
+void hook_api_push_tls(lua_State *L, struct smtp_session *s);
+void hook_api_push_proxy(lua_State *L, const struct smtp_proxy *px);
+int hook_session_rdns(lua_State *L);
+int hook_session_spf(lua_State *L);
 
 /* The message handle (hook_message.c): its metatable, once per state; a
  * new handle for the session's transaction, referenced in s->msg_ref. */
