@@ -41,4 +41,45 @@ fuzz_take_byte(struct fuzz_in *in)
 	return c;
 }
 
+/* What the targets of the message readers (fuzz_data, fuzz_bdat) take
+ * from the front of their input: the bare-LF policy as given (0..3) and as
+ * the reader takes it (an unknown one is reject, 0), a size limit of one of
+ * four magnitudes, and up to 7 piece sizes for feeding. */
+struct fuzz_stream_opts {
+	int bare, eff;
+	size_t max;
+	uint8_t cuts[7];
+	size_t ncuts;
+};
+
+static inline void
+fuzz_take_stream_opts(struct fuzz_in *in, struct fuzz_stream_opts *o, int fix, int allow)
+{
+	uint8_t b1, b2;
+	size_t v;
+
+	o->bare = fuzz_take_byte(in) & 3;
+	o->eff = o->bare == fix || o->bare == allow ? o->bare : 0;
+	b1 = fuzz_take_byte(in);
+	b2 = fuzz_take_byte(in);
+	v = ((size_t)(b1 & 0x3f) << 8) | b2;
+	switch (b1 >> 6) {
+	case 0:
+		o->max = v % 64;
+		break;
+	case 1:
+		o->max = v;
+		break;
+	case 2:
+		o->max = (size_t)1 << 30;
+		break;
+	default:
+		o->max = SIZE_MAX;
+		break;
+	}
+	o->ncuts = fuzz_take_byte(in) % 8;
+	for (size_t i = 0; i < o->ncuts; i++)
+		o->cuts[i] = fuzz_take_byte(in);
+}
+
 #endif

@@ -231,37 +231,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_in in = { data, size };
 	struct result whole, chunked, bytewise, ref;
-	uint8_t cuts[7], one = 1, b1, b2;
-	size_t ncuts, max, v;
+	struct fuzz_stream_opts o;
+	uint8_t one = 1;
 	enum smtp_bare bare, eff;
+	size_t max;
 
-	bare = (enum smtp_bare)(fuzz_take_byte(&in) & 3);
 	/* The reader treats an unknown policy as reject. */
-	eff = bare == SMTP_BARE_FIX || bare == SMTP_BARE_ALLOW ? bare : SMTP_BARE_REJECT;
-	b1 = fuzz_take_byte(&in);
-	b2 = fuzz_take_byte(&in);
-	v = ((size_t)(b1 & 0x3f) << 8) | b2;
-	switch (b1 >> 6) {
-	case 0:
-		max = v % 64;
-		break;
-	case 1:
-		max = v;
-		break;
-	case 2:
-		max = (size_t)1 << 30;
-		break;
-	default:
-		max = SIZE_MAX;
-		break;
-	}
-	ncuts = fuzz_take_byte(&in) % 8;
-	for (size_t i = 0; i < ncuts; i++)
-		cuts[i] = fuzz_take_byte(&in);
+	fuzz_take_stream_opts(&in, &o, SMTP_BARE_FIX, SMTP_BARE_ALLOW);
+	bare = (enum smtp_bare)o.bare;
+	eff = (enum smtp_bare)o.eff;
+	max = o.max;
 
 	ref_unstuff((const char *)in.p, in.n, max, eff, &ref);
 	feed((const char *)in.p, in.n, max, bare, NULL, 0, &whole);
-	feed((const char *)in.p, in.n, max, bare, cuts, ncuts, &chunked);
+	feed((const char *)in.p, in.n, max, bare, o.cuts, o.ncuts, &chunked);
 	feed((const char *)in.p, in.n, max, bare, &one, 1, &bytewise);
 	check_same(&whole, &ref);
 	check_same(&chunked, &ref);
