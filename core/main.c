@@ -237,12 +237,15 @@ main(int argc, char **argv)
 	if (cfg.metrics_on &&
 	    metrics_http_bind(cfg.metrics.host, cfg.metrics.port, err, sizeof(err)) == -1)
 		fatalx("--metrics: %s", err);
+	/* The UNIX sockets belong to --user before anyone is told they are
+	 * there (the ready file), while we are still allowed to give them. */
+	if (cfg.user != NULL)
+		main_chown_unix(&cfg);
 	/* Whoever reads the ready file may signal us at once. */
 	worker_block_signals(1);
 	if (cfg.ready_file != NULL)
 		main_write_ready(cfg.ready_file, &cfg, ls, cfg.nlisten);
 	if (cfg.user != NULL) {
-		main_chown_unix(&cfg);
 		main_drop_privileges(cfg.user);
 		/* What serves (and what the master hands its workers) is
 		 * loaded as that user, like every later reload: the policy's
