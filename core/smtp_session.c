@@ -614,7 +614,8 @@ static void
 smtp_ehlo_keywords(struct smtp_session *s, char *out, size_t outsz)
 {
 	snprintf(out, outsz,
-	    "PIPELINING\nSIZE %zu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN\nCHUNKING%s%s\nHELP",
+	    "PIPELINING\nSIZE "
+	    "%zu\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN\nCHUNKING%s%s\nHELP",
 	    s->max_size, smtp_auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "",
 	    smtp_starttls_offered(s) ? "\nSTARTTLS" : "");
 	if (s->xclient_trusted && strlen(out) + sizeof("\n" SMTP_XCLIENT_KEYWORD) <= outsz)

@@ -91,9 +91,9 @@ struct smtp_tx {
 	int dsn_ret;     /* MAIL's RET= (enum dsn_ret) */
 	char *dsn_envid; /* owned: MAIL's ENVID=, decoded, or NULL */
 	struct smtp_rcpt_dsn *rcpt_dsn; /* owned: NOTIFY/ORCPT of rcpts[i], rcpts_cap entries */
-	int binarymime;  /* MAIL ... BODY=BINARYMIME: the message only by BDAT */
-	int data_tried;  /* DATA was given: BDAT may not follow (RFC 3030 2) */
-	unsigned chunks; /* BDAT chunks taken into tx->data */
+	int binarymime;                 /* MAIL ... BODY=BINARYMIME: the message only by BDAT */
+	int data_tried;                 /* DATA was given: BDAT may not follow (RFC 3030 2) */
+	unsigned chunks;                /* BDAT chunks taken into tx->data */
 	/* owned, nrcpts entries once msg:rcpt_reply or a deliverer set one;
 	 * only LMTP sessions use them (smtp_lmtp.c) */
 	struct smtp_rcpt_reply *rcpt_replies;
