@@ -29,17 +29,14 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "msgstore.h"
+#include "fuzz_msg.h"
 #include "smtp_bdat.h"
 #include "smtp_data.h"
 
 #define LINE_MAX_FUZZ 64
 
 struct result {
-	char *bytes; /* owned */
-	size_t len;
-	size_t size;
-	enum smtp_data_err err;
+	struct fuzz_msg m;
 	unsigned chunks;
 	int last;
 };
@@ -103,51 +100,13 @@ parse_line(const char *line, size_t n, uint64_t *size, int *last)
 	return 0;
 }
 
-/* The reference's sink, with the limit and the sticky error. */
-struct ref {
-	struct result r;
-	size_t max;
-	enum smtp_bare bare;
-};
-
-static void
-ref_store(struct ref *f, char c)
-{
-	if (f->r.err == SMTP_DATA_OK) {
-		if (f->r.size < f->max)
-			f->r.bytes[f->r.len++] = c;
-		else
-			f->r.err = SMTP_DATA_ERR_SIZE;
-	}
-	f->r.size++;
-}
-
-static void
-ref_bare(struct ref *f, char c)
-{
-	switch (f->bare) {
-	case SMTP_BARE_FIX:
-		ref_store(f, '\r');
-		ref_store(f, '\n');
-		break;
-	case SMTP_BARE_ALLOW:
-		ref_store(f, c);
-		break;
-	default:
-		if (f->r.err == SMTP_DATA_OK)
-			f->r.err = SMTP_DATA_ERR_BARE;
-		f->r.size++;
-		break;
-	}
-}
-
 /* The whole stream at once: the commands found line by line, the stored
  * chunks joined, then the message rules over them. A CR at the very end
  * of an unfinished message is still held (it may be half of a CRLF). */
 static void
 ref_stream(const char *p, size_t n, size_t max, enum smtp_bare bare, struct result *out)
 {
-	struct ref f;
+	struct fuzz_ref f;
 	char *msg = malloc(n + 1);
 	size_t off = 0, mlen = 0, i;
 	const char *lf;
@@ -155,11 +114,8 @@ ref_stream(const char *p, size_t n, size_t max, enum smtp_bare bare, struct resu
 	int last = 0;
 
 	FUZZ_CHECK(msg != NULL);
-	memset(&f, 0, sizeof(f));
-	f.max = max;
-	f.bare = bare;
-	f.r.bytes = malloc(2 * n + 1);
-	FUZZ_CHECK(f.r.bytes != NULL);
+	memset(out, 0, sizeof(*out));
+	fuzz_ref_init(&f, n, max, bare);
 	while (off < n && !last) {
 		lf = memchr(p + off, '\n', n - off < LINE_MAX_FUZZ ? n - off : LINE_MAX_FUZZ);
 		if (lf == NULL)
@@ -170,7 +126,7 @@ ref_stream(const char *p, size_t n, size_t max, enum smtp_bare bare, struct resu
 		}
 		int keep = p[off] != '0';
 		off = (size_t)(lf - p) + 1;
-		f.r.chunks++;
+		out->chunks++;
 		size_t take = size < n - off ? (size_t)size : n - off;
 		if (keep) {
 			memcpy(msg + mlen, p + off, take);
@@ -182,19 +138,19 @@ ref_stream(const char *p, size_t n, size_t max, enum smtp_bare bare, struct resu
 	}
 	for (i = 0; i < mlen; i++) {
 		if (msg[i] == '\r' && i + 1 < mlen && msg[i + 1] == '\n') {
-			ref_store(&f, '\r');
-			ref_store(&f, '\n');
+			fuzz_ref_store(&f, '\r');
+			fuzz_ref_store(&f, '\n');
 			i++;
 		} else if (msg[i] == '\r' && i + 1 == mlen && !last)
 			break; /* held */
 		else if (msg[i] == '\r' || msg[i] == '\n')
-			ref_bare(&f, msg[i]);
+			fuzz_ref_bare(&f, msg[i]);
 		else
-			ref_store(&f, msg[i]);
+			fuzz_ref_store(&f, msg[i]);
 	}
-	f.r.last = last;
+	out->last = last;
+	out->m = f.m;
 	free(msg);
-	*out = f.r;
 }
 
 /* A session's loop over the same stream, fed in pieces of the given sizes
@@ -207,11 +163,9 @@ feed(const char *p, size_t n, size_t max, enum smtp_bare bare, const uint8_t *cu
 	struct smtp_data *d;
 	struct smtp_bdat b;
 	char line[LINE_MAX_FUZZ];
-	size_t llen = 0, off = 0, k = 0, len, piece, used;
+	size_t llen = 0, off = 0, k = 0, piece, used;
 	int in_chunk = 0, keep = 0, done, stop = 0, got_last = 0, all_zero = ncuts > 0;
 	uint64_t size;
-	const char *bytes;
-	struct msgstore *ms;
 
 	for (size_t i = 0; i < ncuts; i++)
 		all_zero &= cuts[i] == 0;
@@ -272,20 +226,7 @@ feed(const char *p, size_t n, size_t max, enum smtp_bare bare, const uint8_t *cu
 	out->last = got_last;
 	if (out->last)
 		smtp_data_close(d);
-	out->err = smtp_data_error(d);
-	out->size = smtp_data_size(d);
-	bytes = smtp_data_bytes(d, &len);
-	FUZZ_CHECK(len <= max && len <= out->size);
-	if (out->err == SMTP_DATA_OK)
-		FUZZ_CHECK(len == out->size);
-	out->len = len;
-	out->bytes = malloc(len > 0 ? len : 1);
-	FUZZ_CHECK(out->bytes != NULL);
-	memcpy(out->bytes, bytes, len);
-	ms = smtp_data_take(d);
-	FUZZ_CHECK(ms != NULL && msgstore_len(ms) == len);
-	msgstore_free(ms);
-	smtp_data_free(d);
+	fuzz_msg_read(d, max, &out->m);
 }
 
 static void
@@ -293,10 +234,7 @@ check_same(const struct result *a, const struct result *b)
 {
 	FUZZ_CHECK(a->last == b->last);
 	FUZZ_CHECK(a->chunks == b->chunks);
-	FUZZ_CHECK(a->err == b->err);
-	FUZZ_CHECK(a->size == b->size);
-	FUZZ_CHECK(a->len == b->len);
-	FUZZ_CHECK(a->len == 0 || memcmp(a->bytes, b->bytes, a->len) == 0);
+	fuzz_msg_same(&a->m, &b->m);
 }
 
 int
@@ -323,9 +261,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_same(&chunked, &ref);
 	check_same(&bytewise, &ref);
 
-	free(ref.bytes);
-	free(whole.bytes);
-	free(chunked.bytes);
-	free(bytewise.bytes);
+	free(ref.m.bytes);
+	free(whole.m.bytes);
+	free(chunked.m.bytes);
+	free(bytewise.m.bytes);
 	return 0;
 }

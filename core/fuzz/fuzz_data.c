@@ -20,69 +20,25 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "msgstore.h"
+#include "fuzz_msg.h"
 #include "smtp_data.h"
 
 struct result {
-	char *bytes; /* owned */
-	size_t len;
-	size_t size;
-	enum smtp_data_err err;
+	struct fuzz_msg m;
 	int done;
 	size_t consumed;
 };
 
-/* The reference's sink: one byte at a time, with the limit and the sticky
- * error exactly as the header states them. */
-struct ref {
-	struct result r;
-	size_t max;
-	enum smtp_bare bare;
-};
-
-static void
-ref_store(struct ref *f, char c)
-{
-	if (f->r.err == SMTP_DATA_OK) {
-		if (f->r.size < f->max)
-			f->r.bytes[f->r.len++] = c;
-		else
-			f->r.err = SMTP_DATA_ERR_SIZE;
-	}
-	f->r.size++;
-}
-
-/* A bare LF or bare CR (c), per the policy. */
-static void
-ref_bare(struct ref *f, char c)
-{
-	switch (f->bare) {
-	case SMTP_BARE_FIX:
-		ref_store(f, '\r');
-		ref_store(f, '\n');
-		break;
-	case SMTP_BARE_ALLOW:
-		ref_store(f, c);
-		break;
-	default:
-		/* Counted as received, never stored. */
-		if (f->r.err == SMTP_DATA_OK)
-			f->r.err = SMTP_DATA_ERR_BARE;
-		f->r.size++;
-		break;
-	}
-}
-
 /* Line content without its terminator: a CR in it is bare, since the only
  * CR followed by LF is the one the terminator took. */
 static void
-ref_text(struct ref *f, const char *p, size_t n)
+ref_text(struct fuzz_ref *f, const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] == '\r')
-			ref_bare(f, '\r');
+			fuzz_ref_bare(f, '\r');
 		else
-			ref_store(f, p[i]);
+			fuzz_ref_store(f, p[i]);
 	}
 }
 
@@ -93,17 +49,12 @@ ref_text(struct ref *f, const char *p, size_t n)
 static void
 ref_unstuff(const char *p, size_t n, size_t max, enum smtp_bare bare, struct result *out)
 {
-	struct ref f;
+	struct fuzz_ref f;
 	const char *line, *lf;
 	size_t off = 0, llen, blen;
-	int prev_crlf = 1, crlf;
+	int prev_crlf = 1, crlf, done = 0;
 
-	memset(&f, 0, sizeof(f));
-	f.max = max;
-	f.bare = bare;
-	/* FIX at most doubles the input. */
-	f.r.bytes = malloc(2 * n + 1);
-	FUZZ_CHECK(f.r.bytes != NULL);
+	fuzz_ref_init(&f, n, max, bare);
 
 	while (off < n) {
 		line = p + off;
@@ -127,7 +78,7 @@ ref_unstuff(const char *p, size_t n, size_t max, enum smtp_bare bare, struct res
 		blen = crlf ? llen - 1 : llen; /* without CR LF */
 		off += llen + 1;
 		if (crlf && blen == 1 && line[0] == '.' && prev_crlf) {
-			f.r.done = 1;
+			done = 1;
 			break;
 		}
 		/* RFC 5321 4.5.2: a "." with other octets after it is a
@@ -139,14 +90,15 @@ ref_unstuff(const char *p, size_t n, size_t max, enum smtp_bare bare, struct res
 		}
 		ref_text(&f, line, blen);
 		if (crlf) {
-			ref_store(&f, '\r');
-			ref_store(&f, '\n');
+			fuzz_ref_store(&f, '\r');
+			fuzz_ref_store(&f, '\n');
 		} else
-			ref_bare(&f, '\n');
+			fuzz_ref_bare(&f, '\n');
 		prev_crlf = crlf;
 	}
-	f.r.consumed = off;
-	*out = f.r;
+	out->m = f.m;
+	out->done = done;
+	out->consumed = off;
 }
 
 /* Feeds p[0..n) in chunks of the given sizes (used in turn; all of it at
@@ -157,10 +109,8 @@ feed(const char *p, size_t n, size_t max, enum smtp_bare bare, const uint8_t *cu
     struct result *out)
 {
 	struct smtp_data *d;
-	const char *bytes;
-	size_t off = 0, k = 0, chunk, used, len;
+	size_t off = 0, k = 0, chunk, used;
 	int done = 0, all_zero = ncuts > 0;
-	struct msgstore *ms;
 
 	for (size_t i = 0; i < ncuts; i++)
 		all_zero &= cuts[i] == 0;
@@ -195,24 +145,7 @@ feed(const char *p, size_t n, size_t max, enum smtp_bare bare, const uint8_t *cu
 	}
 	out->done = done == 1;
 	out->consumed = off;
-	out->err = smtp_data_error(d);
-	out->size = smtp_data_size(d);
-	bytes = smtp_data_bytes(d, &len);
-	FUZZ_CHECK(bytes != NULL);
-	FUZZ_CHECK(len <= max && len <= out->size);
-	/* Without an error, size is exactly what was stored. */
-	if (out->err == SMTP_DATA_OK)
-		FUZZ_CHECK(len == out->size);
-	out->len = len;
-	out->bytes = malloc(len > 0 ? len : 1);
-	FUZZ_CHECK(out->bytes != NULL);
-	memcpy(out->bytes, bytes, len);
-	/* Taking the store leaves nothing behind. */
-	ms = smtp_data_take(d);
-	FUZZ_CHECK(ms != NULL && msgstore_len(ms) == len);
-	FUZZ_CHECK(smtp_data_take(d) == NULL && smtp_data_held(d) == 0);
-	msgstore_free(ms);
-	smtp_data_free(d);
+	fuzz_msg_read(d, max, &out->m);
 }
 
 static void
@@ -220,10 +153,7 @@ check_same(const struct result *a, const struct result *b)
 {
 	FUZZ_CHECK(a->done == b->done);
 	FUZZ_CHECK(a->consumed == b->consumed);
-	FUZZ_CHECK(a->err == b->err);
-	FUZZ_CHECK(a->size == b->size);
-	FUZZ_CHECK(a->len == b->len);
-	FUZZ_CHECK(a->len == 0 || memcmp(a->bytes, b->bytes, a->len) == 0);
+	fuzz_msg_same(&a->m, &b->m);
 }
 
 int
@@ -250,9 +180,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_same(&chunked, &ref);
 	check_same(&bytewise, &ref);
 
-	free(ref.bytes);
-	free(whole.bytes);
-	free(chunked.bytes);
-	free(bytewise.bytes);
+	free(ref.m.bytes);
+	free(whole.m.bytes);
+	free(chunked.m.bytes);
+	free(bytewise.m.bytes);
 	return 0;
 }
