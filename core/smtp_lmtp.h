@@ -2,8 +2,8 @@
  * --listen-lmtp: LHLO instead of HELO and EHLO, and after the message
  * (the final dot, or BDAT LAST) one reply per accepted recipient, in RCPT
  * order, each recipient's own (msg:rcpt_reply, a deliverer's failure)
- * where it has one. smtp_session.c calls these; the state machine stays
- * there. */
+ * where it has one. The session's files (smtp_session_int.h) call these;
+ * the state machine stays there. */
 #ifndef LUAMTA_SMTP_LMTP_H
 #define LUAMTA_SMTP_LMTP_H
 
@@ -17,7 +17,7 @@ enum smtp_lmtp_fanout {
 	SMTP_LMTP_OWN,     /* a recipient's own reply where it has one, else this one */
 };
 
-/* Queues one reply on the session (smtp_session.c's writer). */
+/* Queues one reply on the session (smtp_session_reply.c's writer). */
 typedef void smtp_lmtp_emit(struct smtp_session *, int code, const char *enh, const char *text);
 
 /* The reply text (for 500 5.5.1) when verb is the other protocol's

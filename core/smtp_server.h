@@ -1,7 +1,8 @@
 /* smtp_server.h - the SMTP service of one process: the sessions it runs,
  * the policy generation new sessions start on, TLS, and the door: accepting
  * connections under the connection caps, --stdio, draining and shutting
- * down. The protocol itself is smtp_session.c's. */
+ * down. The protocol itself is smtp_session.c's (and its
+ * siblings', see smtp_session_int.h). */
 #ifndef LUAMTA_SMTP_SERVER_H
 #define LUAMTA_SMTP_SERVER_H
 
