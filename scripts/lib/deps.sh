@@ -36,10 +36,14 @@ DEPS_BUILD="gcc cmake make pkg-config liblua5.4-dev lua5.4 libev-dev libmbedtls-
 # library (reached from Python through ctypes) check DKIM signatures both
 # ways; python3-spf brings the OpenSPF RFC 7208 test suite (in its
 # documentation) and pyspf, which spf_spec compares with, on dnspython,
-# with python3-yaml to read the suite.
+# with python3-yaml to read the suite. Exim (the BDAT client of
+# exim_bdat_spec) is not installed, it conflicts with postfix:
+# scripts/lib/exim.sh unpacks its package privately, and these are the
+# shared libraries its binary needs.
 DEPS_TEST="lua-busted lua-socket lua-cjson swaks libnet-ssleay-perl python3 openssl curl procps
 	coreutils valgrind ca-certificates dnsmasq-base python3-dnslib python3-yaml python3-spf
 	python3-dnspython redis-server redis-tools
 	postfix dovecot-core dovecot-lmtpd haproxy groff-base man-db bsdextrautils systemd prometheus
-	python3-dkim python3-nacl libopendkim11"
+	python3-dkim python3-nacl libopendkim11
+	libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 libnsl2 libpcre2-8-0"
 
