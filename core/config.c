@@ -34,7 +34,8 @@ static const char usage_text[] =
     "              [--workers N] [--foreground] [--shutdown-timeout SECS] [--user NAME]\n"
     "              [--watchdog SECS] [--capture DIR] [--stdio] [--resolver ADDR[:PORT]]...\n"
     "              [--spool DIR] [--relay-port PORT] [--retry-min SECS] [--retry-max SECS]\n"
-    "              [--queue-lifetime SECS] [--max-hops N] [--delivery-concurrency N]\n"
+    "              [--queue-lifetime SECS] [--delay-warning SECS] [--max-hops N]\n"
+    "              [--delivery-concurrency N]\n"
     "              [--destination-concurrency N] [--connection-cache-time SECS]\n"
     "              [--metrics ADDR:PORT] [--check] [--version] [--help]\n"
     "       luamta queue list|show ID|flush [ID]|remove ID|hold ID|release ID [--json]\n"
@@ -72,6 +73,8 @@ static const char usage_text[] =
     "  --retry-min SECS      first retry of a deferred recipient (default 300), then doubling\n"
     "  --retry-max SECS      up to this (default 4000)\n"
     "  --queue-lifetime SECS then the recipients left bounce (default 432000: 5 days)\n"
+    "  --delay-warning SECS  warn the sender once of recipients still deferred after a\n"
+    "                        message has waited this long (default 0: never)\n"
     "  --max-hops N          refuse a message with more Received: fields (default 50)\n"
     "  --delivery-concurrency N      deliveries at once, per process (default 100)\n"
     "  --destination-concurrency N   of them to one destination (default 20)\n"
@@ -126,6 +129,7 @@ enum {
 	OPT_RETRY_MIN,
 	OPT_RETRY_MAX,
 	OPT_QUEUE_LIFETIME,
+	OPT_DELAY_WARNING,
 	OPT_MAX_HOPS,
 	OPT_DELIVERY_CONC,
 	OPT_DEST_CONC,
@@ -188,6 +192,7 @@ static const struct option long_opts[] = {
 	{ "retry-min", required_argument, NULL, OPT_RETRY_MIN },
 	{ "retry-max", required_argument, NULL, OPT_RETRY_MAX },
 	{ "queue-lifetime", required_argument, NULL, OPT_QUEUE_LIFETIME },
+	{ "delay-warning", required_argument, NULL, OPT_DELAY_WARNING },
 	{ "max-hops", required_argument, NULL, OPT_MAX_HOPS },
 	{ "delivery-concurrency", required_argument, NULL, OPT_DELIVERY_CONC },
 	{ "destination-concurrency", required_argument, NULL, OPT_DEST_CONC },
@@ -400,6 +405,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->retry_min = 300;
 	cfg->retry_max = 4000;
 	cfg->queue_lifetime = 5 * 86400;
+	cfg->delay_warning = 0; /* Postfix's delay_warning_time: 0h, off */
 	cfg->max_hops = 50;
 	cfg->delivery_concurrency = 100;
 	cfg->destination_concurrency = 20;
@@ -546,6 +552,11 @@ config_parse(struct config *cfg, int argc, char **argv)
 		case OPT_QUEUE_LIFETIME:
 			if (parse_num("queue-lifetime", optarg, 0, 86400 * 365,
 				&cfg->queue_lifetime) == -1)
+				return -1;
+			break;
+		case OPT_DELAY_WARNING:
+			if (parse_num(
+				"delay-warning", optarg, 0, 86400 * 365, &cfg->delay_warning) == -1)
 				return -1;
 			break;
 		case OPT_MAX_HOPS:

@@ -93,6 +93,7 @@ struct config {
 	int relay_port;               /* --relay-port: MX hosts' port */
 	double retry_min, retry_max;  /* back-off of deferred recipients, seconds */
 	double queue_lifetime;        /* then what is left bounces */
+	double delay_warning;         /* then one delay warning to the sender; 0: none */
 	int max_hops;                 /* Received: fields before 554 5.4.6 */
 	int delivery_concurrency;     /* deliveries at once, per process */
 	int destination_concurrency;  /* of them to one destination */

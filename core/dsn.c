@@ -477,9 +477,10 @@ dsn_write_notice(struct out *o, struct out *f, const struct dsn_report *r, int f
 		    "The delivery report attached has the details.\r\n");
 	else if (delayed)
 		out_str(o,
-		    "Your message has not been delivered yet to the recipients listed\r\n"
-		    "below. The mail system keeps trying, so there is no need to send\r\n"
-		    "it again; you will hear from it again if it finally gives up.\r\n");
+		    "This is a warning only: there is no need to send your message\r\n"
+		    "again. It has not been delivered yet to the recipients listed\r\n"
+		    "below; the mail system keeps trying, and you will hear from it\r\n"
+		    "again if it finally gives up.\r\n");
 	else
 		out_str(o,
 		    "Your message was delivered, or passed on to a system that does\r\n"
@@ -570,6 +571,13 @@ dsn_write_status(struct out *o, struct out *f, const struct dsn_report *r)
 		if (rc->last_attempt != 0) {
 			dsn_date(rc->last_attempt, date, sizeof(date));
 			out_str(o, "Last-Attempt-Date: ");
+			out_str(o, date);
+			out_str(o, "\r\n");
+		}
+		/* RFC 3464 2.3.9: only in a delayed report. */
+		if (rc->action == DSN_DELAYED && rc->will_retry_until != 0) {
+			dsn_date(rc->will_retry_until, date, sizeof(date));
+			out_str(o, "Will-Retry-Until: ");
 			out_str(o, date);
 			out_str(o, "\r\n");
 		}

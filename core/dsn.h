@@ -22,6 +22,8 @@ struct dsn_rcpt {
 	const char *diagnostic; /* "550 5.1.1 No such user" (smtp;...), or NULL */
 	time_t last_attempt;    /* or 0 */
 	const char *orcpt;      /* ORCPT decoded ("rfc822;a@x"): Original-Recipient, or NULL */
+	/* DSN_DELAYED: when the tries end (Will-Retry-Until), or 0. */
+	time_t will_retry_until;
 };
 
 struct dsn_report {

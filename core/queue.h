@@ -75,6 +75,8 @@ struct queue_entry {
 	int is_bounce; /* a delivery status notification we made: never bounced */
 	int dsn_ret;   /* MAIL's RET= (enum dsn_ret of dsn_param.h); 0: none */
 	char *envid;   /* owned: MAIL's ENVID= decoded, or NULL */
+	/* When its delay warning was queued (--delay-warning); 0: not yet. */
+	time_t delay_warned;
 	struct queue_route route;
 	struct queue_rcpt *rcpts; /* owned */
 	size_t nrcpts;

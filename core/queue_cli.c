@@ -227,6 +227,8 @@ json_entry(FILE *f, const struct queue_entry *e)
 		fputs(",\"envid\":", f);
 		json_str(f, e->envid);
 	}
+	if (e->delay_warned != 0)
+		fprintf(f, ",\"delay_warned\":%lld", (long long)e->delay_warned);
 	/* Never the password: listings end up in tickets and chat. */
 	fputs(",\"route\":{\"host\":", f);
 	json_str(f, r->host);

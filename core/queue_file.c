@@ -4,9 +4,12 @@
  * refused. Version 2 adds RFC 3461's fields (the keys "ret" and "envid",
  * a recipient's "notify=" and "orcpt="); an entry without them is still
  * written as version 1, so a luamta of before them reads it, and both
- * versions are read. Values are escaped so that any byte string (addresses and
- * replies come from the network) round-trips and no value holds a space
- * or a line break. Reading and writing the files is queue.c's. */
+ * versions are read. Version 3 adds "delay_warned" (when the delay warning
+ * was queued), written only once one was: an entry without it keeps the
+ * version it had, and every version is read. Values are escaped so that
+ * any byte string (addresses and replies come from the network)
+ * round-trips and no value holds a space or a line break. Reading and
+ * writing the files is queue.c's. */
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -20,7 +23,7 @@
 #include "xtext.h"
 
 #define QUEUE_FILE_MAGIC   "luamta-queue"
-#define QUEUE_FILE_VERSION 2
+#define QUEUE_FILE_VERSION 3
 
 const char *
 queue_rcpt_state_str(enum queue_rcpt_state st)
@@ -171,7 +174,7 @@ queue_env_format(const struct queue_entry *e, size_t *len)
 	for (size_t i = 0; i < e->nrcpts; i++)
 		dsn |= e->rcpts[i].notify != 0 || e->rcpts[i].orcpt != NULL;
 	buf_init(&b);
-	fail |= put_num(&b, QUEUE_FILE_MAGIC, dsn ? QUEUE_FILE_VERSION : 1);
+	fail |= put_num(&b, QUEUE_FILE_MAGIC, e->delay_warned != 0 ? 3 : dsn ? 2 : 1);
 	fail |= put_str(&b, "id", e->id);
 	fail |= put_str(&b, "sender", e->sender != NULL ? e->sender : "");
 	fail |= put_num(&b, "created", (long long)e->created);
@@ -184,6 +187,8 @@ queue_env_format(const struct queue_entry *e, size_t *len)
 		fail |= put_str(&b, "ret", dsn_param_ret_str(e->dsn_ret));
 	if (e->envid != NULL)
 		fail |= put_str(&b, "envid", e->envid);
+	if (e->delay_warned != 0)
+		fail |= put_num(&b, "delay_warned", (long long)e->delay_warned);
 	/* The optional strings: an absent line is NULL, an empty one "". */
 	if (r->host != NULL)
 		fail |= put_str(&b, "host", r->host);
@@ -494,6 +499,7 @@ enum env_key {
 	K_IS_BOUNCE,
 	K_RET,
 	K_ENVID,
+	K_DELAY_WARNED,
 	K_HOST,
 	K_PORT,
 	K_SOCKET,
@@ -518,6 +524,7 @@ static const struct {
 	[K_IS_BOUNCE] = { "is_bounce", 1 },
 	[K_RET] = { "ret", 0 },
 	[K_ENVID] = { "envid", 0 },
+	[K_DELAY_WARNED] = { "delay_warned", 0 },
 	[K_HOST] = { "host", 0 },
 	[K_PORT] = { "port", 1 },
 	[K_SOCKET] = { "socket", 0 },
@@ -605,6 +612,12 @@ parse_key(struct reader *rd, int k, const char *v, size_t vn, struct queue_entry
 			return -1;
 		out->created = (time_t)x;
 		return 0;
+	case K_DELAY_WARNED:
+		/* A time: absent, not 0, says none was sent. */
+		if (parse_num(rd, v, vn, 1, LLONG_MAX, &x) == -1)
+			return -1;
+		out->delay_warned = (time_t)x;
+		return 0;
 	case K_SIZE:
 		if (parse_num(rd, v, vn, 0,
 			(long long)(SIZE_MAX > LLONG_MAX ? LLONG_MAX : SIZE_MAX), &x) == -1)
@@ -636,9 +649,12 @@ parse_body(struct reader *rd, struct queue_entry *out)
 	memset(seen, 0, sizeof(seen));
 	if (next_line(rd, &line, &len) != 0)
 		return bad(rd, "no header line");
-	/* Version 1 is version 2 without RFC 3461's fields. */
+	/* Version 1 is version 2 without RFC 3461's fields, version 2 is
+	 * version 3 without delay_warned. */
 	snprintf(magic, sizeof(magic), "%s %d", QUEUE_FILE_MAGIC, QUEUE_FILE_VERSION);
-	if (len == strlen(magic) && memcmp(line, QUEUE_FILE_MAGIC " 1", len) == 0)
+	if (len == strlen(magic) &&
+	    (memcmp(line, QUEUE_FILE_MAGIC " 1", len) == 0 ||
+		memcmp(line, QUEUE_FILE_MAGIC " 2", len) == 0))
 		memcpy(magic, line, len);
 	if (len != strlen(magic) || memcmp(line, magic, len) != 0) {
 		if (len > strlen(QUEUE_FILE_MAGIC) &&

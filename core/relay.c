@@ -588,6 +588,7 @@ relay_job_commit(struct relay_job *j)
 		relay_job_abandon(j, ev_now(R.loop) + R.cfg->retry_min);
 		return;
 	}
+	relay_delay_warn(j); /* --delay-warning: saved with the state below */
 	if (queue_entry_done(&j->e)) {
 		/* Over: the entry goes without a save of its final state and
 		 * without a sync of the directory (one fsync fewer per

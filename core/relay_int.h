@@ -10,6 +10,7 @@
 #include "queue.h"
 
 struct config;
+struct dsn_rcpt;
 struct relay_route;
 struct smtp_client;
 
@@ -67,5 +68,19 @@ void relay_next_hook(struct relay_job *);
  * ones with SUCCESS whose next hop did not take the parameters on (none
  * for a null sender or a bounce). 0, or -1: not queued. */
 int relay_bounce(struct relay_job *);
+/* Queues one report (dsn_build) for the n recipients in dr to the entry's
+ * sender, through the queue as a bounce; kind names it in the log
+ * ("success", "delay"; NULL for failures). 0, or -1: not queued. */
+int relay_report(struct relay_job *, const struct dsn_rcpt *dr, size_t n, const char *kind);
+/* The enhanced status code of reply ("550 5.1.1 ..."), or code's class
+ * with ".0.0", into out. */
+void relay_status(const char *reply, int code, char *out, size_t outsz);
+
+/* relay_delay.c: with --delay-warning, once per entry, a report
+ * ("Action: delayed") for the recipients still deferred (their NOTIFY
+ * absent or with DELAY) once the entry has waited that long; records it
+ * in j->e.delay_warned for the save that follows. Called by
+ * relay_job_commit() after the hooks and relay_bounce(). */
+void relay_delay_warn(struct relay_job *);
 
 #endif

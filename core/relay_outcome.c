@@ -5,9 +5,10 @@
  * (RFC 3461 4.1) does not say NEVER or leave FAILURE out, and for those
  * delivered whose NOTIFY has SUCCESS when the next hop did not take the
  * parameters on (5.2.2; "delivered" over LMTP, else "relayed"). No NOTIFY
- * is FAILURE; DELAY is accepted and never acted on: luamta sends no delay
- * warnings. A failure report quotes the header only with RET=HDRS (or a
- * message too large to quote), a success report always (RFC 3461 4.3). */
+ * is FAILURE here; DELAY is relay_delay.c's (--delay-warning), which
+ * queues its report through relay_report() too. A failure report quotes
+ * the header only with RET=HDRS (or a message too large to quote), a
+ * success or delay report always (RFC 3461 4.3). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,7 +151,7 @@ relay_next_hook(struct relay_job *j)
 }
 
 /* The enhanced code of a reply ("550 5.1.1 ..."), or a default by class. */
-static void
+void
 relay_status(const char *reply, int code, char *out, size_t outsz)
 {
 	const char *p = strchr(reply, ' ');
@@ -219,16 +220,10 @@ int
 relay_bounce(struct relay_job *j)
 {
 	struct dsn_rcpt *dr;
-	struct dsn_report rep;
-	struct queue_entry b;
-	struct queue_rcpt br;
-	struct msgstore *ms;
 	char(*status)[16];
 	char(*remote)[256];
 	size_t remote_len;
-	char seed[64], err[256];
-	size_t n = 0, len;
-	char *text, *original;
+	size_t n = 0;
 	int rc, failed = 0;
 
 	if (j->e.sender[0] == '\0' || j->e.is_bounce)
@@ -271,6 +266,32 @@ relay_bounce(struct relay_job *j)
 		dr[n].last_attempt = time(NULL);
 		n++;
 	}
+	rc = relay_report(j, dr, n, failed ? NULL : "success");
+	free(dr);
+	free(status);
+	free(remote);
+	return rc;
+}
+
+/* Builds the report (dsn_build) for the n recipients in dr and queues it
+ * to the entry's sender as a bounce (the null sender, is_bounce: never
+ * reported on itself), quoting the original whole only for a failure
+ * without RET=HDRS. kind names it in the log ("success", "delay"; NULL:
+ * a failure). 0, or -1: not queued. */
+int
+relay_report(struct relay_job *j, const struct dsn_rcpt *dr, size_t n, const char *kind)
+{
+	struct dsn_report rep;
+	struct queue_entry b;
+	struct queue_rcpt br;
+	struct msgstore *ms;
+	char seed[64], err[256];
+	size_t len;
+	char *text, *original;
+	int rc, failed = 0;
+
+	for (size_t i = 0; i < n; i++)
+		failed |= dr[i].action == DSN_FAILED;
 	memset(&rep, 0, sizeof(rep));
 	rep.reporting_mta = j->cfg->hostname;
 	rep.sender = j->e.sender;
@@ -284,13 +305,10 @@ relay_bounce(struct relay_job *j)
 	if (!failed || j->e.dsn_ret == DSN_RET_HDRS)
 		rep.headers_only = 1;
 	rep.now = time(NULL);
-	snprintf(seed, sizeof(seed), "%s.%ld", j->id, (long)rep.now);
+	snprintf(seed, sizeof(seed), "%s.%ld%s", j->id, (long)rep.now, kind != NULL ? kind : "");
 	rep.message_id_seed = seed;
 	text = dsn_build(&rep, &len);
 	free(original);
-	free(dr);
-	free(status);
-	free(remote);
 	if (text == NULL)
 		return -1;
 	memset(&b, 0, sizeof(b));
@@ -311,7 +329,7 @@ relay_bounce(struct relay_job *j)
 	if (rc == -1)
 		log_warn(NULL, "relay.bounce id=%s error=\"%s\"", j->id, err);
 	else
-		log_info(NULL, "relay.bounce id=%s bounce=%s to=<%s> rcpts=%zu%s", j->id, b.id,
-		    j->e.sender, n, failed ? "" : " kind=success");
+		log_info(NULL, "relay.bounce id=%s bounce=%s to=<%s> rcpts=%zu%s%s", j->id, b.id,
+		    j->e.sender, n, kind != NULL ? " kind=" : "", kind != NULL ? kind : "");
 	return rc;
 }

@@ -25,6 +25,8 @@ check_same(const struct queue_entry *a, const struct queue_entry *b)
 	FUZZ_CHECK(a->created == b->created && a->size == b->size && a->held == b->held);
 	FUZZ_CHECK(a->body_8bit == b->body_8bit && a->smtputf8 == b->smtputf8);
 	FUZZ_CHECK(a->is_bounce == b->is_bounce);
+	FUZZ_CHECK(a->dsn_ret == b->dsn_ret && str_eq(a->envid, b->envid));
+	FUZZ_CHECK(a->delay_warned == b->delay_warned && a->delay_warned >= 0);
 	FUZZ_CHECK(str_eq(a->route.host, b->route.host) && a->route.port == b->route.port);
 	FUZZ_CHECK(str_eq(a->route.socket, b->route.socket) && a->route.lmtp == b->route.lmtp);
 	FUZZ_CHECK(a->route.tls == b->route.tls);
@@ -38,6 +40,7 @@ check_same(const struct queue_entry *a, const struct queue_entry *b)
 		FUZZ_CHECK(x->state == y->state && x->attempts == y->attempts);
 		FUZZ_CHECK(x->next_attempt == y->next_attempt);
 		FUZZ_CHECK(str_eq(x->last_reply, y->last_reply));
+		FUZZ_CHECK(x->notify == y->notify && str_eq(x->orcpt, y->orcpt));
 	}
 }
 

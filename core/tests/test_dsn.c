@@ -196,8 +196,8 @@ test_build(void)
 {
 	static const struct dsn_rcpt rcpts[] = {
 		{ "bob@example.net", DSN_FAILED, "5.1.1", "mx.example.net",
-		    "550 5.1.1 <bob@example.net>: no such user", T0 + 60, NULL },
-		{ "carol@example.net", DSN_FAILED, NULL, NULL, NULL, 0, NULL },
+		    "550 5.1.1 <bob@example.net>: no such user", T0 + 60, NULL, 0 },
+		{ "carol@example.net", DSN_FAILED, NULL, NULL, NULL, 0, NULL, 0 },
 	};
 	struct dsn_report r = {
 		.reporting_mta = "mx.example.org",
@@ -295,7 +295,7 @@ static void
 test_boundary_collision(void)
 {
 	static const struct dsn_rcpt rc = { "bob@example.net", DSN_FAILED, "5.1.1", NULL, NULL, 0,
-		NULL };
+		NULL, 0 };
 	struct dsn_report r = {
 		.reporting_mta = "mx",
 		.sender = "a@b",
@@ -385,8 +385,8 @@ test_kinds(void)
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		struct dsn_rcpt rc[2] = {
-			{ "a@x", t[i].a1, t[i].status, NULL, NULL, 0, NULL },
-			{ "b@x", t[i].a2, NULL, NULL, NULL, 0, NULL },
+			{ "a@x", t[i].a1, t[i].status, NULL, NULL, 0, NULL, 0 },
+			{ "b@x", t[i].a2, NULL, NULL, NULL, 0, NULL, 0 },
 		};
 		struct dsn_report r = {
 			.reporting_mta = "mx",
@@ -430,7 +430,7 @@ test_hostile_text(void)
 	char diag[6000], *m, *p;
 	size_t len;
 	struct dsn_rcpt rc = { "bob@example.net\r\nBcc: x@y", DSN_FAILED, "5.0.0", "mx(1)\r\n",
-		NULL, 0, NULL };
+		NULL, 0, NULL, 0 };
 	struct dsn_report r = {
 		.reporting_mta = "mx",
 		.sender = "a@b\r\nX-Evil: 1",
@@ -473,7 +473,7 @@ static void
 test_headers_only(void)
 {
 	static const struct dsn_rcpt rc = { "bob@example.net", DSN_FAILED, "5.1.1", NULL, NULL, 0,
-		NULL };
+		NULL, 0 };
 	struct dsn_report r = {
 		.reporting_mta = "mx",
 		.sender = "a@b",
@@ -521,8 +521,9 @@ static void
 test_envid_orcpt(void)
 {
 	static const struct dsn_rcpt rc[] = {
-		{ "bob@example.net", DSN_RELAYED, NULL, NULL, NULL, 0, "rfc822;b+x@example.net" },
-		{ "eve@example.net", DSN_DELIVERED, NULL, NULL, NULL, 0, NULL },
+		{ "bob@example.net", DSN_RELAYED, NULL, NULL, NULL, 0, "rfc822;b+x@example.net",
+		    0 },
+		{ "eve@example.net", DSN_DELIVERED, NULL, NULL, NULL, 0, NULL, 0 },
 	};
 	struct dsn_report r = {
 		.reporting_mta = "mx",
@@ -563,6 +564,52 @@ test_envid_orcpt(void)
 	free(m);
 }
 
+/* A delay warning: Will-Retry-Until after the recipient's last attempt
+ * (RFC 3464 2.3.9), and never in another kind of report; the notice says
+ * it is a warning only. */
+static void
+test_will_retry_until(void)
+{
+	struct dsn_rcpt rc[2] = {
+		{ "a@x", DSN_DELAYED, "4.4.1", NULL, "451 4.4.1 later", T0 - 10, NULL, T0 + 86400 },
+		{ "b@x", DSN_DELAYED, NULL, NULL, NULL, 0, NULL, 0 },
+	};
+	struct dsn_report r = {
+		.reporting_mta = "mx",
+		.sender = "s@x",
+		.queue_id = "Q",
+		.rcpts = rc,
+		.nrcpts = 2,
+		.msg = "Subject: x\r\n\r\nhi\r\n",
+		.msglen = 18,
+		.headers_only = 1,
+		.now = T0,
+	};
+	char date[32], want[128], *m;
+	size_t len;
+
+	dsn_date(T0 + 86400, date, sizeof(date));
+	snprintf(want, sizeof(want), "\r\nWill-Retry-Until: %s\r\n", date);
+	m = dsn_build(&r, &len);
+	CHECK(m != NULL);
+	if (m == NULL)
+		return;
+	CHECK(has_line(m, "Subject: Delayed Mail (still being retried)"));
+	CHECK(count(m, len, want) == 1);
+	/* In a's group, after its Last-Attempt-Date; b has none (0). */
+	CHECK(count(m, len, "Will-Retry-Until") == 1);
+	CHECK(strstr(m, "Last-Attempt-Date") < strstr(m, "Will-Retry-Until"));
+	CHECK(strstr(m, "This is a warning only") != NULL);
+	CHECK(strstr(m, "Content-Type: text/rfc822-headers") != NULL);
+	free(m);
+	/* Not in a failure report, even when given. */
+	rc[0].action = rc[1].action = DSN_FAILED;
+	m = dsn_build(&r, &len);
+	CHECK(m != NULL && strstr(m, "Will-Retry-Until") == NULL &&
+	    strstr(m, "warning only") == NULL);
+	free(m);
+}
+
 int
 main(void)
 {
@@ -576,5 +623,6 @@ main(void)
 	test_hostile_text();
 	test_headers_only();
 	test_envid_orcpt();
+	test_will_retry_until();
 	return test_done("test_dsn");
 }

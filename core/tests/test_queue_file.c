@@ -91,7 +91,8 @@ entry_eq(const struct queue_entry *a, const struct queue_entry *b)
 		    !str_eq(x->orcpt, y->orcpt))
 			return 0;
 	}
-	return a->dsn_ret == b->dsn_ret && str_eq(a->envid, b->envid);
+	return a->dsn_ret == b->dsn_ret && str_eq(a->envid, b->envid) &&
+	    a->delay_warned == b->delay_warned;
 }
 
 static void
@@ -198,6 +199,51 @@ test_dsn_fields(void)
 	free(text);
 }
 
+/* Version 3: the delay warning's time, written only once one was sent;
+ * without it an entry keeps version 1 or 2, and all three are read. */
+static void
+test_delay_warned(void)
+{
+	struct queue_entry e, back;
+	struct queue_rcpt r[2];
+	char err[256], *text, *v1;
+	size_t len;
+
+	golden_entry(&e, r);
+	e.delay_warned = 1700000100;
+	text = queue_env_format(&e, &len);
+	CHECK(text != NULL);
+	if (text == NULL)
+		return;
+	CHECK(strncmp(text, "luamta-queue 3\n", 15) == 0);
+	CHECK(strstr(text, "\nis_bounce 0\ndelay_warned 1700000100\nhost ") != NULL);
+	CHECK_MSG(queue_env_parse(text, len, &back, err, sizeof(err)) == 0, "%s", err);
+	CHECK(entry_eq(&e, &back) && back.delay_warned == 1700000100);
+	queue_entry_clear(&back);
+	free(text);
+	/* With DSN's fields too: still version 3. */
+	e.envid = "E";
+	text = queue_env_format(&e, &len);
+	CHECK(text != NULL && strncmp(text, "luamta-queue 3\n", 15) == 0);
+	free(text);
+	e.delay_warned = 0;
+	text = queue_env_format(&e, &len);
+	CHECK(text != NULL && strncmp(text, "luamta-queue 2\n", 15) == 0 &&
+	    strstr(text, "delay_warned") == NULL);
+	free(text);
+	/* The old versions read as before: the golden text has none. */
+	CHECK_MSG(queue_env_parse(golden, strlen(golden), &back, err, sizeof(err)) == 0, "%s", err);
+	CHECK(back.delay_warned == 0);
+	queue_entry_clear(&back);
+	/* A version 3 text without the key reads as not warned. */
+	v1 = strdup(golden);
+	memcpy(v1, "luamta-queue 3", 14);
+	CHECK_MSG(queue_env_parse(v1, strlen(v1), &back, err, sizeof(err)) == 0, "%s", err);
+	CHECK(back.delay_warned == 0 && back.nrcpts == 2);
+	queue_entry_clear(&back);
+	free(v1);
+}
+
 /* Every byte but NUL, in every string of the entry, and strings that look
  * like the format's own syntax. */
 static void
@@ -232,6 +278,7 @@ test_hostile_round_trip(void)
 		e.is_bounce = e.smtputf8 = 1;
 		e.envid = (char *)s;
 		e.dsn_ret = DSN_RET_HDRS;
+		e.delay_warned = (time_t)LLONG_MAX;
 		for (size_t i = 0; i < NELEM(r); i++) {
 			r[i].orcpt = (i % 3) ? NULL : (char *)s;
 			r[i].notify = (i % 3) == 1 ? DSN_NOTIFY_NEVER : DSN_NOTIFY_DELAY;
@@ -254,7 +301,7 @@ test_hostile_round_trip(void)
 
 			for (size_t i = 0; i < len; i++)
 				lines += text[i] == '\n';
-			CHECK_MSG(lines == 19 + NELEM(r), "tricky %zu: %zu lines", t, lines);
+			CHECK_MSG(lines == 20 + NELEM(r), "tricky %zu: %zu lines", t, lines);
 		}
 		CHECK_MSG(queue_env_parse(text, len, &back, err, sizeof(err)) == 0,
 		    "tricky %zu: %s", t, err);
@@ -351,7 +398,10 @@ test_malformed(void)
 	static const struct {
 		const char *line, *replacement, *reason;
 	} cases[] = {
-		{ "luamta-queue 1", "luamta-queue 3\n", "unknown version" },
+		{ "luamta-queue 1", "luamta-queue 4\n", "unknown version" },
+		{ "is_bounce ", "is_bounce 0\ndelay_warned 0\n", "number out of range" },
+		{ "is_bounce ", "is_bounce 0\ndelay_warned -1\n", "bad number" },
+		{ "is_bounce ", "is_bounce 0\ndelay_warned 1\ndelay_warned 1\n", "duplicate key" },
 		{ "luamta-queue 1", "luamta-queue 0\n", "unknown version" },
 		{ "is_bounce ", "is_bounce 0\nret hdrs\n", "bad ret" },
 		{ "is_bounce ", "is_bounce 0\nret FULL\nret FULL\n", "duplicate key" },
@@ -551,6 +601,7 @@ main(void)
 {
 	test_golden();
 	test_dsn_fields();
+	test_delay_warned();
 	test_hostile_round_trip();
 	test_null_and_empty();
 	test_truncations();

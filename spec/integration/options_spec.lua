@@ -1,5 +1,6 @@
 -- spec/integration/options_spec.lua - the command line of the connection
--- limits and the watchdog: what is accepted, what is refused and how.
+-- limits, the watchdog and --delay-warning (seconds, as the queue's other
+-- times): what is accepted, what is refused and how.
 -- What the limits do to sessions is limits_spec's business.
 local server = require "server"
 
@@ -30,6 +31,8 @@ describe("limit and watchdog options #integration", function()
       { "--max-conn-rate", "60", "--max-per-ip", "0", "--max-data-memory", "1048576" },
       { "--watchdog", "0" },
       { "--hook-timeout", "2", "--watchdog", "2.5" },
+      { "--delay-warning", "0" },
+      { "--delay-warning", "14400", "--queue-lifetime", "86400" },
     }) do
       local code, text = check(args)
       assert.are.equal(0, code, table.concat(args, " ") .. ": " .. text)
@@ -52,6 +55,8 @@ describe("limit and watchdog options #integration", function()
       { "--max-per-ip", "x" },
       { "--watchdog", "-1" },
       { "--hook-timeout", "5", "--watchdog", "4" },
+      { "--delay-warning", "-1" },
+      { "--delay-warning", "4h" },
     }) do
       local code, text = check(args)
       assert.are.equal(2, code, table.concat(args, " ") .. ": " .. text)
