@@ -214,21 +214,56 @@ relay_reported(const struct relay_job *j, size_t i)
 	    (r->notify == 0 || (r->notify & DSN_NOTIFY_FAILURE));
 }
 
+/* Builds the report and queues it, from the null sender, to the sender of
+ * the original, as a bounce (never reported on itself). relay_bounce()
+ * and dsn_local.c's success reports both come through here. */
+int
+relay_report(const struct config *cfg, const struct dsn_report *rep, char *id, size_t idsz,
+    char *err, size_t errsz)
+{
+	struct queue_entry b;
+	struct queue_rcpt br;
+	struct msgstore *ms;
+	size_t len;
+	char *text;
+	int rc;
+
+	if ((text = dsn_build(rep, &len)) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	memset(&b, 0, sizeof(b));
+	memset(&br, 0, sizeof(br));
+	br.address = (char *)rep->sender;
+	b.sender = "";
+	b.is_bounce = 1;
+	b.rcpts = &br;
+	b.nrcpts = 1;
+	ms = msgstore_of(text, len);
+	free(text);
+	if (ms == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	rc = relay_commit(cfg, ms, &b, 1, err, errsz);
+	msgstore_free(ms);
+	if (rc == 0)
+		snprintf(id, idsz, "%s", b.id);
+	return rc;
+}
+
 /* Queues one report for the recipients in j->bounce. 0 or -1. */
 int
 relay_bounce(struct relay_job *j)
 {
 	struct dsn_rcpt *dr;
 	struct dsn_report rep;
-	struct queue_entry b;
-	struct queue_rcpt br;
-	struct msgstore *ms;
 	char(*status)[16];
 	char(*remote)[256];
 	size_t remote_len;
-	char seed[64], err[256];
-	size_t n = 0, len;
-	char *text, *original;
+	char seed[64], err[256], bid[QUEUE_ID_MAX];
+	size_t n = 0;
+	char *original;
 	int rc, failed = 0;
 
 	if (j->e.sender[0] == '\0' || j->e.is_bounce)
@@ -286,32 +321,15 @@ relay_bounce(struct relay_job *j)
 	rep.now = time(NULL);
 	snprintf(seed, sizeof(seed), "%s.%ld", j->id, (long)rep.now);
 	rep.message_id_seed = seed;
-	text = dsn_build(&rep, &len);
+	rc = relay_report(j->cfg, &rep, bid, sizeof(bid), err, sizeof(err));
 	free(original);
 	free(dr);
 	free(status);
 	free(remote);
-	if (text == NULL)
-		return -1;
-	memset(&b, 0, sizeof(b));
-	memset(&br, 0, sizeof(br));
-	br.address = j->e.sender;
-	b.sender = "";
-	b.is_bounce = 1;
-	b.rcpts = &br;
-	b.nrcpts = 1;
-	ms = msgstore_of(text, len);
-	free(text);
-	if (ms == NULL) {
-		log_warn(NULL, "relay.bounce id=%s error=\"out of memory\"", j->id);
-		return -1;
-	}
-	rc = relay_commit(j->cfg, ms, &b, 1, err, sizeof(err));
-	msgstore_free(ms);
 	if (rc == -1)
 		log_warn(NULL, "relay.bounce id=%s error=\"%s\"", j->id, err);
 	else
-		log_info(NULL, "relay.bounce id=%s bounce=%s to=<%s> rcpts=%zu%s", j->id, b.id,
+		log_info(NULL, "relay.bounce id=%s bounce=%s to=<%s> rcpts=%zu%s", j->id, bid,
 		    j->e.sender, n, failed ? "" : " kind=success");
 	return rc;
 }

@@ -22,6 +22,7 @@
 
 #include "conn.h"
 #include "dsn.h"
+#include "dsn_local.h"
 #include "listener.h"
 #include "tls.h"
 #include "hook_api.h"
@@ -1445,6 +1446,7 @@ do_message(struct smtp_session *s, const struct hook_result *res)
 			smtp_reply_hook(s, res, 250, "2.0.0", NULL);
 		else
 			smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", tx->qid);
+		dsn_local_report(s->srv->cfg, s->sid, tx);
 	}
 	smtp_tx_end(s);
 	conn_set_timeout(s->conn, s->srv->cfg->timeout);
