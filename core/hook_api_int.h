@@ -60,5 +60,9 @@ const char *hook_lmtp_opt_rcpt(lua_State *L, int idx, const char *who);
  * 451 and the others keep their replies; otherwise the whole message gets
  * 451 (tx->delivery_failed). */
 void hook_lmtp_delivery_failed(lua_State *L, struct smtp_session *s, const char *rcpt);
+/* msg:deliver_maildir or msg:deliver_mbox wrote the message for rcpt
+ * (NULL: every recipient), in LMTP and SMTP alike: marked in
+ * tx->rcpt_replies for dsn_local.c. Never raises. */
+void hook_lmtp_delivered(struct smtp_session *s, const char *rcpt);
 
 #endif

@@ -3,14 +3,16 @@
  * deliverer given { rcpt = address } that failed (451 for it alone).
  * smtp_lmtp.c sends them; in an SMTP session there is one reply for the
  * message, so msg:rcpt_reply returns false there and a deliverer's failure
- * fails the whole message. Split from hook_message.c; the two share
- * hook_api_int.h. */
+ * fails the whole message. And which recipients a mailbox deliverer wrote
+ * the message for, in both (for dsn_local.c's success reports). Split
+ * from hook_message.c; the two share hook_api_int.h. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
 #include "hook_api_int.h"
+#include "log.h"
 #include "smtp_parse.h"
 #include "smtp_session_types.h"
 
@@ -37,6 +39,16 @@ lmtp_is_rcpt(const struct smtp_tx *tx, const char *addr)
 	return 0;
 }
 
+/* The recipients' own entries, made on first use; NULL when out of
+ * memory. */
+static struct smtp_rcpt_reply *
+lmtp_replies(struct smtp_tx *tx)
+{
+	if (tx->rcpt_replies == NULL)
+		tx->rcpt_replies = calloc(tx->nrcpts, sizeof(*tx->rcpt_replies));
+	return tx->rcpt_replies;
+}
+
 /* Gives every recipient equal to addr the reply code/text (text may be
  * NULL); one whose delivery failed keeps its 451 against a 2xx. Returns
  * whether any took it. */
@@ -45,8 +57,7 @@ lmtp_set(lua_State *L, struct smtp_tx *tx, const char *addr, int code, const cha
 {
 	int set = 0;
 
-	if (tx->rcpt_replies == NULL &&
-	    (tx->rcpt_replies = calloc(tx->nrcpts, sizeof(*tx->rcpt_replies))) == NULL)
+	if (lmtp_replies(tx) == NULL)
 		luaL_error(L, "out of memory");
 	for (size_t i = 0; i < tx->nrcpts; i++) {
 		struct smtp_rcpt_reply *r = &tx->rcpt_replies[i];
@@ -119,4 +130,20 @@ hook_lmtp_delivery_failed(lua_State *L, struct smtp_session *s, const char *rcpt
 		(void)lmtp_set(L, s->tx, rcpt, 451, HOOK_LMTP_FAILED_TEXT, 1);
 	else
 		s->tx->delivery_failed = 1;
+}
+
+void
+hook_lmtp_delivered(struct smtp_session *s, const char *rcpt)
+{
+	struct smtp_tx *tx = s->tx;
+
+	/* Never raises: the message is written, and a Lua error now would
+	 * make its reply a 451 and the client send it again. */
+	if (lmtp_replies(tx) == NULL) {
+		log_warn(s->sid, "dsn.local qid=%s error=\"out of memory\"", tx->qid);
+		return;
+	}
+	for (size_t i = 0; i < tx->nrcpts; i++)
+		if (rcpt == NULL || strcmp(tx->rcpts[i], rcpt) == 0)
+			tx->rcpt_replies[i].delivered = 1;
 }

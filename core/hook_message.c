@@ -280,6 +280,8 @@ message_deliver_maildir(lua_State *L)
 	int rc;
 
 	rc = delivery_maildir(dir, tx->ms, name, sizeof(name), err, sizeof(err));
+	if (rc == 0)
+		hook_lmtp_delivered(hook_api_check(L, 1, HOOK_API_MESSAGE), rcpt);
 	snprintf(where, sizeof(where), "%s/new/%s", dir, rc == 0 ? name : "");
 	return message_delivery_result(
 	    L, hook_api_check(L, 1, HOOK_API_MESSAGE), rc, "maildir", where, err, rcpt);
@@ -312,7 +314,7 @@ message_deliver_mbox_try(lua_State *L, int status, lua_KContext ctx)
 	 * memory. */
 	struct smtp_tx *tx = message_tx(L);
 	struct smtp_session *s = hook_api_check(L, 1, HOOK_API_MESSAGE);
-	const char *path = lua_tostring(L, 2);
+	const char *path = lua_tostring(L, 2), *rcpt;
 	lua_Integer left = lua_tointeger(L, HOOK_API_MBOX_LEFT), nap;
 	lua_Integer wait = lua_tointeger(L, HOOK_API_MBOX_WAIT);
 	char err[512], esc[512], esc2[512];
@@ -358,8 +360,10 @@ message_deliver_mbox_try(lua_State *L, int status, lua_KContext ctx)
 			(void)snprintf(err + n, sizeof(err) - n, "; cannot wait for it here");
 		rc = -1;
 	}
-	return message_delivery_result(
-	    L, s, rc, "mbox", path, err, hook_lmtp_opt_rcpt(L, 3, "msg:deliver_mbox"));
+	rcpt = hook_lmtp_opt_rcpt(L, 3, "msg:deliver_mbox");
+	if (rc == 0)
+		hook_lmtp_delivered(s, rcpt);
+	return message_delivery_result(L, s, rc, "mbox", path, err, rcpt);
 }
 
 /* msg:deliver_mbox(path [, opts]); opts.lock_timeout: seconds to wait for a

@@ -292,11 +292,35 @@ human_route(FILE *f, const struct queue_route *r)
 	}
 }
 
+/* DSN's parameters (RFC 3461) on a line of their own, as JSON names them
+ * ("dsn: ret HDRS, envid x" for the entry, "dsn: notify SUCCESS, orcpt
+ * rfc822;a@x" for a recipient); nothing when neither was given. */
+static void
+human_dsn(
+    FILE *f, const char *indent, const char *k1, const char *v1, const char *k2, const char *v2)
+{
+	if (v1 == NULL && v2 == NULL)
+		return;
+	fprintf(f, "%sdsn:", indent);
+	if (v1 != NULL) {
+		fprintf(f, " %s ", k1);
+		human_str(f, v1);
+	}
+	if (v2 != NULL) {
+		fprintf(f, "%s %s ", v1 != NULL ? "," : "", k2);
+		human_str(f, v2);
+	}
+	fputc('\n', f);
+}
+
 /* One entry, postqueue -p in spirit: id, size, arrival and sender, then a
- * line per recipient with its state and, under it, the last reply. */
+ * line per recipient with its state and, under it, the last reply; with
+ * detail (show) the route, the flags and DSN's parameters too. */
 static void
 human_entry(FILE *f, const struct queue_entry *e, int detail)
 {
+	char words[32];
+
 	fprintf(f, "%-23s %9zu ", e->id, e->size);
 	human_time(f, e->created);
 	fputs("  <", f);
@@ -312,6 +336,7 @@ human_entry(FILE *f, const struct queue_entry *e, int detail)
 		if (e->body_8bit || e->smtputf8 || e->is_bounce)
 			fprintf(f, "    flags:%s%s%s\n", e->body_8bit ? " 8bitmime" : "",
 			    e->smtputf8 ? " smtputf8" : "", e->is_bounce ? " bounce" : "");
+		human_dsn(f, "    ", "ret", dsn_param_ret_str(e->dsn_ret), "envid", e->envid);
 	}
 	for (size_t i = 0; i < e->nrcpts; i++) {
 		const struct queue_rcpt *rc = &e->rcpts[i];
@@ -325,6 +350,11 @@ human_entry(FILE *f, const struct queue_entry *e, int detail)
 			human_time(f, rc->next_attempt);
 		}
 		fputc('\n', f);
+		if (detail) {
+			dsn_param_notify_str(rc->notify, words, sizeof(words));
+			human_dsn(f, "              ", "notify", words[0] != '\0' ? words : NULL,
+			    "orcpt", rc->orcpt);
+		}
 		if (rc->last_reply != NULL) {
 			fputs("              (", f);
 			human_str(f, rc->last_reply);

@@ -15,6 +15,7 @@
 #include "queue.h"
 
 struct config;
+struct dsn_report;
 struct script;
 
 /* Starts the relay of this process on loop: scans the spool (creating
@@ -35,5 +36,13 @@ void relay_stop(void);
  * at once. 0, or -1 with err: nothing was queued. */
 int relay_commit(const struct config *, const struct msgstore *, struct queue_entry *entries,
     size_t n, char *err, size_t errsz);
+
+/* Builds a report (dsn_build) and queues it through relay_commit() from
+ * the null sender to rep->sender, marked as a bounce (so never reported
+ * on itself): relay_outcome.c's bounces and success reports, and
+ * dsn_local.c's for local deliveries. 0 with the report's queue id in id,
+ * or -1 with err: nothing was queued. */
+int relay_report(const struct config *, const struct dsn_report *rep, char *id, size_t idsz,
+    char *err, size_t errsz);
 
 #endif

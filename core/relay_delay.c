@@ -82,7 +82,7 @@ relay_delay_warn(struct relay_job *j)
 		dr[n].will_retry_until = j->e.created + (time_t)cfg->queue_lifetime;
 		n++;
 	}
-	if (relay_report(j, dr, n, "delay") == 0)
+	if (relay_job_report(j, dr, n, "delay") == 0)
 		j->e.delay_warned = now;
 out:
 	free(dr);

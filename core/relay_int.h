@@ -68,10 +68,10 @@ void relay_next_hook(struct relay_job *);
  * ones with SUCCESS whose next hop did not take the parameters on (none
  * for a null sender or a bounce). 0, or -1: not queued. */
 int relay_bounce(struct relay_job *);
-/* Queues one report (dsn_build) for the n recipients in dr to the entry's
- * sender, through the queue as a bounce; kind names it in the log
+/* Queues one report on the job's entry for the n recipients in dr to the
+ * entry's sender (relay_report() in relay.h); kind names it in the log
  * ("success", "delay"; NULL for failures). 0, or -1: not queued. */
-int relay_report(struct relay_job *, const struct dsn_rcpt *dr, size_t n, const char *kind);
+int relay_job_report(struct relay_job *, const struct dsn_rcpt *dr, size_t n, const char *kind);
 /* The enhanced status code of reply ("550 5.1.1 ..."), or code's class
  * with ".0.0", into out. */
 void relay_status(const char *reply, int code, char *out, size_t outsz);

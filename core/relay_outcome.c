@@ -6,7 +6,8 @@
  * delivered whose NOTIFY has SUCCESS when the next hop did not take the
  * parameters on (5.2.2; "delivered" over LMTP, else "relayed"). No NOTIFY
  * is FAILURE here; DELAY is relay_delay.c's (--delay-warning), which
- * queues its report through relay_report() too. A failure report quotes
+ * queues its report through relay_job_report() too; dsn_local.c's
+ * success reports for local deliveries come through relay_report(). A failure report quotes
  * the header only with RET=HDRS (or a message too large to quote), a
  * success or delay report always (RFC 3461 4.3). */
 #include <errno.h>
@@ -215,6 +216,44 @@ relay_reported(const struct relay_job *j, size_t i)
 	    (r->notify == 0 || (r->notify & DSN_NOTIFY_FAILURE));
 }
 
+/* Builds the report and queues it, from the null sender, to the sender of
+ * the original, as a bounce (never reported on itself). relay_bounce()
+ * and dsn_local.c's success reports both come through here. */
+int
+relay_report(const struct config *cfg, const struct dsn_report *rep, char *id, size_t idsz,
+    char *err, size_t errsz)
+{
+	struct queue_entry b;
+	struct queue_rcpt br;
+	struct msgstore *ms;
+	size_t len;
+	char *text;
+	int rc;
+
+	if ((text = dsn_build(rep, &len)) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	memset(&b, 0, sizeof(b));
+	memset(&br, 0, sizeof(br));
+	br.address = (char *)rep->sender;
+	b.sender = "";
+	b.is_bounce = 1;
+	b.rcpts = &br;
+	b.nrcpts = 1;
+	ms = msgstore_of(text, len);
+	free(text);
+	if (ms == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	rc = relay_commit(cfg, ms, &b, 1, err, errsz);
+	msgstore_free(ms);
+	if (rc == 0)
+		snprintf(id, idsz, "%s", b.id);
+	return rc;
+}
+
 /* Queues one report for the recipients in j->bounce. 0 or -1. */
 int
 relay_bounce(struct relay_job *j)
@@ -266,28 +305,23 @@ relay_bounce(struct relay_job *j)
 		dr[n].last_attempt = time(NULL);
 		n++;
 	}
-	rc = relay_report(j, dr, n, failed ? NULL : "success");
+	rc = relay_job_report(j, dr, n, failed ? NULL : "success");
 	free(dr);
 	free(status);
 	free(remote);
 	return rc;
 }
 
-/* Builds the report (dsn_build) for the n recipients in dr and queues it
- * to the entry's sender as a bounce (the null sender, is_bounce: never
- * reported on itself), quoting the original whole only for a failure
+/* The report on entry j for the n recipients in dr, to the entry's
+ * sender (relay_report), quoting the original whole only for a failure
  * without RET=HDRS. kind names it in the log ("success", "delay"; NULL:
  * a failure). 0, or -1: not queued. */
 int
-relay_report(struct relay_job *j, const struct dsn_rcpt *dr, size_t n, const char *kind)
+relay_job_report(struct relay_job *j, const struct dsn_rcpt *dr, size_t n, const char *kind)
 {
 	struct dsn_report rep;
-	struct queue_entry b;
-	struct queue_rcpt br;
-	struct msgstore *ms;
-	char seed[64], err[256];
-	size_t len;
-	char *text, *original;
+	char seed[64], err[256], bid[QUEUE_ID_MAX];
+	char *original;
 	int rc, failed = 0;
 
 	for (size_t i = 0; i < n; i++)
@@ -307,29 +341,12 @@ relay_report(struct relay_job *j, const struct dsn_rcpt *dr, size_t n, const cha
 	rep.now = time(NULL);
 	snprintf(seed, sizeof(seed), "%s.%ld%s", j->id, (long)rep.now, kind != NULL ? kind : "");
 	rep.message_id_seed = seed;
-	text = dsn_build(&rep, &len);
+	rc = relay_report(j->cfg, &rep, bid, sizeof(bid), err, sizeof(err));
 	free(original);
-	if (text == NULL)
-		return -1;
-	memset(&b, 0, sizeof(b));
-	memset(&br, 0, sizeof(br));
-	br.address = j->e.sender;
-	b.sender = "";
-	b.is_bounce = 1;
-	b.rcpts = &br;
-	b.nrcpts = 1;
-	ms = msgstore_of(text, len);
-	free(text);
-	if (ms == NULL) {
-		log_warn(NULL, "relay.bounce id=%s error=\"out of memory\"", j->id);
-		return -1;
-	}
-	rc = relay_commit(j->cfg, ms, &b, 1, err, sizeof(err));
-	msgstore_free(ms);
 	if (rc == -1)
 		log_warn(NULL, "relay.bounce id=%s error=\"%s\"", j->id, err);
 	else
-		log_info(NULL, "relay.bounce id=%s bounce=%s to=<%s> rcpts=%zu%s%s", j->id, b.id,
+		log_info(NULL, "relay.bounce id=%s bounce=%s to=<%s> rcpts=%zu%s%s", j->id, bid,
 		    j->e.sender, n, kind != NULL ? " kind=" : "", kind != NULL ? kind : "");
 	return rc;
 }

@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "dsn.h"
+#include "dsn_local.h"
 #include "hook_api.h"
 #include "log.h"
 #include "metrics.h"
@@ -147,6 +148,7 @@ smtp_do_message(struct smtp_session *s, const struct hook_result *res)
 			smtp_reply_hook(s, res, 250, "2.0.0", NULL);
 		else
 			smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", tx->qid);
+		dsn_local_report(s->srv->cfg, s->sid, tx);
 	}
 	smtp_tx_end(s);
 	conn_set_timeout(s->conn, s->srv->cfg->timeout);

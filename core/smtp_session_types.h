@@ -63,12 +63,15 @@ struct smtp_rcpt_dsn {
 	char *orcpt;     /* owned: "addr-type;decoded address", or NULL */
 };
 
-/* One recipient's own reply after the final dot in LMTP (RFC 2033 4.2):
- * set by msg:rcpt_reply, or a 451 by a deliverer given { rcpt = }. */
+/* What on_message decided for one recipient: its own reply after the
+ * final dot in LMTP (RFC 2033 4.2), set by msg:rcpt_reply, or a 451 by a
+ * deliverer given { rcpt = }; and whether a mailbox took the message for
+ * it (SMTP too), for its success report (dsn_local.c). */
 struct smtp_rcpt_reply {
-	int code;   /* 0: none, the message's reply applies */
-	char *text; /* owned, or NULL: a default text for the code */
-	int failed; /* a deliverer failed for it: the 451 stays */
+	int code;      /* 0: none, the message's reply applies */
+	char *text;    /* owned, or NULL: a default text for the code */
+	int failed;    /* a deliverer failed for it: the 451 stays */
+	int delivered; /* msg:deliver_maildir or msg:deliver_mbox wrote it for it */
 };
 
 struct smtp_tx {
@@ -94,8 +97,9 @@ struct smtp_tx {
 	int binarymime;                 /* MAIL ... BODY=BINARYMIME: the message only by BDAT */
 	int data_tried;                 /* DATA was given: BDAT may not follow (RFC 3030 2) */
 	unsigned chunks;                /* BDAT chunks taken into tx->data */
-	/* owned, nrcpts entries once msg:rcpt_reply or a deliverer set one;
-	 * only LMTP sessions use them (smtp_lmtp.c) */
+	/* owned, nrcpts entries once msg:rcpt_reply or a deliverer set one:
+	 * the replies only in LMTP sessions (smtp_lmtp.c), delivered in both
+	 * (dsn_local.c) */
 	struct smtp_rcpt_reply *rcpt_replies;
 };
 

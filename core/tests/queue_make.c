@@ -6,10 +6,13 @@
  *   queue_make --spool DIR --msg FILE [--sender S] [--entries N]
  *       [--host H] [--port N] [--socket PATH] [--lmtp] [--tls may|require|none]
  *       [--auth-user U] [--auth-pass P] [--held]
+ *       [--ret FULL|HDRS] [--envid ENVID]
  *       --rcpt ADDR [--state queued|deferred|delivered|bounced]
- *                   [--attempts N] [--next UNIXTIME] [--reply TEXT] ...
+ *                   [--attempts N] [--next UNIXTIME] [--reply TEXT]
+ *                   [--notify SUCCESS,FAILURE|NEVER] [--orcpt rfc822;a@x] ...
  *
- * --state, --attempts, --next and --reply apply to the --rcpt before them;
+ * --state, --attempts, --next, --reply, --notify and --orcpt apply to the
+ * --rcpt before them (DSN's values decoded, as the queue keeps them);
  * --entries N queues N entries (one per route, as msg:relay would) sharing
  * the message, each with every recipient. Exit 0, or 1 with a reason. */
 
@@ -18,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsn_param.h"
 #include "msgstore.h"
 #include "queue.h"
 
@@ -114,6 +118,11 @@ main(int argc, char **argv)
 			e.route.tls = strcmp(val, "require") == 0 ? QUEUE_TLS_REQUIRE :
 			    strcmp(val, "none") == 0              ? QUEUE_TLS_NONE :
 								    QUEUE_TLS_MAY;
+		else if (strcmp(opt, "--ret") == 0) {
+			if ((e.dsn_ret = dsn_param_ret(val)) == -1)
+				usage("--ret: FULL or HDRS");
+		} else if (strcmp(opt, "--envid") == 0)
+			e.envid = val;
 		else if (strcmp(opt, "--rcpt") == 0) {
 			if (e.nrcpts == MAX_RCPTS)
 				usage("too many recipients");
@@ -136,6 +145,11 @@ main(int argc, char **argv)
 			last->next_attempt = (time_t)strtoll(val, NULL, 10);
 		else if (strcmp(opt, "--reply") == 0)
 			last->last_reply = val;
+		else if (strcmp(opt, "--notify") == 0) {
+			if (dsn_param_notify(val, &last->notify) == -1)
+				usage("--notify: NEVER or a list of SUCCESS, FAILURE, DELAY");
+		} else if (strcmp(opt, "--orcpt") == 0)
+			last->orcpt = val;
 		else
 			usage("unknown option");
 	}

@@ -176,6 +176,33 @@ describe("luamta queue #integration", function()
     assert.are.equal("550 5.1.1 no such user", e.recipients[1].last_reply)
   end)
 
+  it("shows DSN's parameters (RET, ENVID; NOTIFY, ORCPT per recipient), as --json has them", function()
+    local id = make(spool, msgfile, { "--sender", "s@x", "--ret", "HDRS", "--envid", "QQ+1",
+      "--rcpt", "a@y", "--notify", "SUCCESS,FAILURE", "--orcpt", "rfc822;a+b@x",
+      "--rcpt", "b@y", "--rcpt", "c@y", "--notify", "NEVER" })[1]
+    local code, out, err = queue({ "queue", "show", id, "--spool", spool })
+    assert.are.equal(0, code, err)
+    assert.matches("\n    dsn: ret HDRS, envid QQ+1\n", out, 1, true)
+    assert.matches("<a@y>  attempts 0\n              dsn: notify SUCCESS,FAILURE, orcpt rfc822;a+b@x\n",
+      out, 1, true)
+    assert.matches("<b@y>  attempts 0\n    queued", out, 1, true) -- none given: no line
+    assert.matches("<c@y>  attempts 0\n              dsn: notify NEVER\n", out, 1, true)
+    local e = cjson.decode(stdout_of({ "queue", "show", id, "--json", "--spool", spool }))
+    assert.are.equal("HDRS", e.ret)
+    assert.are.equal("QQ+1", e.envid)
+    assert.are.equal("SUCCESS,FAILURE", e.recipients[1].notify)
+    assert.are.equal("rfc822;a+b@x", e.recipients[1].orcpt)
+    assert.is_nil(e.recipients[2].notify)
+    assert.is_nil(e.recipients[2].orcpt)
+    assert.are.equal("NEVER", e.recipients[3].notify)
+    assert.is_nil(e.recipients[3].orcpt)
+    -- An entry without them has no dsn line at all.
+    local plain = make(spool, msgfile, { "--sender", "s@x", "--rcpt", "d@y" })[1]
+    code, out, err = queue({ "queue", "show", plain, "--spool", spool })
+    assert.are.equal(0, code, err)
+    assert.is_nil(out:find("dsn:", 1, true), out)
+  end)
+
   it("takes its options before or after the subcommand", function()
     local id = make(spool, msgfile, { "--rcpt", "r@y" })[1]
     for _, args in ipairs({
