@@ -475,7 +475,7 @@ hook_api_set_dsn(lua_State *co, int ret, const char *envid, unsigned notify, con
 void
 hook_api_push_params(lua_State *co, const char *params)
 {
-	char copy[SMTP_CMD_LINE_MAX];
+	char copy[SMTP_ENVELOPE_LINE_MAX];
 	struct smtp_param p[SMTP_PARAMS_MAX];
 	struct dsn_params dsn;
 	int n = 0;

@@ -556,7 +556,7 @@ hook_message_push(lua_State *co, struct smtp_session *s)
 static int
 message_body_8bit(const char *params)
 {
-	char copy[SMTP_CMD_LINE_MAX];
+	char copy[SMTP_ENVELOPE_LINE_MAX];
 	struct smtp_param p[SMTP_PARAMS_MAX];
 	int n;
 

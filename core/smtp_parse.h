@@ -8,6 +8,10 @@
 #include <stddef.h>
 
 #define SMTP_CMD_LINE_MAX   512 /* RFC 5321 4.5.3.1.4, including CRLF */
+/* MAIL and RCPT lines, which extensions' parameters lengthen (RFC 5321
+ * 4.5.3.1.4 lets them: ORCPT and AUTH= take up to 500 octets each, ENVID
+ * 100): Postfix's line_length_limit, including CRLF. */
+#define SMTP_ENVELOPE_LINE_MAX 2048
 #define SMTP_VERB_MAX       32  /* longest verb we keep; longer is "unknown" */
 #define SMTP_PATH_MAX       512 /* RFC 5321 4.5.3.1.3: 256 octets; we allow a line's worth */
 #define SMTP_LOCAL_MAX      64  /* RFC 5321 4.5.3.1.1 */

@@ -395,6 +395,20 @@ smtp_line_too_long(struct smtp_session *s)
 		smtp_reply(s, 500, "5.5.2", "Line too long");
 }
 
+/* The longest a command line may be (CRLF included), from its first
+ * bytes: AUTH and the lines of its exchange carry SASL data (RFC 4954 4),
+ * MAIL and RCPT the parameters of extensions (SMTP_ENVELOPE_LINE_MAX);
+ * every other command keeps RFC 5321's 512 octets. */
+static size_t
+smtp_line_max(const struct smtp_session *s, const char *p, size_t n)
+{
+	if (s->sasl.step != SMTP_SASL_IDLE || (n >= 5 && strncasecmp(p, "AUTH ", 5) == 0))
+		return SMTP_SASL_LINE_MAX;
+	if (n >= 5 && (strncasecmp(p, "MAIL ", 5) == 0 || strncasecmp(p, "RCPT ", 5) == 0))
+		return SMTP_ENVELOPE_LINE_MAX;
+	return SMTP_CMD_LINE_MAX;
+}
+
 /* One step of input: a DATA chunk or one command line. Returns 0 to go on,
  * -1 when the buffered input holds nothing complete. */
 static int
@@ -437,12 +451,9 @@ smtp_session_step(struct smtp_session *s, struct buf *in)
 		smtp_line_too_long(s);
 		return 0;
 	}
-	/* Lines may reach SMTP_SASL_LINE_MAX only for AUTH and its
-	 * responses (RFC 4954 4); others keep the RFC 5321 limit. */
 	switch (buf_getline(in, SMTP_SASL_LINE_MAX, &line, &len, &crlf)) {
 	case BUF_NEED_MORE:
-		if (buf_avail(in) < SMTP_CMD_LINE_MAX || s->sasl.step != SMTP_SASL_IDLE ||
-		    strncasecmp(buf_head(in), "AUTH ", 5) == 0)
+		if (buf_avail(in) < smtp_line_max(s, buf_head(in), buf_avail(in)))
 			return -1;
 		s->skip_line = 1;
 		return 0;
@@ -471,7 +482,7 @@ smtp_session_step(struct smtp_session *s, struct buf *in)
 	} else if (s->sasl.step != SMTP_SASL_IDLE ||
 	    (len >= 5 && strncasecmp(line, "AUTH ", 5) == 0))
 		smtp_auth_line(s, line, len);
-	else if (len + (crlf ? 2 : 1) > SMTP_CMD_LINE_MAX)
+	else if (len + (crlf ? 2 : 1) > smtp_line_max(s, line, len))
 		smtp_line_too_long(s);
 	else
 		smtp_command(s, line, len);

@@ -165,7 +165,7 @@ check_dsn_param(struct smtp_session *s, const struct smtp_param *p, int is_mail)
 static int
 check_mail(struct smtp_session *s, const char *arg, size_t len)
 {
-	char path[SMTP_PATH_MAX + 1], copy[SMTP_CMD_LINE_MAX];
+	char path[SMTP_PATH_MAX + 1], copy[SMTP_ENVELOPE_LINE_MAX];
 	struct smtp_param p[SMTP_PARAMS_MAX];
 	int n, utf8 = 0, dsn;
 
@@ -237,7 +237,7 @@ check_mail(struct smtp_session *s, const char *arg, size_t len)
 static int
 check_rcpt(struct smtp_session *s, const char *arg, size_t len)
 {
-	char path[SMTP_PATH_MAX + 1], copy[SMTP_CMD_LINE_MAX];
+	char path[SMTP_PATH_MAX + 1], copy[SMTP_ENVELOPE_LINE_MAX];
 	struct smtp_param p[SMTP_PARAMS_MAX];
 	int n, dsn;
 

@@ -290,12 +290,33 @@ describe("SMTP protocol #integration", function()
       c:send("RCPT TO:<b@spec.test>"):expect(503, "5.5.1")
     end)
 
-    it("answers a long MAIL line with 500 and starts no transaction", function()
+    it("answers a MAIL line over 2048 octets with 500 and starts no transaction", function()
       local c = session(srv)
       finally(function() c:close() end)
       c:send("EHLO client.spec.test"):expect(250)
-      c:send("MAIL FROM:<" .. ("a"):rep(600) .. "@spec.test>"):expect(500, "5.5.2")
+      local prefix = "MAIL FROM:<a@spec.test> ENVID="
+      -- 2046 + CRLF = 2048 octets: read whole, refused for its ENVID
+      c:send(prefix .. ("e"):rep(2046 - #prefix)):expect(501, "5.5.4")
+      -- 2047 + CRLF = 2049 octets: too long
+      c:send(prefix .. ("e"):rep(2047 - #prefix)):expect(500, "5.5.2")
       c:send("RCPT TO:<b@spec.test>"):expect(503, "5.5.1")
+      c:send("MAIL FROM:<" .. ("a"):rep(600) .. "@spec.test>"):expect(501, "5.1.7")
+    end)
+
+    it("takes RCPT lines lengthened by DSN's parameters past 512 octets", function()
+      local c = session(srv)
+      finally(function() c:close() end)
+      c:send("EHLO client.spec.test"):expect(250)
+      c:send("MAIL FROM:<s@spec.test> RET=HDRS ENVID=" .. ("E"):rep(100)):expect(250, "2.1.0")
+      -- RFC 3461 4.2: an ORCPT of 500 characters, beside a long path
+      local orcpt = "rfc822;" .. ("o"):rep(493)
+      local rcpt = "RCPT TO:<" .. ("r"):rep(64) .. "@" .. ("d"):rep(60) .. "." .. ("d"):rep(60) .. ".spec.test>"
+        .. " NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=" .. orcpt
+      assert.is_true(#rcpt + 2 > 700)
+      c:send(rcpt):expect(250, "2.1.5")
+      -- other commands keep 512
+      c:send("NOOP " .. ("x"):rep(506)):expect(500, "5.5.2")
+      c:send("RSET"):expect(250)
     end)
   end)
 
