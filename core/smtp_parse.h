@@ -7,17 +7,17 @@
 
 #include <stddef.h>
 
-#define SMTP_CMD_LINE_MAX   512 /* RFC 5321 4.5.3.1.4, including CRLF */
+#define SMTP_CMD_LINE_MAX 512 /* RFC 5321 4.5.3.1.4, including CRLF */
 /* MAIL and RCPT lines, which extensions' parameters lengthen (RFC 5321
  * 4.5.3.1.4 lets them: ORCPT and AUTH= take up to 500 octets each, ENVID
  * 100): Postfix's line_length_limit, including CRLF. */
 #define SMTP_ENVELOPE_LINE_MAX 2048
-#define SMTP_VERB_MAX       32  /* longest verb we keep; longer is "unknown" */
-#define SMTP_PATH_MAX       512 /* RFC 5321 4.5.3.1.3: 256 octets; we allow a line's worth */
-#define SMTP_LOCAL_MAX      64  /* RFC 5321 4.5.3.1.1 */
-#define SMTP_DOMAIN_MAX     255 /* RFC 5321 4.5.3.1.2 */
-#define SMTP_PARAMS_MAX     16  /* ESMTP parameters per MAIL/RCPT */
-#define SMTP_REPLY_TEXT_MAX 506 /* 512 minus "250-" and CRLF (RFC 5321 4.5.3.1.5) */
+#define SMTP_VERB_MAX          32  /* longest verb we keep; longer is "unknown" */
+#define SMTP_PATH_MAX          512 /* RFC 5321 4.5.3.1.3: 256 octets; we allow a line's worth */
+#define SMTP_LOCAL_MAX         64  /* RFC 5321 4.5.3.1.1 */
+#define SMTP_DOMAIN_MAX        255 /* RFC 5321 4.5.3.1.2 */
+#define SMTP_PARAMS_MAX        16  /* ESMTP parameters per MAIL/RCPT */
+#define SMTP_REPLY_TEXT_MAX    506 /* 512 minus "250-" and CRLF (RFC 5321 4.5.3.1.5) */
 
 /* Splits a command line (without its CRLF) into an upper-cased verb and its
  * argument. Writes at most SMTP_VERB_MAX bytes plus NUL into verb; the verb

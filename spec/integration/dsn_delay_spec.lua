@@ -12,6 +12,9 @@ local server = require "server"
 local dnskit = require "dns"
 local cjson = require "cjson"
 
+-- The smtplib client and the report parser (see its top).
+local DSN_PY = "/usr/bin/python3 " .. server.quote(server.source_dir() .. "/spec/fixtures/dsn_smtplib.py")
+
 local wait_for = server.wait_for
 
 local RELAY_POLICY = [[
@@ -42,50 +45,6 @@ return {
 }
 ]]
 
--- One transaction through smtplib: argv[1] the port, argv[2] JSON
--- { from, mail = {options}, rcpts = { {addr, {options}} }, msg }.
-local CLIENT = [==[
-import json, smtplib, sys
-port, spec = int(sys.argv[1]), json.loads(sys.argv[2])
-s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.spec.test")
-s.ehlo()
-out = {"replies": []}
-code, text = s.mail(spec["from"], spec.get("mail", []))
-out["replies"].append([code, text.decode()])
-for addr, opts in spec["rcpts"]:
-    code, text = s.rcpt(addr, opts)
-    out["replies"].append([code, text.decode()])
-code, text = s.data(spec["msg"])
-out["replies"].append([code, text.decode()])
-s.quit()
-print(json.dumps(out))
-]==]
-
--- A report: its type and subject, the notice (one line), each field as
--- "Name=value", Will-Retry-Until as seconds after Arrival-Date, the type
--- of the third part.
-local PARSE_DSN = [==[
-import email, sys
-from email import policy
-from email.utils import parsedate_to_datetime
-m = email.message_from_binary_file(sys.stdin.buffer, policy=policy.compat32)
-print("type=" + m.get_content_type() + ";" + m.get_param("report-type"))
-print("Subject=" + m["Subject"])
-parts = m.get_payload()
-print("notice=" + " ".join(parts[0].get_payload(decode=True).decode("ascii").split()))
-arrival = None
-for block in parts[1].get_payload():
-    for k, v in block.items():
-        print(k + "=" + " ".join(v.split()))
-    if block["Arrival-Date"]:
-        arrival = parsedate_to_datetime(block["Arrival-Date"])
-    if block["Will-Retry-Until"]:
-        until = parsedate_to_datetime(block["Will-Retry-Until"])
-        print("retry_after_arrival=%d" % (until - arrival).total_seconds())
-print("third=" + parts[2].get_content_type())
-print(parts[2].as_string())
-]==]
-
 local LIFETIME = 100000
 local SENDER = "alice@sender.spec.test"
 
@@ -100,8 +59,6 @@ describe("delay warnings (--delay-warning) #integration", function()
     })
     tmp = server.mkdtemp()
     assert(os.execute("mkdir -p " .. server.quote(tmp .. "/state")))
-    server.write_file(tmp .. "/client.py", CLIENT)
-    server.write_file(tmp .. "/parse.py", PARSE_DSN)
     hop = assert(server.start({ script_source = DEST_POLICY, env = { STATE = tmp .. "/state" },
       listen = { "127.0.0.2:" .. port } }))
     sink = assert(server.start({ capture = true, listen = { "127.0.0.3:" .. port } }))
@@ -128,7 +85,7 @@ describe("delay warnings (--delay-warning) #integration", function()
   local function send(srv, subject, mail, rcpts)
     local spec = { from = SENDER, mail = mail, rcpts = rcpts,
       msg = "From: " .. SENDER .. "\r\nSubject: " .. subject .. "\r\n\r\nbody of " .. subject .. "\r\n" }
-    local code, out = server.sh("/usr/bin/python3 " .. server.quote(tmp .. "/client.py") .. " "
+    local code, out = server.sh(DSN_PY .. " send "
       .. tostring(srv.port) .. " " .. server.quote(cjson.encode(spec)))
     assert.are.equal(0, code, out)
     local r = cjson.decode(out)
@@ -155,7 +112,7 @@ describe("delay warnings (--delay-warning) #integration", function()
   local function parse(m)
     local path = tmp .. "/report.eml"
     server.write_file(path, m.data)
-    local code, out = server.sh("/usr/bin/python3 " .. server.quote(tmp .. "/parse.py") .. " < "
+    local code, out = server.sh(DSN_PY .. " parse < "
       .. server.quote(path))
     assert.are.equal(0, code, out)
     return out

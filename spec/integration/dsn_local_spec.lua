@@ -12,6 +12,9 @@ local smtp = require "smtp"
 local dnskit = require "dns"
 local cjson = require "cjson"
 
+-- The smtplib client and the report parser (see its top).
+local DSN_PY = "/usr/bin/python3 " .. server.quote(server.source_dir() .. "/spec/fixtures/dsn_smtplib.py")
+
 local wait_for = server.wait_for
 
 -- What on_message does is chosen by the Subject's first word.
@@ -42,42 +45,6 @@ return {
 }
 ]]
 
--- One SMTP transaction through smtplib: argv[1] the port, argv[2] JSON
--- { from, mail = {options}, rcpts = { {addr, {options}} }, msg }. Prints
--- JSON: each reply as [code, text].
-local CLIENT = [==[
-import json, smtplib, sys
-port, spec = int(sys.argv[1]), json.loads(sys.argv[2])
-s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.spec.test")
-s.ehlo()
-out = {"replies": []}
-code, text = s.mail(spec["from"], spec.get("mail", []))
-out["replies"].append([code, text.decode()])
-for addr, opts in spec["rcpts"]:
-    code, text = s.rcpt(addr, opts)
-    out["replies"].append([code, text.decode()])
-code, text = s.data(spec["msg"])
-out["replies"].append([code, text.decode()])
-s.quit()
-print(json.dumps(out))
-]==]
-
--- Prints a report's type, its Subject, its delivery-status fields as
--- "Name=value" lines and the type of its third part, then that part.
-local PARSE_DSN = [==[
-import email, sys
-from email import policy
-m = email.message_from_binary_file(sys.stdin.buffer, policy=policy.compat32)
-print("type=" + m.get_content_type() + ";" + m.get_param("report-type"))
-print("Subject=" + m["Subject"])
-parts = m.get_payload()
-for block in parts[1].get_payload():
-    for k, v in block.items():
-        print(k + "=" + " ".join(v.split()))
-print("third=" + parts[2].get_content_type())
-print(parts[2].as_string())
-]==]
-
 describe("success reports for local deliveries #integration", function()
   local dm, sink, srv, noqueue, tmp, port, lmtp_port
 
@@ -89,8 +56,6 @@ describe("success reports for local deliveries #integration", function()
     })
     sink = assert(server.start({ capture = true, listen = { "127.0.0.3:" .. port } }))
     tmp = server.mkdtemp()
-    server.write_file(tmp .. "/client.py", CLIENT)
-    server.write_file(tmp .. "/parse.py", PARSE_DSN)
     srv = assert(server.start({ script_source = POLICY, env = { MAIL_ROOT = tmp .. "/mail" },
       args = { "--resolver", dm:addr(), "--relay-port", tostring(port), "--spool", tmp .. "/spool",
         "--listen-lmtp", "127.0.0.1:0" } }))
@@ -114,7 +79,7 @@ describe("success reports for local deliveries #integration", function()
   -- Sends one message through smtplib; returns the replies and the qid of
   -- the accepted message.
   local function send(spec, to)
-    local code, out = server.sh("/usr/bin/python3 " .. server.quote(tmp .. "/client.py") .. " "
+    local code, out = server.sh(DSN_PY .. " send "
       .. tostring((to or srv).port) .. " " .. server.quote(cjson.encode(spec)))
     assert.are.equal(0, code, out)
     local r = cjson.decode(out)
@@ -138,7 +103,7 @@ describe("success reports for local deliveries #integration", function()
     assert.are.same({ "alice@sender.spec.test" }, m.recipients)
     local path = tmp .. "/report.eml"
     server.write_file(path, m.data)
-    local code, out = server.sh("/usr/bin/python3 " .. server.quote(tmp .. "/parse.py") .. " < "
+    local code, out = server.sh(DSN_PY .. " parse < "
       .. server.quote(path))
     assert.are.equal(0, code, out)
     return out

@@ -10,6 +10,9 @@ local server = require "server"
 local dnskit = require "dns"
 local cjson = require "cjson"
 
+-- The smtplib client and the report parser (see its top).
+local DSN_PY = "/usr/bin/python3 " .. server.quote(server.source_dir() .. "/spec/fixtures/dsn_smtplib.py")
+
 local wait_for = server.wait_for
 
 -- The relay: the hooks log what they see, each recipient goes to the
@@ -72,53 +75,6 @@ return {
 }
 ]]
 
--- One SMTP transaction through smtplib: argv[1] the port, argv[2] JSON
--- { from, mail = {options}, rcpts = { {addr, {options}} }, msg, sendmail }.
--- Prints JSON: the EHLO features, each reply as [code, text], or with
--- sendmail what it refused.
-local CLIENT = [==[
-import json, smtplib, sys
-port, spec = int(sys.argv[1]), json.loads(sys.argv[2])
-s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.spec.test")
-s.ehlo()
-out = {"features": sorted(s.esmtp_features.keys()), "replies": []}
-if spec.get("sendmail"):
-    r = spec["rcpts"][0]
-    s.sendmail(spec["from"], [r[0]], spec["msg"], mail_options=spec["mail"], rcpt_options=r[1])
-    out["sent"] = True
-else:
-    code, text = s.mail(spec["from"], spec.get("mail", []))
-    out["replies"].append([code, text.decode()])
-    ok = False
-    for addr, opts in spec.get("rcpts", []):
-        code, text = s.rcpt(addr, opts)
-        out["replies"].append([code, text.decode()])
-        ok = ok or code == 250
-    if ok and spec.get("msg"):
-        code, text = s.data(spec["msg"])
-        out["replies"].append([code, text.decode()])
-    else:
-        s.rset()
-s.quit()
-print(json.dumps(out))
-]==]
-
--- Prints a report's type, its fields as "Name=value" lines and the type
--- of its third part, then that part.
-local PARSE_DSN = [==[
-import email, sys
-from email import policy
-m = email.message_from_binary_file(sys.stdin.buffer, policy=policy.compat32)
-print("type=" + m.get_content_type() + ";" + m.get_param("report-type"))
-print("Subject=" + m["Subject"])
-parts = m.get_payload()
-for block in parts[1].get_payload():
-    for k, v in block.items():
-        print(k + "=" + " ".join(v.split()))
-print("third=" + parts[2].get_content_type())
-print(parts[2].as_string())
-]==]
-
 describe("DSN parameters (RFC 3461) #integration", function()
   local dm, dsn_hop, plain_hop, sink, relay, tmp, port
 
@@ -134,8 +90,6 @@ describe("DSN parameters (RFC 3461) #integration", function()
       env = { NO_DSN = "1" }, listen = { "127.0.0.4:" .. port } }))
     sink = assert(server.start({ capture = true, listen = { "127.0.0.3:" .. port } }))
     tmp = server.mkdtemp()
-    server.write_file(tmp .. "/client.py", CLIENT)
-    server.write_file(tmp .. "/parse.py", PARSE_DSN)
     relay = assert(server.start({ script_source = RELAY_POLICY, env = { DEST_PORT = tostring(port) },
       args = { "--resolver", dm:addr(), "--relay-port", tostring(port), "--spool", tmp .. "/spool",
         "--retry-min", "1", "--retry-max", "2" } }))
@@ -150,7 +104,7 @@ describe("DSN parameters (RFC 3461) #integration", function()
   end)
 
   local function client(spec)
-    local code, out = server.sh("/usr/bin/python3 " .. server.quote(tmp .. "/client.py") .. " "
+    local code, out = server.sh(DSN_PY .. " send "
       .. tostring(relay.port) .. " " .. server.quote(cjson.encode(spec)))
     assert.are.equal(0, code, out)
     return cjson.decode(out)
@@ -171,7 +125,7 @@ describe("DSN parameters (RFC 3461) #integration", function()
     assert.are.same({ "alice@sender.spec.test" }, m.recipients)
     local path = tmp .. "/report.eml"
     server.write_file(path, m.data)
-    local code, out = server.sh("/usr/bin/python3 " .. server.quote(tmp .. "/parse.py") .. " < "
+    local code, out = server.sh(DSN_PY .. " parse < "
       .. server.quote(path))
     assert.are.equal(0, code, out)
     return out
