@@ -11,11 +11,8 @@
 local server = require "server"
 local dnskit = require "dns"
 local cjson = require "cjson"
+local dsnkit = require "dsnkit"
 
--- The smtplib client and the report parser (see its top).
-local DSN_PY = "/usr/bin/python3 " .. server.quote(server.source_dir() .. "/spec/fixtures/dsn_smtplib.py")
-
-local wait_for = server.wait_for
 
 local RELAY_POLICY = [[
 return {
@@ -85,10 +82,7 @@ describe("delay warnings (--delay-warning) #integration", function()
   local function send(srv, subject, mail, rcpts)
     local spec = { from = SENDER, mail = mail, rcpts = rcpts,
       msg = "From: " .. SENDER .. "\r\nSubject: " .. subject .. "\r\n\r\nbody of " .. subject .. "\r\n" }
-    local code, out = server.sh(DSN_PY .. " send "
-      .. tostring(srv.port) .. " " .. server.quote(cjson.encode(spec)))
-    assert.are.equal(0, code, out)
-    local r = cjson.decode(out)
+    local r, out = dsnkit.send(srv.port, spec)
     assert.are.equal(250, r.replies[#r.replies][1], out)
     -- The entry's id, from its first deferral.
     local line = assert(srv:wait_log({ "relay.deferred", "to=<" .. rcpts[1][1] .. ">" }, 30),
@@ -99,32 +93,13 @@ describe("delay warnings (--delay-warning) #integration", function()
   -- The reports at the sender's MX that quote subject (in the original's
   -- header, which every report carries), oldest first.
   local function reports(subject)
-    local out = {}
-    for _, m in ipairs(sink:messages()) do
-      if m.sender == "" and m.data:find("Subject: " .. subject .. "\r\n", 1, true) then
-        assert.are.same({ SENDER }, m.recipients)
-        out[#out + 1] = m
-      end
-    end
-    return out
+    return dsnkit.reports(sink, subject, SENDER)
   end
 
-  local function parse(m)
-    local path = tmp .. "/report.eml"
-    server.write_file(path, m.data)
-    local code, out = server.sh(DSN_PY .. " parse < "
-      .. server.quote(path))
-    assert.are.equal(0, code, out)
-    return out
-  end
 
   -- The n-th report quoting subject, parsed.
   local function report(subject, n)
-    n = n or 1
-    local m = wait_for("report " .. n .. " of " .. subject, function()
-      return reports(subject)[n]
-    end, 30)
-    return parse(m)
+    return dsnkit.report(sink, subject, SENDER, n)
   end
 
   -- Waits until the entry's recipient has been deferred `more` more times
@@ -248,7 +223,12 @@ describe("delay warnings (--delay-warning) #integration", function()
       env = { DEST_PORT = tostring(port) }, args = args }))
     local ok, err = pcall(function()
       local id = send(first, "restarted", {}, { { "again@next.spec.test", {} } })
-      assert(first:wait_log({ "relay.bounce id=" .. id .. " ", "kind=delay" }, 30), first:log_tail())
+      local line = assert(first:wait_log({ "relay.bounce id=" .. id .. " ", "kind=delay" }, 30),
+        first:log_tail())
+      -- The warning itself delivered and gone from the queue: stopped any
+      -- earlier, the next process would send it again (at least once).
+      local bid = assert(line:match("bounce=(%x+)"), line)
+      assert(first:wait_log("relay.done id=" .. bid, 30), first:log_tail())
       first:stop()
       first = nil
       -- The envelope says so.

@@ -10,12 +10,7 @@
 local server = require "server"
 local smtp = require "smtp"
 local dnskit = require "dns"
-local cjson = require "cjson"
-
--- The smtplib client and the report parser (see its top).
-local DSN_PY = "/usr/bin/python3 " .. server.quote(server.source_dir() .. "/spec/fixtures/dsn_smtplib.py")
-
-local wait_for = server.wait_for
+local dsnkit = require "dsnkit"
 
 -- What on_message does is chosen by the Subject's first word.
 local POLICY = [[
@@ -79,10 +74,7 @@ describe("success reports for local deliveries #integration", function()
   -- Sends one message through smtplib; returns the replies and the qid of
   -- the accepted message.
   local function send(spec, to)
-    local code, out = server.sh(DSN_PY .. " send "
-      .. tostring((to or srv).port) .. " " .. server.quote(cjson.encode(spec)))
-    assert.are.equal(0, code, out)
-    local r = cjson.decode(out)
+    local r, out = dsnkit.send((to or srv).port, spec)
     local last = r.replies[#r.replies]
     assert.are.equal(250, last[1], out)
     return r.replies, assert(last[2]:match("queued as (%x+)"), out)
@@ -95,18 +87,7 @@ describe("success reports for local deliveries #integration", function()
 
   -- The report at the sender's MX that quotes subject, parsed.
   local function report(subject)
-    local m = wait_for("the report of " .. subject, function()
-      for _, m in ipairs(sink:messages()) do
-        if m.sender == "" and m.data:find("Subject: " .. subject, 1, true) then return m end
-      end
-    end, 20)
-    assert.are.same({ "alice@sender.spec.test" }, m.recipients)
-    local path = tmp .. "/report.eml"
-    server.write_file(path, m.data)
-    local code, out = server.sh(DSN_PY .. " parse < "
-      .. server.quote(path))
-    assert.are.equal(0, code, out)
-    return out
+    return dsnkit.report(sink, subject, "alice@sender.spec.test")
   end
 
   -- No report for the message qid (subject): the server decides before

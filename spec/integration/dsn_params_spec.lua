@@ -9,11 +9,8 @@
 local server = require "server"
 local dnskit = require "dns"
 local cjson = require "cjson"
+local dsnkit = require "dsnkit"
 
--- The smtplib client and the report parser (see its top).
-local DSN_PY = "/usr/bin/python3 " .. server.quote(server.source_dir() .. "/spec/fixtures/dsn_smtplib.py")
-
-local wait_for = server.wait_for
 
 -- The relay: the hooks log what they see, each recipient goes to the
 -- next hop its domain names (dsn.spec.test: 127.0.0.2, which offers DSN;
@@ -104,10 +101,7 @@ describe("DSN parameters (RFC 3461) #integration", function()
   end)
 
   local function client(spec)
-    local code, out = server.sh(DSN_PY .. " send "
-      .. tostring(relay.port) .. " " .. server.quote(cjson.encode(spec)))
-    assert.are.equal(0, code, out)
-    return cjson.decode(out)
+    return (dsnkit.send(relay.port, spec))
   end
 
   local function message(subject)
@@ -117,18 +111,7 @@ describe("DSN parameters (RFC 3461) #integration", function()
 
   -- The report at the sender's MX that quotes subject, parsed.
   local function report(subject)
-    local m = wait_for("the report of " .. subject, function()
-      for _, m in ipairs(sink:messages()) do
-        if m.sender == "" and m.data:find("Subject: " .. subject, 1, true) then return m end
-      end
-    end, 20)
-    assert.are.same({ "alice@sender.spec.test" }, m.recipients)
-    local path = tmp .. "/report.eml"
-    server.write_file(path, m.data)
-    local code, out = server.sh(DSN_PY .. " parse < "
-      .. server.quote(path))
-    assert.are.equal(0, code, out)
-    return out
+    return dsnkit.report(sink, subject, "alice@sender.spec.test")
   end
 
   it("advertises DSN and hands the decoded parameters to the hooks and the next hop", function()
