@@ -62,7 +62,6 @@ relay_delay_warn(struct relay_job *j)
 		int code = atoi(reply);
 		/* Tried in this pass: its answer and who gave it. */
 		const struct relay_outcome *o = j->out[i].decided ? &j->out[i] : NULL;
-		size_t rl;
 
 		if (!relay_delay_wanted(r))
 			continue;
@@ -72,11 +71,8 @@ relay_delay_warn(struct relay_job *j)
 		dr[n].orcpt = r->orcpt;
 		dr[n].action = DSN_DELAYED;
 		dr[n].status = status[n];
-		rl = o != NULL && o->remote != NULL ? strcspn(o->remote, " ") : 0;
-		if (rl > 0 && rl < sizeof(remote[n]))
-			memcpy(remote[n], o->remote, rl);
-		remote[n][rl < sizeof(remote[n]) ? rl : 0] = '\0';
-		dr[n].remote_mta = remote[n][0] != '\0' ? remote[n] : NULL;
+		dr[n].remote_mta =
+		    relay_remote_mta(o != NULL ? o->remote : NULL, remote[n], sizeof(remote[n]));
 		dr[n].diagnostic = r->last_reply;
 		dr[n].last_attempt = o != NULL ? now : 0;
 		dr[n].will_retry_until = j->e.created + (time_t)cfg->queue_lifetime;

@@ -72,6 +72,9 @@ int relay_bounce(struct relay_job *);
  * entry's sender (relay_report() in relay.h); kind names it in the log
  * ("success", "delay"; NULL for failures). 0, or -1: not queued. */
 int relay_job_report(struct relay_job *, const struct dsn_rcpt *dr, size_t n, const char *kind);
+/* The name of an outcome's remote ("mx.example.net [192.0.2.1]") as
+ * RFC 3464's Remote-MTA, copied into out; NULL when there is none. */
+const char *relay_remote_mta(const char *remote, char *out, size_t outsz);
 /* The enhanced status code of reply ("550 5.1.1 ..."), or code's class
  * with ".0.0", into out. */
 void relay_status(const char *reply, int code, char *out, size_t outsz);

@@ -254,6 +254,21 @@ relay_report(const struct config *cfg, const struct dsn_report *rep, char *id, s
 	return rc;
 }
 
+/* RFC 3464's Remote-MTA is a name alone: "mx.example.net" of
+ * "mx.example.net [192.0.2.1]", copied into out; NULL when there is none
+ * (or it does not fit). */
+const char *
+relay_remote_mta(const char *remote, char *out, size_t outsz)
+{
+	size_t len = remote != NULL ? strcspn(remote, " ") : 0;
+
+	if (len == 0 || len >= outsz)
+		return NULL;
+	memcpy(out, remote, len);
+	out[len] = '\0';
+	return out;
+}
+
 /* Queues one report for the recipients in j->bounce. 0 or -1. */
 int
 relay_bounce(struct relay_job *j)
@@ -261,7 +276,6 @@ relay_bounce(struct relay_job *j)
 	struct dsn_rcpt *dr;
 	char(*status)[16];
 	char(*remote)[256];
-	size_t remote_len;
 	size_t n = 0;
 	int rc, failed = 0;
 
@@ -294,13 +308,7 @@ relay_bounce(struct relay_job *j)
 									     DSN_RELAYED;
 		failed |= dr[n].action == DSN_FAILED;
 		dr[n].status = status[n];
-		/* "mx.example.net [192.0.2.1]": RFC 3464's mta-name is the
-		 * name alone. */
-		remote_len = j->out[i].remote != NULL ? strcspn(j->out[i].remote, " ") : 0;
-		if (remote_len > 0 && remote_len < sizeof(remote[n]))
-			memcpy(remote[n], j->out[i].remote, remote_len);
-		remote[n][remote_len < sizeof(remote[n]) ? remote_len : 0] = '\0';
-		dr[n].remote_mta = remote[n][0] != '\0' ? remote[n] : NULL;
+		dr[n].remote_mta = relay_remote_mta(j->out[i].remote, remote[n], sizeof(remote[n]));
 		dr[n].diagnostic = j->out[i].reply;
 		dr[n].last_attempt = time(NULL);
 		n++;
