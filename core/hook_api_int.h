@@ -62,7 +62,8 @@ const char *hook_lmtp_opt_rcpt(lua_State *L, int idx, const char *who);
 void hook_lmtp_delivery_failed(lua_State *L, struct smtp_session *s, const char *rcpt);
 /* msg:deliver_maildir or msg:deliver_mbox wrote the message for rcpt
  * (NULL: every recipient), in LMTP and SMTP alike: marked in
- * tx->rcpt_replies for dsn_local.c. Never raises. */
+ * tx->rcpt_replies for dsn_local.c, when a recipient asked for a success
+ * report (none is made for the null sender). Never raises. */
 void hook_lmtp_delivered(struct smtp_session *s, const char *rcpt);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include <lauxlib.h>
 
+#include "dsn_param.h"
 #include "hook_api_int.h"
 #include "log.h"
 #include "smtp_parse.h"
@@ -136,7 +137,14 @@ void
 hook_lmtp_delivered(struct smtp_session *s, const char *rcpt)
 {
 	struct smtp_tx *tx = s->tx;
+	int wanted = 0;
 
+	/* The mark serves success reports only (dsn_local.c): a message no
+	 * recipient asked one for, or one from the null sender, needs none. */
+	for (size_t i = 0; i < tx->nrcpts && !wanted; i++)
+		wanted = (tx->rcpt_dsn[i].notify & DSN_NOTIFY_SUCCESS) != 0;
+	if (!wanted || tx->sender[0] == '\0')
+		return;
 	/* Never raises: the message is written, and a Lua error now would
 	 * make its reply a 451 and the client send it again. */
 	if (lmtp_replies(tx) == NULL) {

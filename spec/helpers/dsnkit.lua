@@ -3,11 +3,28 @@
 -- email package, both from spec/fixtures/dsn_smtplib.py (its top says
 -- what each prints).
 local server = require "server"
+local dnskit = require "dns"
 local cjson = require "cjson"
 
 local M = {}
 
 local PY = "/usr/bin/python3 " .. server.quote(server.source_dir() .. "/spec/fixtures/dsn_smtplib.py")
+
+-- Where the reports go: dnsmasq gives sender.spec.test the MX
+-- mx.sender.spec.test at 127.0.0.3, where a capturing luamta listens on
+-- port. Returns the dnsmasq and that server (both to be stopped).
+function M.sender_mx(port)
+  local dm = dnskit.dnsmasq({
+    "--mx-host=sender.spec.test,mx.sender.spec.test,10",
+    "--host-record=mx.sender.spec.test,127.0.0.3",
+  })
+  local sink, err = server.start({ capture = true, listen = { "127.0.0.3:" .. port } })
+  if not sink then
+    dm:stop()
+    error(err)
+  end
+  return dm, sink
+end
 
 -- One transaction to port: spec is { from, mail = {options}, rcpts =
 -- { {addr, {options}} }, msg, sendmail }. Returns the decoded JSON

@@ -50,15 +50,11 @@ describe("delay warnings (--delay-warning) #integration", function()
 
   lazy_setup(function()
     port = dnskit.free_port()
-    dm = dnskit.dnsmasq({
-      "--mx-host=sender.spec.test,mx.sender.spec.test,10",
-      "--host-record=mx.sender.spec.test,127.0.0.3",
-    })
+    dm, sink = dsnkit.sender_mx(port)
     tmp = server.mkdtemp()
     assert(os.execute("mkdir -p " .. server.quote(tmp .. "/state")))
     hop = assert(server.start({ script_source = DEST_POLICY, env = { STATE = tmp .. "/state" },
       listen = { "127.0.0.2:" .. port } }))
-    sink = assert(server.start({ capture = true, listen = { "127.0.0.3:" .. port } }))
     relay_args = function(spool, extra)
       local a = { "--resolver", dm:addr(), "--relay-port", tostring(port), "--spool", spool,
         "--retry-min", "1", "--retry-max", "2", "--queue-lifetime", tostring(LIFETIME) }

@@ -45,11 +45,7 @@ describe("success reports for local deliveries #integration", function()
 
   lazy_setup(function()
     port = dnskit.free_port()
-    dm = dnskit.dnsmasq({
-      "--mx-host=sender.spec.test,mx.sender.spec.test,10",
-      "--host-record=mx.sender.spec.test,127.0.0.3",
-    })
-    sink = assert(server.start({ capture = true, listen = { "127.0.0.3:" .. port } }))
+    dm, sink = dsnkit.sender_mx(port)
     tmp = server.mkdtemp()
     srv = assert(server.start({ script_source = POLICY, env = { MAIL_ROOT = tmp .. "/mail" },
       args = { "--resolver", dm:addr(), "--relay-port", tostring(port), "--spool", tmp .. "/spool",

@@ -77,15 +77,11 @@ describe("DSN parameters (RFC 3461) #integration", function()
 
   lazy_setup(function()
     port = dnskit.free_port()
-    dm = dnskit.dnsmasq({
-      "--mx-host=sender.spec.test,mx.sender.spec.test,10",
-      "--host-record=mx.sender.spec.test,127.0.0.3",
-    })
+    dm, sink = dsnkit.sender_mx(port)
     dsn_hop = assert(server.start({ script_source = DEST_POLICY, capture = true,
       listen = { "127.0.0.2:" .. port } }))
     plain_hop = assert(server.start({ script_source = DEST_POLICY, capture = true,
       env = { NO_DSN = "1" }, listen = { "127.0.0.4:" .. port } }))
-    sink = assert(server.start({ capture = true, listen = { "127.0.0.3:" .. port } }))
     tmp = server.mkdtemp()
     relay = assert(server.start({ script_source = RELAY_POLICY, env = { DEST_PORT = tostring(port) },
       args = { "--resolver", dm:addr(), "--relay-port", tostring(port), "--spool", tmp .. "/spool",
