@@ -55,7 +55,7 @@ local setmetatable = setmetatable
 local concat, insert, sort, remove = table.concat, table.insert, table.sort, table.remove
 local string_dump, string_format, string_find = string.dump, string.format, string.find
 local debug_getupvalue, debug_getinfo = debug.getupvalue, debug.getinfo
-local math_type = math.type
+local math_type, math_random = math.type, math.random
 local gettime, select_, sleep = socket.gettime, socket.select, socket.sleep
 
 local SCALE = tonumber(os_getenv("LUAMTA_TIMEOUT_SCALE") or "")
@@ -124,9 +124,31 @@ function M.bin()
   error("no luamta binary: set LUAMTA_BIN, pass opts.bin or put luamta on PATH", 2)
 end
 
--- A TCP port on 127.0.0.1 that nothing listens on now (bound, then
--- closed), for a server a test starts on a port it must know in advance.
+-- Whether port is free on 127.0.0.1 for TCP and UDP (bound, then closed).
+local function port_free(port)
+  local t, u = socket.tcp(), socket.udp()
+  local ok = t:bind("127.0.0.1", port) and u:setsockname("127.0.0.1", port)
+  t:close()
+  u:close()
+  return ok and true or false
+end
+
+-- A port on 127.0.0.1 that nothing uses now (TCP and UDP), for a server a
+-- test starts on a port it must know in advance. Picked at random below
+-- the range the kernel takes the local ports of outgoing connections from
+-- (ip_local_port_range): a port from that range, free a moment ago, may
+-- be some client's by the time the server binds it.
 function M.free_port()
+  local f = io_open("/proc/sys/net/ipv4/ip_local_port_range")
+  local first = f and f:read("n") or 32768
+  if f then f:close() end
+  local hi = first - 1
+  local lo = hi - 12000 > 1024 and hi - 12000 or 1025
+  for _ = 1, 200 do
+    local port = hi > lo and math_random(lo, hi) or nil
+    if port and port_free(port) then return port end
+  end
+  -- No room below the range: what the kernel hands out.
   local s = assert(socket.bind("127.0.0.1", 0))
   local _, port = s:getsockname()
   s:close()

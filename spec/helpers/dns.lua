@@ -86,21 +86,9 @@ function Proc:addr()
   return "127.0.0.1:" .. self.port
 end
 
--- A port no one listens on now (UDP and TCP), for dnsmasq and for a
--- resolver that is down.
-function M.free_port()
-  for _ = 1, 50 do
-    local u = assert(socket.udp())
-    assert(u:setsockname("127.0.0.1", 0))
-    local _, port = u:getsockname()
-    local t = assert(socket.tcp())
-    local ok = t:bind("127.0.0.1", port)
-    t:close()
-    u:close()
-    if ok then return tonumber(port) end
-  end
-  error("no free port")
-end
+-- A port no one uses now (UDP and TCP), for dnsmasq and for a resolver
+-- that is down.
+M.free_port = server.free_port
 
 -- dnsmasq answering only from the records in args (a list of options such
 -- as "--host-record=mail.spec.test,127.0.0.2"), for spec.test and the
